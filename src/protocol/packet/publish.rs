@@ -64,6 +64,52 @@ impl Publish {
         })
     }
 
+    /// The parts of this packet that [`write_publish`] takes.
+    pub fn header(&self) -> PublishHeader<'_> {
+        PublishHeader {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+        }
+    }
+
+    /// Bytes of the whole packet on the wire.
+    pub fn wire_len(&self, version: ProtocolVersion) -> usize {
+        self.header().wire_len(version, self.payload.len())
+    }
+
+    /// Appends everything but the payload; the caller appends (or chains) the payload.
+    pub fn write_header(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.header().write(version, self.payload.len(), dst)
+    }
+
+    pub fn write(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.write_header(version, dst)?;
+        dst.put_slice(&self.payload);
+        Ok(())
+    }
+}
+
+/// Everything of a PUBLISH but its payload, borrowed: a broker encodes one stored message for
+/// each subscriber with that subscriber's QoS, packet id and flags, without building a packet.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishHeader<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a str,
+    pub packet_id: u16,
+    pub properties: &'a Properties,
+}
+
+impl PublishHeader<'_> {
     fn first_byte(&self) -> u8 {
         let mut byte = (PacketType::Publish as u8) << 4 | (self.qos as u8) << 1;
         if self.dup {
@@ -75,14 +121,8 @@ impl Publish {
         byte
     }
 
-    /// Bytes of the whole packet on the wire.
-    pub fn wire_len(&self, version: ProtocolVersion) -> usize {
-        let remaining = self.remaining_len(version);
-        1 + crate::protocol::primitives::varint_len(remaining as u32) + remaining
-    }
-
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
-        let mut len = prefixed_len(self.topic.as_bytes()) + self.payload.len();
+    fn remaining_len(&self, version: ProtocolVersion, payload_len: usize) -> usize {
+        let mut len = prefixed_len(self.topic.as_bytes()) + payload_len;
         if self.qos != QoS::AtMostOnce {
             len += 2;
         }
@@ -92,10 +132,17 @@ impl Publish {
         len
     }
 
-    /// Appends everything but the payload; the caller appends (or chains) the payload.
-    pub fn write_header(
+    /// Bytes of the whole packet on the wire.
+    pub fn wire_len(&self, version: ProtocolVersion, payload_len: usize) -> usize {
+        let remaining = self.remaining_len(version, payload_len);
+        1 + crate::protocol::primitives::varint_len(remaining as u32) + remaining
+    }
+
+    /// Appends the fixed header, topic, packet id and properties; the payload follows.
+    pub fn write(
         &self,
         version: ProtocolVersion,
+        payload_len: usize,
         dst: &mut BytesMut,
     ) -> Result<(), EncodeError> {
         if self.qos != QoS::AtMostOnce && self.packet_id == 0 {
@@ -106,8 +153,12 @@ impl Publish {
         if !version.is_v5() && !self.properties.is_empty() {
             return Err(EncodeError::NotInVersion("PUBLISH properties"));
         }
-        write_fixed_header(dst, self.first_byte(), self.remaining_len(version))?;
-        write_string(dst, &self.topic, "topic name")?;
+        write_fixed_header(
+            dst,
+            self.first_byte(),
+            self.remaining_len(version, payload_len),
+        )?;
+        write_string(dst, self.topic, "topic name")?;
         if self.qos != QoS::AtMostOnce {
             dst.put_u16(self.packet_id);
         }
@@ -117,9 +168,15 @@ impl Publish {
         Ok(())
     }
 
-    pub fn write(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        self.write_header(version, dst)?;
-        dst.put_slice(&self.payload);
+    /// Appends the whole packet.
+    pub fn write_with_payload(
+        &self,
+        version: ProtocolVersion,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.write(version, payload.len(), dst)?;
+        dst.put_slice(payload);
         Ok(())
     }
 }

@@ -1,0 +1,289 @@
+//! One shard's broker state machine: its connections, the sessions homed here, the local
+//! subscription trie, a replica of the route table and of the retained messages.
+//!
+//! The server calls in with decoded packets, closed sockets, clock ticks and messages from other
+//! shards; it takes out encoded bytes per connection ([`Broker::take_output`]) and batches of
+//! messages per shard ([`Broker::take_outbox`]).
+
+mod connection;
+mod packets;
+mod routing;
+
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytes::BytesMut;
+use bytestring::ByteString;
+
+use super::limits::Limits;
+use super::retained::RetainedStore;
+use super::session::{DeliverOutcome, Link, Session};
+use super::shard_msg::ShardMsg;
+use super::trie::Trie;
+use crate::metrics::{Counters, DropLog};
+use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+
+/// A connection on this shard, numbered by the broker.
+pub type ConnId = u64;
+type SessionKey = u64;
+
+/// A client that has not sent CONNECT within this time is closed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Conn {
+    link: Link,
+    session: Option<SessionKey>,
+    will: Option<Will>,
+    /// 1.5 x the keep alive the client asked for (MQTT-3.1.2-24); None for 0.
+    keep_alive_limit: Option<Duration>,
+    opened: Instant,
+    last_seen: Instant,
+    closing: bool,
+    queued_for_flush: bool,
+}
+
+/// Bytes to write to one connection, and whether to close it once they are written.
+#[derive(Debug)]
+pub struct Output {
+    pub bytes: BytesMut,
+    pub close: bool,
+}
+
+/// A SUBACK waiting for every shard to acknowledge the routes its filters added.
+#[derive(Debug)]
+struct PendingSubscribe {
+    conn: ConnId,
+    acks_missing: usize,
+    suback: BytesMut,
+    retained_for: Vec<(ByteString, SubscriptionOptions)>,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    shard: usize,
+    shards: usize,
+    limits: Limits,
+    conns: AHashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    sessions: AHashMap<SessionKey, Session>,
+    by_client_id: AHashMap<ByteString, SessionKey>,
+    next_session: SessionKey,
+    /// Local subscriptions: filter -> subscribing sessions and their options.
+    subscriptions: Trie<AHashMap<SessionKey, SubscriptionOptions>>,
+    /// Replicated route table: filter -> bit set of shards with a subscriber.
+    routes: Trie<u64>,
+    retained: RetainedStore,
+    outbox: Vec<Vec<ShardMsg>>,
+    pending_subscribes: AHashMap<u64, PendingSubscribe>,
+    next_sync: u64,
+    flush_queue: Vec<ConnId>,
+    /// Reused per publish: each matched session once, at its highest granted QoS.
+    match_scratch: AHashMap<SessionKey, SubscriptionOptions>,
+    assigned_ids: u64,
+    pub counters: Counters,
+    drop_log: DropLog,
+}
+
+impl Broker {
+    /// The broker of shard `shard` out of `shards` (at most 64).
+    pub fn new(shard: usize, shards: usize, limits: Limits) -> Broker {
+        assert!((1..=64).contains(&shards) && shard < shards);
+        Broker {
+            shard,
+            shards,
+            limits,
+            conns: AHashMap::new(),
+            next_conn: 1,
+            sessions: AHashMap::new(),
+            by_client_id: AHashMap::new(),
+            next_session: 1,
+            subscriptions: Trie::default(),
+            routes: Trie::default(),
+            retained: RetainedStore::default(),
+            outbox: (0..shards).map(|_| Vec::new()).collect(),
+            pending_subscribes: AHashMap::new(),
+            next_sync: 1,
+            flush_queue: Vec::new(),
+            match_scratch: AHashMap::new(),
+            assigned_ids: 0,
+            counters: Counters::default(),
+            drop_log: DropLog::default(),
+        }
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Registers a new connection.
+    pub fn open(&mut self, now: Instant) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                link: Link::new(ProtocolVersion::V3_1_1),
+                session: None,
+                will: None,
+                keep_alive_limit: None,
+                opened: now,
+                last_seen: now,
+                closing: false,
+                queued_for_flush: false,
+            },
+        );
+        self.counters.connections_opened += 1;
+        id
+    }
+
+    /// The protocol version to decode this connection's packets with.
+    pub fn version(&self, id: ConnId) -> ProtocolVersion {
+        self.conns
+            .get(&id)
+            .map_or(ProtocolVersion::V3_1_1, |c| c.link.version)
+    }
+
+    /// Whether the broker has decided to close this connection.
+    pub fn is_closing(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_none_or(|c| c.closing)
+    }
+
+    /// Connections with bytes to write (or to close) since the last call.
+    pub fn drain_flush_queue(&mut self, into: &mut Vec<ConnId>) {
+        into.append(&mut self.flush_queue);
+    }
+
+    /// Takes the bytes encoded for `id`. They count against its write high-water mark until
+    /// [`Broker::output_written`] reports them written.
+    pub fn take_output(&mut self, id: ConnId) -> Option<Output> {
+        let conn = self.conns.get_mut(&id)?;
+        conn.queued_for_flush = false;
+        let bytes = conn.link.out.split();
+        conn.link.unflushed += bytes.len();
+        Some(Output {
+            bytes,
+            close: conn.closing,
+        })
+    }
+
+    /// `n` bytes taken with [`Broker::take_output`] reached the socket: room for more.
+    pub fn output_written(&mut self, id: ConnId, n: usize) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.link.unflushed = conn.link.unflushed.saturating_sub(n);
+        if let Some(session) = conn.session.and_then(|key| self.sessions.get_mut(&key)) {
+            let too_large = session.pump(&mut conn.link, &self.limits);
+            self.counters.dropped_too_large += too_large as u64;
+        }
+        if !self.conns[&id].link.out.is_empty() {
+            self.queue_flush(id);
+        }
+    }
+
+    /// Messages for shard `to` since the last call.
+    pub fn take_outbox(&mut self, to: usize) -> Vec<ShardMsg> {
+        std::mem::take(&mut self.outbox[to])
+    }
+
+    pub fn has_outbox(&self) -> bool {
+        self.outbox.iter().any(|o| !o.is_empty())
+    }
+
+    /// Messages waiting in all outboxes.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.iter().map(Vec::len).sum()
+    }
+
+    /// Closes connections whose keep alive ran out or that never sent CONNECT.
+    pub fn tick(&mut self, now: Instant) {
+        let expired: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .filter_map(|(&id, c)| {
+                let idle = now.saturating_duration_since(c.last_seen);
+                match (c.session, c.keep_alive_limit) {
+                    (None, _) if now.saturating_duration_since(c.opened) > CONNECT_TIMEOUT => {
+                        Some((id, false))
+                    }
+                    (Some(_), Some(limit)) if idle > limit => Some((id, true)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (id, connected) in expired {
+            if connected {
+                self.fail(
+                    id,
+                    crate::protocol::ReasonCode::KeepAliveTimeout,
+                    "keep alive timeout",
+                );
+            } else {
+                tracing::debug!(conn = id, "no CONNECT in time; closing");
+                self.close(id);
+            }
+        }
+    }
+
+    fn queue_flush(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.queued_for_flush {
+                conn.queued_for_flush = true;
+                self.flush_queue.push(id);
+            }
+        }
+    }
+
+    /// Marks the connection for closing once its pending bytes are written.
+    fn close(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.closing = true;
+        }
+        self.queue_flush(id);
+    }
+
+    fn account(&mut self, outcome: DeliverOutcome) {
+        match outcome {
+            DeliverOutcome::Sent => self.counters.messages_sent += 1,
+            DeliverOutcome::Queued => {}
+            DeliverOutcome::DroppedOffline => self.counters.dropped_offline_qos0 += 1,
+            DeliverOutcome::DroppedQueueFull => self.note_drop(|c| &mut c.dropped_queue_full),
+            DeliverOutcome::DroppedTooLarge => self.note_drop(|c| &mut c.dropped_too_large),
+        }
+    }
+
+    fn note_drop(&mut self, counter: impl FnOnce(&mut Counters) -> &mut u64) {
+        *counter(&mut self.counters) += 1;
+        if let Some(n) = self.drop_log.record(1, Instant::now()) {
+            tracing::warn!(
+                shard = self.shard,
+                dropped = n,
+                queue_full_total = self.counters.dropped_queue_full,
+                too_large_total = self.counters.dropped_too_large,
+                "messages dropped by session limits"
+            );
+        }
+    }
+}
+
+/// The QoS a subscriber receives: the lower of the published and the granted QoS.
+fn effective_qos(published: QoS, granted: QoS) -> QoS {
+    published.min(granted)
+}
+
+#[cfg(test)]
+mod tests;

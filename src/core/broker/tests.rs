@@ -1,0 +1,428 @@
+//! Deterministic tests of the broker state machine: packets in, bytes out, a fake clock.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::protocol::*;
+
+struct Harness {
+    broker: Broker,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(0, 1)
+    }
+
+    fn with(shard: usize, shards: usize) -> Harness {
+        Harness {
+            broker: Broker::new(shard, shards, Limits::default()),
+            now: Instant::now(),
+        }
+    }
+
+    fn connect(&mut self, client_id: &str, clean: bool, version: ProtocolVersion) -> ConnId {
+        self.connect_with(client_id, clean, version, None, 0)
+    }
+
+    fn connect_with(
+        &mut self,
+        client_id: &str,
+        clean: bool,
+        version: ProtocolVersion,
+        will: Option<Will>,
+        keep_alive: u16,
+    ) -> ConnId {
+        let id = self.broker.open(self.now);
+        let connect = Connect {
+            version,
+            clean_start: clean,
+            keep_alive,
+            client_id: client_id.into(),
+            will,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        };
+        self.send(id, Packet::Connect(Box::new(connect)));
+        id
+    }
+
+    fn send(&mut self, id: ConnId, packet: Packet) {
+        self.broker.handle(id, packet, self.now);
+    }
+
+    /// Everything written to `id` so far, decoded.
+    fn received(&mut self, id: ConnId) -> Vec<Packet> {
+        let version = self.broker.version(id);
+        let Some(out) = self.broker.take_output(id) else {
+            return Vec::new();
+        };
+        let n = out.bytes.len();
+        self.broker.output_written(id, n);
+        let mut buf = out.bytes;
+        let decoder = Decoder::new(version, MAX_PACKET_SIZE);
+        let mut packets = Vec::new();
+        while let Some(p) = decoder.decode(&mut buf).unwrap() {
+            packets.push(p);
+        }
+        packets
+    }
+
+    fn subscribe(&mut self, id: ConnId, filter: &str, qos: QoS) {
+        self.send(
+            id,
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![SubscribeFilter {
+                    filter: filter.into(),
+                    options: SubscriptionOptions {
+                        qos,
+                        ..Default::default()
+                    },
+                }],
+                ..Default::default()
+            }),
+        );
+    }
+
+    fn publish(
+        &mut self,
+        id: ConnId,
+        topic: &str,
+        payload: &'static [u8],
+        qos: QoS,
+        packet_id: u16,
+        retain: bool,
+    ) {
+        self.send(
+            id,
+            Packet::Publish(Publish {
+                qos,
+                packet_id,
+                retain,
+                topic: topic.into(),
+                payload: Bytes::from_static(payload),
+                ..Default::default()
+            }),
+        );
+    }
+
+    fn is_closing(&self, id: ConnId) -> bool {
+        self.broker.is_closing(id)
+    }
+}
+
+fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+fn connack(packets: &[Packet]) -> &ConnAck {
+    match &packets[0] {
+        Packet::ConnAck(c) => c,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+#[test]
+fn connack_session_present_and_empty_client_ids() {
+    let mut h = Harness::new();
+    let c = h.connect("a", false, V4);
+    assert!(!connack(&h.received(c)).session_present);
+    h.broker.closed(c, h.now);
+    let c = h.connect("a", false, V4);
+    assert!(connack(&h.received(c)).session_present);
+    // Clean session discards it.
+    h.broker.closed(c, h.now);
+    let c = h.connect("a", true, V4);
+    assert!(!connack(&h.received(c)).session_present);
+
+    let c = h.connect("", false, V4);
+    assert_eq!(
+        connack(&h.received(c)).code,
+        ReasonCode::ClientIdentifierNotValid
+    );
+    assert!(h.is_closing(c));
+    let c = h.connect("", true, V4);
+    assert_eq!(connack(&h.received(c)).code, ReasonCode::Success);
+    let c = h.connect("", true, V5);
+    let ack = h.received(c);
+    let assigned = connack(&ack)
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .unwrap();
+    assert_eq!(crate::core::home_shard(assigned.as_bytes(), 1), 0);
+}
+
+#[test]
+fn first_packet_must_be_connect_and_only_once() {
+    let mut h = Harness::new();
+    let c = h.broker.open(h.now);
+    h.send(c, Packet::PingReq);
+    assert!(h.is_closing(c));
+    assert!(h.received(c).is_empty());
+    let c = h.connect("x", true, V5);
+    h.received(c);
+    h.send(
+        c,
+        Packet::Connect(Box::new(Connect {
+            version: V5,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: "x".into(),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        })),
+    );
+    assert!(h.is_closing(c));
+    assert_eq!(
+        h.received(c),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::ProtocolError
+        ))]
+    );
+}
+
+#[test]
+fn qos_is_the_minimum_and_overlaps_deliver_once_at_the_highest() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", true, V4);
+    h.subscribe(sub, "a/+", QoS::AtMostOnce);
+    h.subscribe(sub, "a/#", QoS::ExactlyOnce);
+    h.received(sub);
+    let publisher = h.connect("pub", true, V4);
+    h.publish(publisher, "a/b", b"x", QoS::AtLeastOnce, 9, false);
+    assert_eq!(h.received(publisher)[1..], [Packet::PubAck(Ack::new(9))]);
+    let got = h.received(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+    assert!(!got[0].retain);
+}
+
+#[test]
+fn qos2_inbound_duplicate_is_routed_once() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", true, V4);
+    h.subscribe(sub, "t", QoS::ExactlyOnce);
+    h.received(sub);
+    let p = h.connect("pub", true, V4);
+    h.publish(p, "t", b"once", QoS::ExactlyOnce, 3, false);
+    h.publish(p, "t", b"once", QoS::ExactlyOnce, 3, false);
+    assert_eq!(
+        h.received(p)[1..],
+        [Packet::PubRec(Ack::new(3)), Packet::PubRec(Ack::new(3))]
+    );
+    h.send(p, Packet::PubRel(Ack::new(3)));
+    assert_eq!(h.received(p), vec![Packet::PubComp(Ack::new(3))]);
+    assert_eq!(publishes(&h.received(sub)).len(), 1);
+}
+
+#[test]
+fn persistent_session_queues_while_offline_and_redelivers_with_dup() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", false, V4);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.received(sub);
+    let p = h.connect("pub", true, V4);
+    h.publish(p, "t", b"1", QoS::AtLeastOnce, 1, false);
+    // Sent but not acknowledged, then the subscriber goes away.
+    assert_eq!(publishes(&h.received(sub)).len(), 1);
+    h.broker.closed(sub, h.now);
+    h.publish(p, "t", b"2", QoS::AtLeastOnce, 2, false);
+    h.publish(p, "t", b"3", QoS::AtMostOnce, 0, false);
+    let sub = h.connect("sub", false, V4);
+    let got = h.received(sub);
+    assert!(connack(&got).session_present);
+    let got: Vec<_> = publishes(&got)
+        .iter()
+        .map(|p| (p.payload.clone(), p.dup))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Bytes::from_static(b"1"), true),
+            (Bytes::from_static(b"2"), false)
+        ]
+    );
+    assert_eq!(h.broker.counters.dropped_offline_qos0, 1);
+}
+
+#[test]
+fn takeover_closes_the_old_connection_and_publishes_its_will() {
+    let mut h = Harness::new();
+    let watcher = h.connect("w", true, V4);
+    h.subscribe(watcher, "will", QoS::AtMostOnce);
+    h.received(watcher);
+    let will = Will {
+        topic: "will".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    let old = h.connect_with("c", false, V5, Some(will), 0);
+    h.received(old);
+    let new = h.connect("c", false, V5);
+    assert!(h.is_closing(old));
+    assert_eq!(
+        h.received(old),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::SessionTakenOver
+        ))]
+    );
+    assert!(connack(&h.received(new)).session_present);
+    assert_eq!(
+        publishes(&h.received(watcher))[0].payload,
+        Bytes::from_static(b"gone")
+    );
+    // The old socket's close does not end the session now owned by the new connection.
+    h.broker.closed(old, h.now);
+    assert_eq!(h.broker.session_count(), 2);
+}
+
+#[test]
+fn will_on_keepalive_expiry_but_not_after_disconnect() {
+    let mut h = Harness::new();
+    let watcher = h.connect("w", true, V4);
+    h.subscribe(watcher, "will/#", QoS::AtLeastOnce);
+    h.received(watcher);
+    let will = |t: &'static str| Will {
+        topic: t.into(),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    };
+    let polite = h.connect_with("polite", true, V4, Some(will("will/polite")), 10);
+    h.send(polite, Packet::Disconnect(Disconnect::default()));
+    h.broker.closed(polite, h.now);
+    let silent = h.connect_with("silent", true, V4, Some(will("will/silent")), 2);
+    h.now += Duration::from_millis(2900);
+    h.broker.tick(h.now);
+    assert!(!h.is_closing(silent), "1.5 x keep alive has not passed");
+    h.now += Duration::from_millis(200);
+    h.broker.tick(h.now);
+    assert!(h.is_closing(silent));
+    h.broker.closed(silent, h.now);
+    let got = h.received(watcher);
+    let topics: Vec<_> = publishes(&got)
+        .iter()
+        .map(|p| p.topic.to_string())
+        .collect();
+    assert_eq!(topics, vec!["will/silent"]);
+    // The will was retained: a new subscriber gets it with RETAIN set.
+    let late = h.connect("late", true, V4);
+    h.subscribe(late, "will/+", QoS::AtLeastOnce);
+    let got = h.received(late);
+    let got = publishes(&got);
+    assert_eq!((got.len(), got[0].retain), (1, true));
+}
+
+#[test]
+fn retained_store_replace_delete() {
+    let mut h = Harness::new();
+    let p = h.connect("p", true, V4);
+    h.publish(p, "r", b"1", QoS::AtMostOnce, 0, true);
+    h.publish(p, "r", b"2", QoS::AtMostOnce, 0, true);
+    let s = h.connect("s", true, V4);
+    h.subscribe(s, "r", QoS::AtMostOnce);
+    let got = h.received(s);
+    assert_eq!(
+        publishes(&got)
+            .iter()
+            .map(|p| p.payload.clone())
+            .collect::<Vec<_>>(),
+        vec![Bytes::from_static(b"2")]
+    );
+    h.publish(p, "r", b"", QoS::AtMostOnce, 0, true);
+    let s2 = h.connect("s2", true, V4);
+    h.subscribe(s2, "r", QoS::AtMostOnce);
+    assert!(publishes(&h.received(s2)).is_empty());
+}
+
+#[test]
+fn dollar_topics_and_unsubscribe() {
+    let mut h = Harness::new();
+    let s = h.connect("s", true, V4);
+    h.subscribe(s, "#", QoS::AtMostOnce);
+    h.received(s);
+    let p = h.connect("p", true, V4);
+    h.publish(p, "$SYS/x", b"1", QoS::AtMostOnce, 0, false);
+    h.publish(p, "a", b"2", QoS::AtMostOnce, 0, false);
+    assert_eq!(publishes(&h.received(s)).len(), 1);
+    h.send(
+        s,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: 4,
+            filters: vec!["#".into()],
+            ..Default::default()
+        }),
+    );
+    assert_eq!(
+        h.received(s),
+        vec![Packet::UnsubAck(UnsubAck {
+            packet_id: 4,
+            ..Default::default()
+        })]
+    );
+    h.publish(p, "a", b"3", QoS::AtMostOnce, 0, false);
+    assert!(h.received(s).is_empty());
+}
+
+#[test]
+fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
+    let mut a = Harness::with(0, 2);
+    let mut b = Harness::with(1, 2);
+    let sub = b.connect("sub", true, V4);
+    b.received(sub);
+    b.subscribe(sub, "t/#", QoS::AtLeastOnce);
+    assert!(b.received(sub).is_empty(), "SUBACK waits for shard 0");
+    a.broker.remote(1, b.broker.take_outbox(0));
+    b.broker.remote(0, a.broker.take_outbox(1));
+    assert!(matches!(b.received(sub)[..], [Packet::SubAck(_)]));
+    let p = a.connect("pub", true, V4);
+    a.publish(p, "t/x", b"hi", QoS::AtLeastOnce, 1, false);
+    b.broker.remote(0, a.broker.take_outbox(1));
+    assert_eq!(
+        publishes(&b.received(sub))[0].payload,
+        Bytes::from_static(b"hi")
+    );
+}
+
+#[test]
+fn decode_errors_get_the_right_reaction() {
+    let mut h = Harness::new();
+    let c = h.broker.open(h.now);
+    h.broker
+        .decode_failed(c, &DecodeError::UnsupportedProtocol { level: 9 });
+    let mut out = h.broker.take_output(c).unwrap();
+    assert_eq!(&out.bytes.split()[..], b"\x20\x02\x00\x01");
+    assert!(out.close);
+    let c = h.connect("v5", true, V5);
+    h.received(c);
+    h.broker
+        .decode_failed(c, &DecodeError::PacketTooLarge { size: 10, max: 5 });
+    assert_eq!(
+        h.received(c),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::PacketTooLarge
+        ))]
+    );
+    let _ = BytesMut::new();
+}

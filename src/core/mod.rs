@@ -1,0 +1,44 @@
+//! The sans-IO broker: sessions, the topic trie, routing and retained messages as plain state
+//! machines. Packets and messages in, encoded bytes and shard messages out; the caller supplies
+//! the clock. Nothing here touches a socket or an executor.
+
+pub mod broker;
+pub mod limits;
+pub mod message;
+pub mod retained;
+pub mod session;
+pub mod shard_msg;
+pub mod trie;
+
+pub use broker::{Broker, ConnId, Output};
+pub use limits::Limits;
+pub use message::{Delivery, Message, SharedMessage};
+pub use shard_msg::ShardMsg;
+
+/// The shard a client id's session lives on. Every shard computes the same answer (fixed seeds),
+/// so a connection can be handed to its home shard right after CONNECT.
+pub fn home_shard(client_id: &[u8], shards: usize) -> usize {
+    const SEEDS: (u64, u64, u64, u64) = (
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    );
+    let state = ahash::RandomState::with_seeds(SEEDS.0, SEEDS.1, SEEDS.2, SEEDS.3);
+    (state.hash_one(client_id) % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn home_shard_is_stable_and_spreads() {
+        let a = super::home_shard(b"sensor-1", 4);
+        assert_eq!(a, super::home_shard(b"sensor-1", 4));
+        assert_eq!(super::home_shard(b"anything", 1), 0);
+        let hits = (0..100)
+            .map(|i| super::home_shard(format!("c{i}").as_bytes(), 2))
+            .filter(|&s| s == 0)
+            .count();
+        assert!((20..80).contains(&hits), "{hits} of 100 on shard 0");
+    }
+}

@@ -1,0 +1,474 @@
+//! One client's session: its subscriptions and the outgoing half of the QoS 1/2 flows — packet
+//! ids, the inflight window, the queue behind it, resend with DUP after a reconnect — plus the
+//! packet ids of incoming QoS 2 messages awaiting PUBREL.
+
+use std::collections::VecDeque;
+
+use ahash::{AHashMap, AHashSet};
+use bytes::BytesMut;
+use bytestring::ByteString;
+
+use super::limits::Limits;
+use super::message::Delivery;
+use crate::protocol::{Ack, PacketType, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions};
+
+/// The connection a session is attached to, as far as sending is concerned.
+#[derive(Debug)]
+pub struct Link {
+    pub version: ProtocolVersion,
+    /// Encoded packets not yet handed to the socket.
+    pub out: BytesMut,
+    /// Bytes handed to the socket writer and not yet written.
+    pub unflushed: usize,
+    /// Outgoing QoS 1/2 window: min(our limit, the client's Receive Maximum).
+    pub receive_maximum: u16,
+    /// The client's Maximum Packet Size (5.0); larger messages are not sent to it.
+    pub max_packet_size: u32,
+}
+
+impl Link {
+    pub fn new(version: ProtocolVersion) -> Link {
+        Link {
+            version,
+            out: BytesMut::new(),
+            unflushed: 0,
+            receive_maximum: u16::MAX,
+            max_packet_size: u32::MAX,
+        }
+    }
+
+    fn has_room(&self, limits: &Limits) -> bool {
+        self.out.len() + self.unflushed < limits.write_high_water
+    }
+
+    pub fn write_ack(&mut self, packet: PacketType, packet_id: u16) {
+        // An ack of an id we decoded always encodes.
+        let _ = Ack::new(packet_id).write(packet, self.version, &mut self.out);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AwaitingFromClient {
+    /// QoS 1: PUBACK; QoS 2: PUBREC.
+    Ack,
+    /// QoS 2 after PUBREC: PUBCOMP.
+    Complete,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    packet_id: u16,
+    delivery: Delivery,
+    awaiting: AwaitingFromClient,
+}
+
+/// What became of a message handed to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    Sent,
+    Queued,
+    /// QoS 0 for a client that is not connected: at most once means not at all.
+    DroppedOffline,
+    /// The session's queue is at its message or byte limit.
+    DroppedQueueFull,
+    /// Larger than the client's Maximum Packet Size.
+    DroppedTooLarge,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: ByteString,
+    /// The connection it is attached to, if the client is connected.
+    pub conn: Option<u64>,
+    /// Kept after the connection closes (clean session 0 / session expiry > 0).
+    pub persistent: bool,
+    pub subscriptions: AHashMap<ByteString, SubscriptionOptions>,
+    inflight: VecDeque<Inflight>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    awaiting_pubrel: AHashSet<u16>,
+    next_packet_id: u16,
+}
+
+impl Session {
+    pub fn new(client_id: ByteString, persistent: bool) -> Session {
+        Session {
+            client_id,
+            conn: None,
+            persistent,
+            subscriptions: AHashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            awaiting_pubrel: AHashSet::new(),
+            next_packet_id: 1,
+        }
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Hands a message to the session: sent now if the link and window allow, else queued.
+    pub fn deliver(
+        &mut self,
+        delivery: Delivery,
+        link: Option<&mut Link>,
+        limits: &Limits,
+    ) -> DeliverOutcome {
+        if let Some(link) = link {
+            if self.queue.is_empty() && link.has_room(limits) && self.window_open(&delivery, link) {
+                return self.send(delivery, link);
+            }
+        } else if delivery.qos == QoS::AtMostOnce {
+            return DeliverOutcome::DroppedOffline;
+        }
+        let size = delivery.message.size();
+        if self.queue.len() >= limits.max_queued_messages
+            || self.queued_bytes + size > limits.max_queued_bytes
+        {
+            return DeliverOutcome::DroppedQueueFull;
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(delivery);
+        DeliverOutcome::Queued
+    }
+
+    fn window_open(&self, delivery: &Delivery, link: &Link) -> bool {
+        delivery.qos == QoS::AtMostOnce || self.inflight.len() < usize::from(link.receive_maximum)
+    }
+
+    /// Sends queued messages while the link has room and the window is open, in order.
+    /// Returns how many queued messages were dropped as too large for the client.
+    pub fn pump(&mut self, link: &mut Link, limits: &Limits) -> usize {
+        let mut too_large = 0;
+        while let Some(front) = self.queue.front() {
+            if !link.has_room(limits) || !self.window_open(front, link) {
+                break;
+            }
+            let delivery = self.queue.pop_front().expect("front exists");
+            self.queued_bytes -= delivery.message.size();
+            if self.send(delivery, link) == DeliverOutcome::DroppedTooLarge {
+                too_large += 1;
+            }
+        }
+        too_large
+    }
+
+    fn send(&mut self, delivery: Delivery, link: &mut Link) -> DeliverOutcome {
+        let packet_id = if delivery.qos == QoS::AtMostOnce {
+            0
+        } else {
+            self.allocate_packet_id()
+        };
+        if !encode_publish(&delivery, packet_id, false, link) {
+            return DeliverOutcome::DroppedTooLarge;
+        }
+        if packet_id != 0 {
+            self.inflight.push_back(Inflight {
+                packet_id,
+                delivery,
+                awaiting: AwaitingFromClient::Ack,
+            });
+        }
+        DeliverOutcome::Sent
+    }
+
+    fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.iter().any(|i| i.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    fn position(
+        &self,
+        packet_id: u16,
+        awaiting: AwaitingFromClient,
+        qos: Option<QoS>,
+    ) -> Option<usize> {
+        // Acks mostly come in order: the front is the usual hit.
+        self.inflight.iter().position(|i| {
+            i.packet_id == packet_id
+                && i.awaiting == awaiting
+                && qos.is_none_or(|q| i.delivery.qos == q)
+        })
+    }
+
+    /// PUBACK from the client. Returns whether it matched a message in flight.
+    pub fn on_puback(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id, AwaitingFromClient::Ack, Some(QoS::AtLeastOnce)) {
+            Some(at) => {
+                self.inflight.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC from the client: answer PUBREL and wait for PUBCOMP.
+    pub fn on_pubrec(&mut self, packet_id: u16, link: &mut Link) -> bool {
+        let found = match self.position(packet_id, AwaitingFromClient::Ack, Some(QoS::ExactlyOnce))
+        {
+            Some(at) => {
+                self.inflight[at].awaiting = AwaitingFromClient::Complete;
+                true
+            }
+            // A PUBREC repeated after our PUBREL was lost: answer it again.
+            None => self
+                .position(packet_id, AwaitingFromClient::Complete, None)
+                .is_some(),
+        };
+        if found {
+            link.write_ack(PacketType::PubRel, packet_id);
+        }
+        found
+    }
+
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id, AwaitingFromClient::Complete, None) {
+            Some(at) => {
+                self.inflight.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An incoming QoS 2 PUBLISH: true when it is new and must be routed, false for a
+    /// retransmission of one not yet released (exactly once: route it only the first time).
+    pub fn receive_qos2(&mut self, packet_id: u16) -> bool {
+        self.awaiting_pubrel.insert(packet_id)
+    }
+
+    /// PUBREL from the client: the id may be reused. Returns whether it was known.
+    pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
+        self.awaiting_pubrel.remove(&packet_id)
+    }
+
+    pub fn awaiting_pubrel_len(&self) -> usize {
+        self.awaiting_pubrel.len()
+    }
+
+    /// After a reconnect: resend every unacknowledged message in its original order, with DUP
+    /// set, and PUBREL for those already received (MQTT-4.4.0-1); then the queue.
+    pub fn resume(&mut self, link: &mut Link, limits: &Limits) -> usize {
+        for inflight in &self.inflight {
+            match inflight.awaiting {
+                AwaitingFromClient::Ack => {
+                    encode_publish(&inflight.delivery, inflight.packet_id, true, link);
+                }
+                AwaitingFromClient::Complete => {
+                    link.write_ack(PacketType::PubRel, inflight.packet_id)
+                }
+            }
+        }
+        self.pump(link, limits)
+    }
+
+    /// Whether anything is waiting to be sent or acknowledged.
+    pub fn has_pending(&self) -> bool {
+        !self.inflight.is_empty() || !self.queue.is_empty()
+    }
+}
+
+/// Encodes one delivery; false (and nothing written) if it exceeds the client's maximum size.
+fn encode_publish(delivery: &Delivery, packet_id: u16, dup: bool, link: &mut Link) -> bool {
+    let message = &delivery.message;
+    let header = PublishHeader {
+        dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic: &message.topic,
+        packet_id,
+        properties: &message.properties,
+    };
+    if header.wire_len(link.version, message.payload.len()) > link.max_packet_size as usize {
+        return false;
+    }
+    // Topic and properties were decoded from a packet, so they always encode.
+    header
+        .write_with_payload(link.version, &message.payload, &mut link.out)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::Message;
+    use crate::protocol::{Decoder, Packet, MAX_PACKET_SIZE};
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn delivery(n: u8, qos: QoS) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: "t".into(),
+                payload: Bytes::from(vec![n]),
+                qos,
+                retain: false,
+                properties: Default::default(),
+            }),
+            qos,
+            retain: false,
+        }
+    }
+
+    fn sent(link: &mut Link) -> Vec<Packet> {
+        let decoder = Decoder::new(link.version, MAX_PACKET_SIZE);
+        let mut out = Vec::new();
+        while let Some(p) = decoder.decode(&mut link.out).unwrap() {
+            out.push(p);
+        }
+        out
+    }
+
+    fn publishes(packets: &[Packet]) -> Vec<(u8, u16, bool)> {
+        packets
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some((p.payload[0], p.packet_id, p.dup)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn window_limits_inflight_and_acks_release_the_queue_in_order() {
+        let limits = Limits::default();
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        link.receive_maximum = 2;
+        let mut s = Session::new("c".into(), true);
+        for n in 0..4 {
+            s.deliver(delivery(n, QoS::AtLeastOnce), Some(&mut link), &limits);
+        }
+        assert_eq!(
+            publishes(&sent(&mut link)),
+            vec![(0, 1, false), (1, 2, false)]
+        );
+        assert_eq!(s.queued_len(), 2);
+        assert!(s.on_puback(1));
+        assert!(
+            !s.on_puback(1),
+            "a second PUBACK for the same id matches nothing"
+        );
+        s.pump(&mut link, &limits);
+        assert_eq!(publishes(&sent(&mut link)), vec![(2, 3, false)]);
+    }
+
+    #[test]
+    fn reconnect_resends_unacked_with_dup_in_order_then_queue() {
+        let limits = Limits::default();
+        let mut s = Session::new("c".into(), true);
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        link.receive_maximum = 2;
+        for n in 0..3 {
+            s.deliver(delivery(n, QoS::AtLeastOnce), Some(&mut link), &limits);
+        }
+        // The connection drops; one more arrives while offline, one QoS 0 is dropped.
+        assert_eq!(
+            s.deliver(delivery(3, QoS::AtLeastOnce), None, &limits),
+            DeliverOutcome::Queued
+        );
+        assert_eq!(
+            s.deliver(delivery(9, QoS::AtMostOnce), None, &limits),
+            DeliverOutcome::DroppedOffline
+        );
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        link.receive_maximum = 3;
+        s.resume(&mut link, &limits);
+        assert_eq!(
+            publishes(&sent(&mut link)),
+            vec![(0, 1, true), (1, 2, true), (2, 3, false)]
+        );
+    }
+
+    #[test]
+    fn qos2_outbound_flow_and_pubrel_resend() {
+        let limits = Limits::default();
+        let mut s = Session::new("c".into(), true);
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        s.deliver(delivery(7, QoS::ExactlyOnce), Some(&mut link), &limits);
+        sent(&mut link);
+        assert!(!s.on_puback(1), "PUBACK does not complete a QoS 2 message");
+        assert!(s.on_pubrec(1, &mut link));
+        assert_eq!(sent(&mut link), vec![Packet::PubRel(Ack::new(1))]);
+        // Reconnect before PUBCOMP: PUBREL again, not the PUBLISH.
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        s.resume(&mut link, &limits);
+        assert_eq!(sent(&mut link), vec![Packet::PubRel(Ack::new(1))]);
+        assert!(s.on_pubcomp(1));
+        assert!(!s.has_pending());
+    }
+
+    #[test]
+    fn qos2_inbound_duplicates_are_not_routed_twice() {
+        let mut s = Session::new("c".into(), true);
+        assert!(s.receive_qos2(5));
+        assert!(!s.receive_qos2(5));
+        assert!(s.on_pubrel(5));
+        assert!(!s.on_pubrel(5));
+        assert!(
+            s.receive_qos2(5),
+            "after PUBREL the id starts a new message"
+        );
+    }
+
+    #[test]
+    fn queue_limits_drop_and_count() {
+        let limits = Limits {
+            max_queued_messages: 2,
+            ..Limits::default()
+        };
+        let mut s = Session::new("c".into(), true);
+        let outcomes: Vec<_> = (0..3)
+            .map(|n| s.deliver(delivery(n, QoS::AtLeastOnce), None, &limits))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                DeliverOutcome::Queued,
+                DeliverOutcome::Queued,
+                DeliverOutcome::DroppedQueueFull
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_write_buffer_queues_instead_of_growing() {
+        let limits = Limits {
+            write_high_water: 10,
+            ..Limits::default()
+        };
+        let mut s = Session::new("c".into(), true);
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        for n in 0..5 {
+            s.deliver(delivery(n, QoS::AtMostOnce), Some(&mut link), &limits);
+        }
+        assert!(link.out.len() < 20);
+        assert!(s.queued_len() >= 3);
+        link.out.clear();
+        s.pump(&mut link, &limits);
+        assert!(!link.out.is_empty());
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_after_wrapping() {
+        let limits = Limits::default();
+        let mut s = Session::new("c".into(), true);
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        s.deliver(delivery(0, QoS::AtLeastOnce), Some(&mut link), &limits); // id 1 stays unacked
+        s.next_packet_id = u16::MAX;
+        s.deliver(delivery(1, QoS::AtLeastOnce), Some(&mut link), &limits);
+        s.deliver(delivery(2, QoS::AtLeastOnce), Some(&mut link), &limits);
+        let ids: Vec<u16> = publishes(&sent(&mut link)).iter().map(|p| p.1).collect();
+        assert_eq!(ids, vec![1, u16::MAX, 2]);
+    }
+}

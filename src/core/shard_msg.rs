@@ -1,0 +1,28 @@
+//! What shards tell each other. The server carries these over the mesh in batches.
+
+use bytestring::ByteString;
+
+use super::message::SharedMessage;
+
+#[derive(Debug, Clone)]
+pub enum ShardMsg {
+    /// A message published on another shard that matches a route to this one.
+    Deliver(SharedMessage),
+    /// A retained message (or its deletion) to store in this shard's replica.
+    Retain(SharedMessage),
+    /// `shard` gained its first local subscriber on `filter`. A non-zero `sync` asks for a
+    /// [`ShardMsg::RouteAck`] once applied: the SUBACK waits for every shard's.
+    RouteAdd {
+        filter: ByteString,
+        shard: usize,
+        sync: u64,
+    },
+    /// `shard` lost its last local subscriber on `filter`.
+    RouteRemove {
+        filter: ByteString,
+        shard: usize,
+    },
+    RouteAck {
+        sync: u64,
+    },
+}

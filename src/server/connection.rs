@@ -1,0 +1,216 @@
+//! A client connection: the reader task decodes what arrives and feeds the broker; the writer
+//! task writes what the broker encoded for it, one write per wake-up, so all that one read batch
+//! produced (the PUBACKs of a batch included) goes out together.
+//!
+//! A connection accepted on a shard other than its client id's home is handed over right after
+//! CONNECT: the socket (duplicated) and the bytes read so far travel over the mesh.
+
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::TcpStream;
+use glommio::{spawn_local, timer};
+
+use super::mesh::Envelope;
+use super::shard::Shard;
+use crate::core::{home_shard, ConnId};
+use crate::protocol::{Decoder, Packet, ProtocolVersion};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+/// A socket that accepts no bytes for this long is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves a connection accepted by this shard.
+pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
+    spawn_local(async move {
+        let mut buf = BytesMut::new();
+        let mut stream = stream;
+        match read_first_packet(&shard, &mut stream, &mut buf).await {
+            Some(FirstPacket::HandOff(home)) => hand_off(&shard, stream, home, buf).await,
+            Some(FirstPacket::Serve) => serve(shard, stream, buf).await,
+            None => {}
+        }
+    })
+    .detach();
+}
+
+/// Serves a connection another shard handed to this one.
+pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>) {
+    // SAFETY: the fd was dup'ed for us by the sending shard, which no longer uses it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    spawn_local(serve(shard, stream, BytesMut::from(&buffered[..]))).detach();
+}
+
+enum FirstPacket {
+    Serve,
+    HandOff(usize),
+}
+
+/// Reads until the first packet is whole. A CONNECT whose client id lives on another shard is
+/// handed there; anything else (including bad input) is served here, where the broker gives
+/// the right reaction. `None`: the socket closed first.
+async fn read_first_packet(
+    shard: &Shard,
+    reader: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Option<FirstPacket> {
+    let deadline = Instant::now() + crate::core::broker::CONNECT_TIMEOUT;
+    loop {
+        let decoder = Decoder::new(ProtocolVersion::V3_1_1, shard.config.max_packet_size);
+        let mut probe = buf.clone();
+        match decoder.decode(&mut probe) {
+            Ok(Some(Packet::Connect(connect)))
+                if shard.shards > 1 && !connect.client_id.is_empty() =>
+            {
+                let home = home_shard(connect.client_id.as_bytes(), shard.shards);
+                return Some(if home == shard.id {
+                    FirstPacket::Serve
+                } else {
+                    FirstPacket::HandOff(home)
+                });
+            }
+            Ok(None) => {}
+            _ => return Some(FirstPacket::Serve),
+        }
+        let remaining = deadline.checked_duration_since(Instant::now())?;
+        let read = futures_lite::future::or(read_some(reader, buf), async {
+            timer::sleep(remaining).await;
+            Ok(0)
+        });
+        match read.await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn hand_off(shard: &Shard, stream: TcpStream, home: usize, buf: BytesMut) {
+    // Dropping the stream closes its fd, so the home shard gets a duplicate.
+    // SAFETY: fcntl on an fd we own.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    drop(stream);
+    if fd < 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot hand a connection over");
+        return;
+    }
+    let envelope = Envelope::Handoff {
+        fd,
+        buffered: buf.to_vec(),
+    };
+    if let Err(error) = shard.senders.send_to(home, envelope).await {
+        // Only when the mesh is closing, i.e. the process is stopping.
+        tracing::warn!(%error, "cannot hand a connection over");
+    }
+}
+
+async fn read_some<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let result = reader.read(&mut buf[start..]).await;
+    buf.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let fd = stream.as_raw_fd();
+    let id = shard.broker.borrow_mut().open(Instant::now());
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (wake_tx, wake_rx) = local_channel::new_bounded(1);
+    shard.register_writer(id, wake_tx);
+    let writer_task = spawn_local(write_loop(shard.clone(), id, writer, wake_rx, fd));
+
+    loop {
+        if !process(&shard, id, &mut buf) {
+            break;
+        }
+        shard.outbox_backpressure().await;
+        match read_some(&mut reader, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let closing_by_us = shard.broker.borrow().is_closing(id);
+    if closing_by_us {
+        // Let the writer deliver the last words (CONNACK refusal, DISCONNECT) and close.
+        writer_task.await;
+    }
+    drop(reader);
+    shard.unregister_writer(id);
+    shard.broker.borrow_mut().closed(id, Instant::now());
+    shard.flush();
+}
+
+/// Decodes and handles every whole packet in `buf`. False once the connection is closing.
+fn process(shard: &Shard, id: ConnId, buf: &mut BytesMut) -> bool {
+    let now = Instant::now();
+    let mut broker = shard.broker.borrow_mut();
+    let max_packet_size = shard.config.max_packet_size;
+    loop {
+        if broker.is_closing(id) {
+            break;
+        }
+        // The version changes once, at CONNECT: read it per packet.
+        let decoder = Decoder::new(broker.version(id), max_packet_size);
+        match decoder.decode(buf) {
+            Ok(Some(packet)) => broker.handle(id, packet, now),
+            Ok(None) => break,
+            Err(error) => {
+                broker.decode_failed(id, &error);
+                break;
+            }
+        }
+    }
+    let open = !broker.is_closing(id);
+    drop(broker);
+    shard.flush();
+    open
+}
+
+async fn write_loop(
+    shard: Rc<Shard>,
+    id: ConnId,
+    mut writer: WriteHalf<TcpStream>,
+    wake: LocalReceiver<()>,
+    fd: RawFd,
+) {
+    while wake.recv().await.is_some() {
+        loop {
+            let Some(output) = shard.broker.borrow_mut().take_output(id) else {
+                return;
+            };
+            let n = output.bytes.len();
+            if n > 0 {
+                if writer.write_all(&output.bytes).await.is_err() {
+                    shutdown(fd);
+                    return;
+                }
+                shard.broker.borrow_mut().output_written(id, n);
+                shard.flush();
+            }
+            if output.close {
+                let _ = writer.flush().await;
+                shutdown(fd);
+                return;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Ends both directions, so the reader sees EOF and the peer sees the close.
+fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown on the connection's own fd, which stays open until both halves drop.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}

@@ -1,0 +1,117 @@
+//! The glommio shell: one pinned executor per shard, all accepting on the same port
+//! (SO_REUSEPORT), each driving its own [`crate::core::Broker`]. Shards exchange message batches
+//! and connections over glommio's channel mesh.
+
+mod connection;
+mod mesh;
+mod shard;
+
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+
+use crate::config::Config;
+use mesh::Envelope;
+
+/// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
+const IO_MEMORY: usize = 1024 * 1024;
+/// Locked memory glommio needs per executor.
+const MEMLOCK_PER_SHARD: u64 = 512 * 1024;
+/// Batches in flight on each shard-to-shard channel.
+const MESH_CHANNEL_SIZE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "locked-memory limit (ulimit -l) is {have} KiB; {shards} shards need at least {need} KiB \
+         (raise it, e.g. LimitMEMLOCK in the systemd unit, or use fewer --shards)"
+    )]
+    Memlock { have: u64, need: u64, shards: usize },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the shards: {0}")]
+    Executor(String),
+}
+
+/// Runs the broker until the process is stopped.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let shards = config.shard_count();
+    ensure_memlock(shards)?;
+    let addr = config.listen_addr();
+    // Fail early and clearly when the port is taken (glommio would report it per shard).
+    std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
+    let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
+    let placement = match CpuSet::online() {
+        Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
+        _ => PoolPlacement::Unbound(shards),
+    };
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .io_memory(IO_MEMORY)
+        .name("ringmq-shard")
+        .on_all_shards(move || {
+            let config = config.clone();
+            let mesh = mesh.clone();
+            let ready = ready_tx.clone();
+            async move { shard::run(config, mesh, ready).await }
+        })
+        .map_err(|e| StartError::Executor(e.to_string()))?;
+
+    let mut started = 0;
+    while started < shards {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => started += 1,
+            Ok(Err(message)) => return Err(StartError::Executor(message)),
+            Err(_) => {
+                // A shard that failed to start reports only through join_all.
+                let errors: Vec<String> = handles
+                    .join_all()
+                    .into_iter()
+                    .filter_map(|r| r.err().map(|e| e.to_string()))
+                    .collect();
+                return Err(StartError::Executor(errors.join("; ")));
+            }
+        }
+    }
+    tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
+    for result in handles.join_all() {
+        if let Err(e) = result {
+            return Err(StartError::Executor(e.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to what the shards need, or explains why it cannot.
+fn ensure_memlock(shards: usize) -> Result<(), StartError> {
+    let need = MEMLOCK_PER_SHARD * shards as u64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return Ok(());
+        }
+        if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= need {
+            return Ok(());
+        }
+        if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= need {
+            limit.rlim_cur = need;
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) == 0 {
+                return Ok(());
+            }
+        }
+    }
+    Err(StartError::Memlock {
+        have: limit.rlim_cur / 1024,
+        need: need / 1024,
+        shards,
+    })
+}

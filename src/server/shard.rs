@@ -1,0 +1,191 @@
+//! One shard: its broker, its listener, the tasks that move bytes between the broker and the
+//! sockets, and the ones that carry batches to and from the other shards.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpListener;
+use glommio::{spawn_local, timer};
+
+use super::connection;
+use super::mesh::Envelope;
+use crate::config::Config;
+use crate::core::{Broker, ConnId};
+
+/// How often keep alive deadlines are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// Messages waiting for another shard past which publishers stop reading until they drain.
+pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
+
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub config: Config,
+    pub broker: RefCell<Broker>,
+    /// Wakes each connection's writer task.
+    writers: RefCell<AHashMap<ConnId, LocalSender<()>>>,
+    /// Wakes the task that sends to each peer shard.
+    peer_wakers: Vec<Option<LocalSender<()>>>,
+    pub senders: Senders<Envelope>,
+    flush_scratch: RefCell<Vec<ConnId>>,
+}
+
+impl Shard {
+    /// Wakes the writers of connections with output and the senders of non-empty outboxes.
+    /// Never blocks: call it after every change to the broker.
+    pub fn flush(&self) {
+        let mut ids = self.flush_scratch.borrow_mut();
+        let has_outbox = {
+            let mut broker = self.broker.borrow_mut();
+            broker.drain_flush_queue(&mut ids);
+            broker.has_outbox()
+        };
+        let writers = self.writers.borrow();
+        for id in ids.drain(..) {
+            if let Some(waker) = writers.get(&id) {
+                // A full (size 1) channel means a wake-up is already pending.
+                let _ = waker.try_send(());
+            }
+        }
+        if has_outbox {
+            for waker in self.peer_wakers.iter().flatten() {
+                let _ = waker.try_send(());
+            }
+        }
+    }
+
+    pub fn register_writer(&self, id: ConnId, waker: LocalSender<()>) {
+        self.writers.borrow_mut().insert(id, waker);
+    }
+
+    pub fn unregister_writer(&self, id: ConnId) {
+        self.writers.borrow_mut().remove(&id);
+    }
+
+    /// Waits while the messages bound for other shards pile up (a slow peer shard).
+    pub async fn outbox_backpressure(&self) {
+        while self.broker.borrow().outbox_len() > OUTBOX_HIGH_WATER {
+            timer::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
+pub async fn run(
+    config: Config,
+    mesh: MeshBuilder<Envelope, Full>,
+    ready: crossbeam_channel::Sender<Result<(), String>>,
+) {
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(pair) => pair,
+        Err(_) => {
+            let _ = ready.send(Err("shard mesh failed to form".into()));
+            return;
+        }
+    };
+    let id = senders.peer_id();
+    let shards = senders.nr_consumers();
+    let addr = config.listen_addr();
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot listen on {addr}: {e}")));
+            return;
+        }
+    };
+
+    let mut peer_wakers = Vec::with_capacity(shards);
+    let mut peer_wake_rx = Vec::new();
+    for peer in 0..shards {
+        if peer == id {
+            peer_wakers.push(None);
+        } else {
+            let (tx, rx) = local_channel::new_bounded(1);
+            peer_wakers.push(Some(tx));
+            peer_wake_rx.push((peer, rx));
+        }
+    }
+    let limits = config.limits();
+    let shard = Rc::new(Shard {
+        id,
+        shards,
+        broker: RefCell::new(Broker::new(id, shards, limits)),
+        config,
+        writers: RefCell::new(AHashMap::new()),
+        peer_wakers,
+        senders,
+        flush_scratch: RefCell::new(Vec::new()),
+    });
+
+    for (peer, wake) in peer_wake_rx {
+        let shard = shard.clone();
+        spawn_local(async move {
+            while wake.recv().await.is_some() {
+                let batch = shard.broker.borrow_mut().take_outbox(peer);
+                if !batch.is_empty()
+                    && shard
+                        .senders
+                        .send_to(peer, Envelope::Batch(batch))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+    for (peer, receiver) in receivers.streams() {
+        let shard = shard.clone();
+        spawn_local(async move {
+            while let Some(envelope) = receiver.recv().await {
+                match envelope {
+                    Envelope::Batch(batch) => {
+                        shard.broker.borrow_mut().remote(peer, batch);
+                        shard.flush();
+                    }
+                    Envelope::Handoff { fd, buffered } => {
+                        connection::adopt(shard.clone(), fd, buffered)
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+    {
+        let shard = shard.clone();
+        spawn_local(async move {
+            loop {
+                timer::sleep(TICK).await;
+                shard.broker.borrow_mut().tick(Instant::now());
+                shard.flush();
+            }
+        })
+        .detach();
+    }
+
+    let _ = ready.send(Ok(()));
+    tracing::debug!(shard = id, "accepting");
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.broker.borrow().connection_count() >= shard.config.max_connections {
+                    tracing::warn!(
+                        shard = id,
+                        "connection limit reached; refusing a connection"
+                    );
+                    drop(stream);
+                    continue;
+                }
+                connection::spawn(shard.clone(), stream);
+            }
+            Err(e) => {
+                tracing::warn!(shard = id, error = %e, "accept failed");
+                timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
