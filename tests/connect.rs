@@ -1,0 +1,353 @@
+//! CONNECT / CONNACK, session takeover and keepalive, at the byte level.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::raw::{enc, kind, parse_connack_v5, PropValue, RawClient, ReadErr, LONG, SHORT};
+use common::{run_bounded, secs, Broker};
+
+/// A CONNECT with an unsupported protocol level gets exactly CONNACK 0x01 (unacceptable
+/// protocol version), then the connection is closed [MQTT-3.1.2-2].
+#[test]
+fn unsupported_protocol_level_gets_connack_0x01_and_close() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        for level in [2u8, 6, 0x7F] {
+            let connect = enc::connect(&enc::Connect {
+                level,
+                client_id: b"badlevel",
+                ..Default::default()
+            });
+            let (mut c, first) = RawClient::connect_raw(broker.port, &connect);
+            let first = first.unwrap_or_else(|e| panic!("level {level}: no CONNACK: {e:?}"));
+            assert_eq!(
+                first.bytes(),
+                vec![0x20, 0x02, 0x00, 0x01],
+                "level {level}: expected CONNACK rc 0x01"
+            );
+            c.expect_closed(SHORT, &format!("level {level}: close after CONNACK 0x01"));
+        }
+        broker.assert_alive();
+    });
+}
+
+/// A wrong protocol name: the broker may answer CONNACK 0x01 or nothing, but must close the
+/// connection and must not accept it [MQTT-3.1.2-1].
+#[test]
+fn bad_protocol_name_is_refused() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        for name in [&b"MQTX"[..], b"mqtt", b"HTTP", b"MQIsdpX"] {
+            let connect = enc::connect(&enc::Connect {
+                protocol_name: name,
+                level: 4,
+                client_id: b"badname",
+                ..Default::default()
+            });
+            let mut c = RawClient::tcp(broker.port);
+            let _ = c.send(&connect);
+            let what = format!("protocol name {:?}", String::from_utf8_lossy(name));
+            let got = c.expect_closed(SHORT, &what);
+            assert!(
+                got.is_empty()
+                    || (got.len() == 1 && got[0].bytes() == vec![0x20, 0x02, 0x00, 0x01]),
+                "{what}: only CONNACK 0x01 (or nothing) may precede the close, got {got:?}"
+            );
+        }
+        broker.assert_alive();
+    });
+}
+
+/// MQTT 3.1 ("MQIsdp", 3), 3.1.1 ("MQTT", 4) and 5 ("MQTT", 5) CONNECTs are accepted.
+#[test]
+fn all_three_protocol_versions_accepted() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+
+        let v31 = enc::connect(&enc::Connect {
+            protocol_name: b"MQIsdp",
+            level: 3,
+            client_id: b"v31client",
+            ..Default::default()
+        });
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &v31);
+        assert_eq!(
+            ack.expect("3.1 CONNACK").bytes(),
+            vec![0x20, 0x02, 0x00, 0x00],
+            "3.1 CONNACK"
+        );
+        c.ping();
+
+        let (mut c, ack) =
+            RawClient::connect_raw(broker.port, &enc::connect_v311("v311client", true, 60));
+        assert_eq!(
+            ack.expect("3.1.1 CONNACK").bytes(),
+            vec![0x20, 0x02, 0x00, 0x00],
+            "3.1.1 CONNACK"
+        );
+        c.ping();
+
+        let (mut c, ack) =
+            RawClient::connect_raw(broker.port, &enc::connect_v5("v5client", true, 60));
+        let ack = ack.expect("v5 CONNACK");
+        let (sp, rc, _props) = parse_connack_v5(&ack);
+        assert!(!sp, "v5 clean start: session present must be 0");
+        assert_eq!(rc, 0x00, "v5 CONNACK reason code: {ack:?}");
+        c.ping();
+    });
+}
+
+/// The first packet must be CONNECT; anything else closes the connection without an answer
+/// [MQTT-3.1.0-1].
+#[test]
+fn first_packet_not_connect_closes() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("PINGREQ", enc::PINGREQ.to_vec()),
+            ("PUBLISH", enc::publish(b"t", b"x", 0, false, false, 0)),
+            ("SUBSCRIBE", enc::subscribe(1, &[("t", 0)])),
+            ("PUBACK", enc::puback(1)),
+        ];
+        for (name, bytes) in cases {
+            let mut c = RawClient::tcp(broker.port);
+            let _ = c.send(&bytes);
+            let got = c.expect_closed(SHORT, &format!("{name} as first packet"));
+            assert!(
+                got.is_empty(),
+                "{name} as first packet: broker answered {got:?}"
+            );
+        }
+        broker.assert_alive();
+        // The broker still accepts well-behaved clients.
+        RawClient::connect311(broker.port, "after-bad-first", true, 60)
+            .0
+            .ping();
+    });
+}
+
+/// A second CONNECT on a connection is a protocol violation: the connection is closed
+/// [MQTT-3.1.0-2], without a second CONNACK.
+#[test]
+fn second_connect_closes() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        let (mut c, _) = RawClient::connect311(broker.port, "twice", true, 60);
+        c.send_ok(&enc::connect_v311("twice", true, 60));
+        let got = c.expect_closed(SHORT, "second CONNECT");
+        assert!(
+            got.iter().all(|p| p.kind() != kind::CONNACK),
+            "no CONNACK for a second CONNECT, got {got:?}"
+        );
+        // The id is usable again afterwards.
+        RawClient::connect311(broker.port, "twice", true, 60)
+            .0
+            .ping();
+        broker.assert_alive();
+    });
+}
+
+/// 3.1.1: an empty client id with clean session is accepted (the broker makes one up), and two
+/// such clients do not take each other over.
+#[test]
+fn empty_client_id_with_clean_session_accepted_v311() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let (mut a, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", true, 60));
+        assert_eq!(ack.expect("CONNACK").bytes(), vec![0x20, 0x02, 0x00, 0x00]);
+        let (mut b, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", true, 60));
+        assert_eq!(ack.expect("CONNACK").bytes(), vec![0x20, 0x02, 0x00, 0x00]);
+        // Both are alive and each gets its own messages.
+        a.ping();
+        b.ping();
+        a.subscribe_ok(1, &[("empty/a", 1)]);
+        b.subscribe_ok(1, &[("empty/b", 1)]);
+        b.publish(1, 7, "empty/a", b"to-a", false);
+        let m = a.next_publish(LONG);
+        assert_eq!(
+            (m.topic.as_str(), m.payload.as_slice()),
+            ("empty/a", &b"to-a"[..])
+        );
+        a.ping();
+        b.ping();
+    });
+}
+
+/// 3.1.1: an empty client id with clean session = 0 is refused with CONNACK 0x02 (identifier
+/// rejected), then closed [MQTT-3.1.3-8].
+#[test]
+fn empty_client_id_without_clean_session_rejected_v311() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", false, 60));
+        assert_eq!(
+            ack.expect("CONNACK").bytes(),
+            vec![0x20, 0x02, 0x00, 0x02],
+            "CONNACK rc 0x02"
+        );
+        c.expect_closed(SHORT, "after CONNACK 0x02");
+    });
+}
+
+/// MQTT 5: an empty client id gets an Assigned Client Identifier (property 0x12) in CONNACK,
+/// different for each connection.
+#[test]
+fn v5_empty_client_id_gets_assigned_identifier() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut ids = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let (c, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5("", true, 60));
+            let ack = ack.expect("v5 CONNACK");
+            let (sp, rc, props) = parse_connack_v5(&ack);
+            assert_eq!(rc, 0, "v5 CONNACK reason code: {ack:?}");
+            assert!(!sp, "session present with clean start");
+            let assigned: Vec<&PropValue> = props
+                .iter()
+                .filter(|(id, _)| *id == 0x12)
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(
+                assigned.len(),
+                1,
+                "exactly one Assigned Client Identifier: {props:?}"
+            );
+            match assigned[0] {
+                PropValue::Str(s) => {
+                    assert!(!s.is_empty(), "assigned client id is empty");
+                    ids.push(s.clone());
+                }
+                other => panic!("Assigned Client Identifier is not a string: {other:?}"),
+            }
+            conns.push(c);
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "assigned client ids must differ: {ids:?}");
+        for c in &mut conns {
+            c.ping();
+        }
+    });
+}
+
+/// A second connection with the same client id closes the first; the second keeps working.
+/// Run repeatedly with 2 shards (the kernel picks the accepting shard, so some iterations put
+/// the two connections on different shards). With clean session = 0 the subscription made on
+/// the first connection survives into the second (session present = 1).
+#[test]
+fn takeover_closes_first_connection_repeatedly() {
+    run_bounded(secs(120), || {
+        let broker = Broker::start_sharded(&[]);
+        for i in 0..12 {
+            let id = format!("takeover-{i}");
+            let persistent = i % 2 == 0;
+            let (mut a, sp) = RawClient::connect311(broker.port, &id, !persistent, 60);
+            assert!(!sp, "{id}: fresh session");
+            let topic = format!("takeover/{i}");
+            if persistent {
+                a.subscribe_ok(1, &[(&topic, 1)]);
+            }
+            let (mut b, sp) = RawClient::connect311(broker.port, &id, !persistent, 60);
+            assert_eq!(sp, persistent, "{id}: session present on takeover");
+            a.expect_closed(SHORT, &format!("{id}: first connection after takeover"));
+            b.ping();
+            if persistent {
+                // The subscription came along: a message published now reaches `b`.
+                let (mut p, _) =
+                    RawClient::connect311(broker.port, &format!("takeover-pub-{i}"), true, 60);
+                p.publish(1, 1, &topic, b"after-takeover", false);
+                let m = b.next_publish(LONG);
+                assert_eq!(m.payload, b"after-takeover", "{id}");
+                b.send_ok(&enc::puback(m.pkid));
+            }
+            b.ping();
+        }
+        broker.assert_alive();
+    });
+}
+
+/// MQTT 5 takeover: the first connection is closed, optionally after a DISCONNECT whose reason
+/// code must then be 0x8E (session taken over).
+#[test]
+fn v5_takeover_closes_first_connection() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        for i in 0..6 {
+            let id = format!("v5-takeover-{i}");
+            let (mut a, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5(&id, true, 60));
+            assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
+            let (mut b, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5(&id, true, 60));
+            assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
+            let got = a.expect_closed(SHORT, &format!("{id}: first v5 connection after takeover"));
+            for p in &got {
+                assert_eq!(
+                    p.kind(),
+                    kind::DISCONNECT,
+                    "{id}: only DISCONNECT may precede the close: {got:?}"
+                );
+                assert_eq!(
+                    p.body.first(),
+                    Some(&0x8E),
+                    "{id}: DISCONNECT reason code: {p:?}"
+                );
+            }
+            b.ping();
+        }
+    });
+}
+
+/// PINGREQ (C0 00) -> PINGRESP (D0 00), byte for byte.
+#[test]
+fn pingreq_gets_pingresp() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start(&[]);
+        let (mut c, _) = RawClient::connect311(broker.port, "pinger", true, 60);
+        for _ in 0..3 {
+            c.send_ok(&[0xC0, 0x00]);
+            let p = c.expect_packet(SHORT, "PINGRESP");
+            assert_eq!(p.bytes(), vec![0xD0, 0x00]);
+        }
+    });
+}
+
+/// A client with keepalive 1 s that goes silent is disconnected after about 1.5 s: not before
+/// 1 s, and within a bounded wait [MQTT-3.1.2-24].
+#[test]
+fn silent_client_closed_after_one_and_a_half_keepalive() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        let (mut c, _) = RawClient::connect311(broker.port, "silent", true, 1);
+        let t0 = Instant::now();
+        c.expect_closed(secs(10), "silent client with keepalive 1 s");
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "closed after {waited:?}: earlier than the keepalive itself"
+        );
+        broker.assert_alive();
+    });
+}
+
+/// A client with keepalive 3 s that pings every 0.5 s stays connected for 5 s (well past 1.5 x
+/// the keepalive; the margin keeps a loaded machine from failing a correct broker).
+#[test]
+fn pinging_client_stays_connected() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start(&[]);
+        let (mut c, _) = RawClient::connect311(broker.port, "pinging", true, 3);
+        let t0 = Instant::now();
+        while t0.elapsed() < secs(5) {
+            std::thread::sleep(Duration::from_millis(500));
+            c.send_ok(&enc::PINGREQ);
+            match c.read_packet(SHORT) {
+                Ok(p) => assert_eq!(p.bytes(), vec![0xD0, 0x00], "PINGRESP"),
+                Err(ReadErr::Closed(how)) => {
+                    panic!("client pinging every 0.5 s with keepalive 3 s was closed after {:?} ({how})", t0.elapsed())
+                }
+                Err(ReadErr::Timeout) => panic!("no PINGRESP"),
+            }
+        }
+    });
+}

@@ -1,0 +1,366 @@
+//! Interoperability with other clients: paho-mqtt (Python) and mosquitto_pub / mosquitto_sub.
+//!
+//! These tools are installed by `scripts/test.sh`. When one is missing, the test fails and says
+//! so: it never passes silently.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{run_bounded, secs, Broker};
+
+const INSTALL_HINT: &str = "run scripts/test.sh (it installs mosquitto-clients and the Python packages of tests/interop/requirements.txt)";
+
+fn require_paho() {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, paho.mqtt; sys.exit(0 if paho.mqtt.__version__.split('.')[0] == '2' else 3)",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "python3 has no paho-mqtt 2.x ({}): {INSTALL_HINT}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!("python3 not found ({e}): {INSTALL_HINT}"),
+    }
+}
+
+fn require_mosquitto_clients() {
+    for tool in ["mosquitto_pub", "mosquitto_sub"] {
+        if let Err(e) = Command::new(tool)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            panic!("{tool} not found ({e}): {INSTALL_HINT}");
+        }
+    }
+}
+
+/// Runs a command to completion with a deadline (killed and failed if it overruns); returns
+/// (status, stdout, stderr).
+fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> (ExitStatus, String, String) {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{desc}: {e}: {INSTALL_HINT}"));
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(input).unwrap();
+    }
+    let out = reader(child.stdout.take().unwrap());
+    let err = reader(child.stderr.take().unwrap());
+    let status = wait_deadline(&mut child, timeout, &desc);
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+fn wait_deadline(child: &mut Child, timeout: Duration, desc: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc}: still running after {timeout:?}, killed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `mosquitto_sub -d` whose stdout lines are read as they come.
+struct MosqSub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl MosqSub {
+    /// Starts mosquitto_sub for `count` messages and waits until the broker has acknowledged
+    /// the subscription (the `-d` output shows the SUBACK).
+    fn start(port: u16, topic: &str, qos: u8, version: &str, count: usize) -> MosqSub {
+        // stdbuf: mosquitto_sub block-buffers stdout into a pipe; we read it line by line.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-V",
+                version,
+                "-t",
+                topic,
+            ])
+            .args([
+                "-q",
+                &qos.to_string(),
+                "-C",
+                &count.to_string(),
+                "-W",
+                "15",
+                "-d",
+            ])
+            .args(["-F", "MSG|%r|%q|%t|%p"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto_sub: {e}: {INSTALL_HINT}"));
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    match line {
+                        Ok(l) => {
+                            if tx.send(l).is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        let mut s = MosqSub {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        s.wait_line(|l| l.contains("received SUBACK"), "SUBACK");
+        s
+    }
+
+    fn wait_line(&mut self, pred: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = Instant::now() + secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if pred(&l) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "mosquitto_sub: no {what}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next `n` messages as (retain, qos, topic, payload), then waits for a clean exit.
+    fn messages(mut self, n: usize) -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let l = self.wait_line(|l| l.starts_with("MSG|"), "message");
+            let parts: Vec<&str> = l.splitn(5, '|').collect();
+            out.push((
+                parts[1].into(),
+                parts[2].into(),
+                parts[3].into(),
+                parts[4].into(),
+            ));
+        }
+        let status = wait_deadline(&mut self.child, secs(15), "mosquitto_sub");
+        assert!(
+            status.success(),
+            "mosquitto_sub exited with {status}; output:\n{}",
+            self.seen.join("\n")
+        );
+        out
+    }
+}
+
+impl Drop for MosqSub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosquitto_pub(port: u16, version: &str, args: &[&str], stdin: Option<&[u8]>) {
+    let (status, out, err) = run(
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+            .args(args),
+        stdin,
+        secs(20),
+    );
+    assert!(
+        status.success(),
+        "mosquitto_pub {args:?} exited with {status}\n{out}\n{err}"
+    );
+}
+
+/// paho-mqtt (Python): persistent QoS 1 subscriber offline while five messages are published;
+/// on reconnect it gets all five (tests/interop/paho_at_least_once.py).
+#[test]
+fn paho_at_least_once_persistent_session() {
+    require_paho();
+    run_bounded(secs(90), || {
+        let broker = Broker::start_sharded(&[]);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/paho_at_least_once.py"
+        );
+        let (status, out, err) = run(
+            Command::new("python3")
+                .arg(script)
+                .arg(broker.port.to_string()),
+            None,
+            secs(75),
+        );
+        eprintln!("{out}{err}");
+        assert!(
+            status.success(),
+            "paho at-least-once scenario failed ({status}):\n{out}\n{err}"
+        );
+        assert!(
+            out.lines().any(|l| l == "OK"),
+            "script did not report OK:\n{out}"
+        );
+    });
+}
+
+/// mosquitto_pub -> ringmq -> mosquitto_sub at QoS 0, 1 and 2, with MQTT 3.1, 3.1.1 and 5.
+#[test]
+fn mosquitto_pub_sub_each_qos_and_version() {
+    require_mosquitto_clients();
+    run_bounded(secs(240), || {
+        let broker = Broker::start_sharded(&[]);
+        for version in ["mqttv31", "mqttv311", "mqttv5"] {
+            for qos in 0..=2u8 {
+                let topic = format!("interop/{version}/q{qos}");
+                let payload = format!("hello-{version}-{qos}");
+                let sub = MosqSub::start(broker.port, &topic, qos, version, 1);
+                mosquitto_pub(
+                    broker.port,
+                    version,
+                    &["-t", &topic, "-q", &qos.to_string(), "-m", &payload],
+                    None,
+                );
+                let got = sub.messages(1);
+                assert_eq!(
+                    got,
+                    vec![("0".into(), qos.to_string(), topic.clone(), payload.clone())],
+                    "{version} QoS {qos}: (retain, qos, topic, payload)"
+                );
+            }
+        }
+    });
+}
+
+/// A retained message published with `mosquitto_pub -r` is delivered (retain flag set) to a
+/// later `mosquitto_sub -C 1`; a newer one replaces it; `-r -n` deletes it.
+#[test]
+fn mosquitto_retained() {
+    require_mosquitto_clients();
+    run_bounded(secs(120), || {
+        let broker = Broker::start_sharded(&[]);
+        let port = broker.port;
+        mosquitto_pub(
+            port,
+            "mqttv311",
+            &["-t", "interop/retained", "-q", "1", "-r", "-m", "keep-1"],
+            None,
+        );
+        mosquitto_pub(
+            port,
+            "mqttv311",
+            &["-t", "interop/retained", "-q", "1", "-r", "-m", "keep-2"],
+            None,
+        );
+        for version in ["mqttv311", "mqttv5", "mqttv31"] {
+            let got = MosqSub::start(port, "interop/retained", 1, version, 1).messages(1);
+            assert_eq!(
+                got,
+                vec![(
+                    "1".into(),
+                    "1".into(),
+                    "interop/retained".into(),
+                    "keep-2".into()
+                )],
+                "{version}: retained message"
+            );
+        }
+        // Delete it; a later subscriber then gets the next live message, not a retained one.
+        mosquitto_pub(
+            port,
+            "mqttv311",
+            &["-t", "interop/retained", "-q", "1", "-r", "-n"],
+            None,
+        );
+        let sub = MosqSub::start(port, "interop/retained", 1, "mqttv311", 1);
+        mosquitto_pub(
+            port,
+            "mqttv311",
+            &["-t", "interop/retained", "-q", "1", "-m", "live"],
+            None,
+        );
+        let got = sub.messages(1);
+        assert_eq!(
+            got,
+            vec![(
+                "0".into(),
+                "1".into(),
+                "interop/retained".into(),
+                "live".into()
+            )]
+        );
+    });
+}
+
+/// 200 messages from one `mosquitto_pub -l` connection arrive at mosquitto_sub in order, at
+/// QoS 1 and QoS 2.
+#[test]
+fn mosquitto_many_messages_in_order() {
+    require_mosquitto_clients();
+    run_bounded(secs(120), || {
+        let broker = Broker::start_sharded(&[]);
+        for qos in [1u8, 2] {
+            let topic = format!("interop/many/q{qos}");
+            let sub = MosqSub::start(broker.port, &topic, qos, "mqttv311", 200);
+            let input: String = (0..200).map(|i| format!("line-{i}\n")).collect();
+            mosquitto_pub(
+                broker.port,
+                "mqttv311",
+                &["-t", &topic, "-q", &qos.to_string(), "-l"],
+                Some(input.as_bytes()),
+            );
+            let got: Vec<String> = sub.messages(200).into_iter().map(|m| m.3).collect();
+            let want: Vec<String> = (0..200).map(|i| format!("line-{i}")).collect();
+            assert_eq!(got, want, "QoS {qos}: all 200 in order");
+        }
+    });
+}

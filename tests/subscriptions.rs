@@ -1,0 +1,302 @@
+//! SUBSCRIBE / SUBACK / UNSUBSCRIBE, topic wildcards and `$` topics.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::raw::{enc, kind, RawClient, ReadErr, LONG, SHORT};
+use common::{
+    bounded, client_id_on_shard, connect, recv_one, recv_until_marker, run_bounded, secs, text,
+    texts, Broker, Mqtt, SHARDS,
+};
+
+/// SUBACK carries the packet id and one granted QoS per filter, in order: exact bytes.
+#[test]
+fn suback_grants_requested_qos_exact_bytes() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start(&[]);
+        let (mut c, _) = RawClient::connect311(broker.port, "suback", true, 60);
+        c.send_ok(&enc::subscribe(
+            0x0A0B,
+            &[("s/0", 0), ("s/1", 1), ("s/2", 2)],
+        ));
+        let ack = c.expect_kind(kind::SUBACK, LONG);
+        assert_eq!(ack.bytes(), vec![0x90, 0x05, 0x0A, 0x0B, 0x00, 0x01, 0x02]);
+    });
+}
+
+/// An invalid topic filter is refused with SUBACK return code 0x80 (the valid filter in the
+/// same SUBSCRIBE still granted and working), or the connection is closed. Either way the
+/// invalid filter is never granted, and the broker stays up.
+#[test]
+fn invalid_filter_gets_0x80_or_close() {
+    run_bounded(secs(90), || {
+        let broker = Broker::start_sharded(&[]);
+        let (mut publ, _) = RawClient::connect311(broker.port, "inv-pub", true, 60);
+        for (i, bad) in ["a/#/b", "a/b#", "a+/b", "#/x", "a/+b", "", "a/#/"]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("inv-sub-{i}");
+            let (mut c, _) = RawClient::connect311(broker.port, &id, true, 60);
+            let valid = format!("valid/{i}");
+            let _ = c.send(&enc::subscribe(1, &[(&valid, 1), (bad, 1)]));
+            match c.read_packet(LONG) {
+                Ok(ack) => {
+                    assert_eq!(
+                        ack.kind(),
+                        kind::SUBACK,
+                        "filter {bad:?}: expected SUBACK, got {ack:?}"
+                    );
+                    assert_eq!(ack.pkid(), 1);
+                    assert_eq!(
+                        ack.suback_codes(),
+                        vec![0x01, 0x80],
+                        "filter {bad:?}: SUBACK codes"
+                    );
+                    publ.publish(1, i as u16 + 1, &valid, b"ok", false);
+                    let m = c.next_publish(LONG);
+                    assert_eq!(
+                        (m.topic.as_str(), m.text().as_str()),
+                        (valid.as_str(), "ok")
+                    );
+                    c.ping();
+                }
+                Err(ReadErr::Closed(_)) => {}
+                Err(ReadErr::Timeout) => panic!("filter {bad:?}: neither SUBACK nor close"),
+            }
+        }
+        publ.ping();
+        broker.assert_alive();
+    });
+}
+
+/// UNSUBSCRIBE gets UNSUBACK (B0 02 id) and stops delivery; unsubscribing a filter that was
+/// never subscribed also gets UNSUBACK [MQTT-3.10.4-5]. A message published while unsubscribed
+/// never arrives: after re-subscribing, a marker on the same topic is the first message.
+#[test]
+fn unsubscribe_stops_delivery() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let (mut sub, _) = RawClient::connect311(
+            broker.port,
+            &client_id_on_shard("unsub-s", 0, SHARDS),
+            true,
+            60,
+        );
+        let (mut publ, _) = RawClient::connect311(
+            broker.port,
+            &client_id_on_shard("unsub-p", 1, SHARDS),
+            true,
+            60,
+        );
+        sub.subscribe_ok(1, &[("u/t", 1)]);
+        publ.publish(1, 1, "u/t", b"before", false);
+        let m = sub.next_publish(LONG);
+        assert_eq!(m.text(), "before");
+        sub.send_ok(&enc::puback(m.pkid));
+
+        sub.unsubscribe(2, &["u/t"]); // checks the UNSUBACK bytes
+        sub.unsubscribe(3, &["never/subscribed"]);
+        publ.publish(1, 2, "u/t", b"while-unsubscribed", false);
+        sub.subscribe_ok(4, &[("u/t", 1)]);
+        publ.publish(1, 3, "u/t", b"marker", false);
+        let m = sub.next_publish(LONG);
+        assert_eq!(
+            m.text(),
+            "marker",
+            "a message published while unsubscribed was delivered"
+        );
+        sub.send_ok(&enc::puback(m.pkid));
+        sub.ping();
+    });
+}
+
+const TOPICS: [&str; 9] = [
+    "sport",
+    "sport/tennis",
+    "sport/tennis/player1",
+    "sport/tennis/player1/ranking",
+    "sport/golf/player1",
+    "/finance",
+    "a",
+    "a/b",
+    "sport/",
+];
+
+/// `+` and `#` per the spec's examples: each subscriber gets exactly the topics its filter
+/// matches (each once), nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_match_per_spec() {
+    bounded(secs(90), async {
+        let broker = Broker::start_sharded(&[]);
+        let port = broker.port;
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            ("sport/tennis/+", vec!["sport/tennis/player1"]),
+            (
+                "sport/#",
+                vec![
+                    "sport",
+                    "sport/tennis",
+                    "sport/tennis/player1",
+                    "sport/tennis/player1/ranking",
+                    "sport/golf/player1",
+                    "sport/",
+                ],
+            ),
+            ("+/+", vec!["sport/tennis", "/finance", "a/b", "sport/"]),
+            ("/+", vec!["/finance"]),
+            ("+", vec!["sport", "a"]),
+            ("#", TOPICS.to_vec()),
+            (
+                "sport/+/player1",
+                vec!["sport/tennis/player1", "sport/golf/player1"],
+            ),
+            (
+                "+/tennis/#",
+                vec![
+                    "sport/tennis",
+                    "sport/tennis/player1",
+                    "sport/tennis/player1/ranking",
+                ],
+            ),
+            ("sport/tennis/player1", vec!["sport/tennis/player1"]),
+        ];
+        let mut subs: Vec<Mqtt> = Vec::new();
+        for (i, (filter, _)) in cases.iter().enumerate() {
+            let mut s = connect(
+                port,
+                &client_id_on_shard(&format!("wc{i}"), i % SHARDS, SHARDS),
+                true,
+            )
+            .await;
+            s.subscribe_ok(filter, 1).await;
+            s.subscribe_ok("marker/end/x", 1).await;
+            subs.push(s);
+        }
+        let mut publ = connect(port, &client_id_on_shard("wc-pub", 1, SHARDS), true).await;
+        for t in TOPICS {
+            publ.publish(t, 1, false, t).await;
+        }
+        publ.publish("marker/end/x", 1, false, "END").await;
+
+        for ((filter, want), s) in cases.iter().zip(subs.iter_mut()) {
+            // Wait for the marker and for every expected topic (cross-topic order is not
+            // guaranteed), then compare exactly.
+            let mut got: BTreeMap<String, usize> = BTreeMap::new();
+            let mut marker = false;
+            let deadline = tokio::time::Instant::now() + secs(15);
+            while !(marker && want.iter().all(|t| got.contains_key(*t))) {
+                let m = match tokio::time::timeout_at(deadline, s.publishes.recv()).await {
+                    Ok(Some(m)) => m,
+                    _ => panic!(
+                        "filter {filter:?}: timed out; got {got:?}, marker {marker}, want {want:?}"
+                    ),
+                };
+                if text(&m) == "END" {
+                    marker = true;
+                } else {
+                    assert_eq!(text(&m), m.topic, "payload is the topic");
+                    *got.entry(m.topic.clone()).or_default() += 1;
+                }
+            }
+            let want_map: BTreeMap<String, usize> =
+                want.iter().map(|t| (t.to_string(), 1)).collect();
+            assert_eq!(
+                got, want_map,
+                "filter {filter:?}: topics delivered (with counts)"
+            );
+        }
+    })
+    .await;
+}
+
+/// Topics starting with `$` are not matched by filters starting with a wildcard
+/// [MQTT-4.7.2-1]: `#`, `+/x` and `+/+` do not get `$test/x` or `$SYS/x`, while `$test/#` and
+/// `$test/+` do get `$test/x`. (A client publish to `$SYS/x` may be dropped by the broker, so it
+/// is only checked on the "not delivered" side.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dollar_topics_not_matched_by_leading_wildcards() {
+    bounded(secs(60), async {
+        let broker = Broker::start_sharded(&[]);
+        let port = broker.port;
+        let mut wild = Vec::new();
+        for (i, f) in ["#", "+/x", "+/+"].into_iter().enumerate() {
+            let mut s = connect(
+                port,
+                &client_id_on_shard(&format!("dollar-w{i}"), i % SHARDS, SHARDS),
+                true,
+            )
+            .await;
+            s.subscribe_ok(f, 1).await;
+            wild.push((f, s));
+        }
+        let mut ctrl = Vec::new();
+        for (i, f) in ["$test/#", "$test/+", "$test/x"].into_iter().enumerate() {
+            let mut s = connect(
+                port,
+                &client_id_on_shard(&format!("dollar-c{i}"), i % SHARDS, SHARDS),
+                true,
+            )
+            .await;
+            s.subscribe_ok(f, 1).await;
+            ctrl.push((f, s));
+        }
+
+        // $SYS from a throwaway client at QoS 0: the broker may drop it or even close that client.
+        let sys_pub = connect(port, "dollar-sys-pub", true).await;
+        sys_pub
+            .client
+            .publish("$SYS/x", rumqttc::QoS::AtMostOnce, false, "sys")
+            .await
+            .unwrap();
+        sys_pub.disconnect().await;
+
+        let mut publ = connect(port, &client_id_on_shard("dollar-pub", 1, SHARDS), true).await;
+        publ.publish("$test/x", 1, false, "dollar").await;
+        publ.publish("normal/x", 1, false, "END").await;
+
+        for (f, s) in wild.iter_mut() {
+            let got = recv_until_marker(&mut s.publishes, "END", secs(10)).await;
+            let bad: Vec<&str> = got
+                .iter()
+                .map(|p| p.topic.as_str())
+                .filter(|t| t.starts_with('$'))
+                .collect();
+            assert!(bad.is_empty(), "filter {f:?} matched $-topics {bad:?}");
+            assert_eq!(texts(&got), ["END"], "filter {f:?}");
+        }
+        for (f, s) in ctrl.iter_mut() {
+            let m = recv_one(&mut s.publishes, secs(10)).await;
+            assert_eq!(
+                (m.topic.as_str(), text(&m).as_str()),
+                ("$test/x", "dollar"),
+                "filter {f:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Each filter of a multi-filter SUBSCRIBE works independently, and an UNSUBSCRIBE of one
+/// leaves the other in place.
+#[test]
+fn multi_filter_subscribe_and_partial_unsubscribe() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let (mut sub, _) = RawClient::connect311(broker.port, "multi-s", true, 60);
+        let (mut publ, _) = RawClient::connect311(broker.port, "multi-p", true, 60);
+        sub.subscribe_ok(1, &[("m/a", 0), ("m/b", 1)]);
+        sub.unsubscribe(2, &["m/a"]);
+        publ.publish(1, 1, "m/a", b"gone", false);
+        publ.publish(1, 2, "m/b", b"kept", false);
+        let m = sub.next_publish(SHORT);
+        assert_eq!((m.topic.as_str(), m.text().as_str()), ("m/b", "kept"));
+        sub.send_ok(&enc::puback(m.pkid));
+        // m/a: re-subscribe and publish a marker there; it must be the first m/a message.
+        sub.subscribe_ok(3, &[("m/a", 0)]);
+        publ.publish(1, 3, "m/a", b"marker", false);
+        let m = sub.next_publish(SHORT);
+        assert_eq!((m.topic.as_str(), m.text().as_str()), ("m/a", "marker"));
+    });
+}
