@@ -5,6 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::error::{DecodeError, EncodeError};
+use super::packet::ProtocolVersion;
 use super::primitives::{
     prefixed_len, read_binary, read_string, read_u16, read_u32, read_u8, read_varint, varint_len,
     write_binary, write_string, write_varint,
@@ -242,6 +243,34 @@ impl Properties {
     /// Bytes on the wire including the length prefix.
     pub fn wire_len(&self) -> usize {
         self.0.as_deref().map_or(1, PropertyValues::wire_len)
+    }
+
+    /// Reads a property block in 5.0; 3.x packets have none.
+    pub fn read_in(
+        buf: &mut Bytes,
+        ctx: PropertyContext,
+        version: ProtocolVersion,
+    ) -> Result<Properties, DecodeError> {
+        if version.is_v5() {
+            Properties::read(buf, ctx)
+        } else {
+            Ok(Properties::default())
+        }
+    }
+
+    /// Bytes the block takes in `version`: none in 3.x, where properties cannot be sent.
+    pub fn wire_len_in(
+        &self,
+        version: ProtocolVersion,
+        what: &'static str,
+    ) -> Result<usize, EncodeError> {
+        if version.is_v5() {
+            Ok(self.wire_len())
+        } else if self.is_empty() {
+            Ok(0)
+        } else {
+            Err(EncodeError::NotInVersion(what))
+        }
     }
 
     /// Writes the length prefix and the properties.

@@ -73,18 +73,10 @@ impl Connect {
             return Err(DecodeError::Malformed("password without a user name"));
         }
         let keep_alive = read_u16(&mut body)?;
-        let properties = if version.is_v5() {
-            Properties::read(&mut body, PropertyContext::Connect)?
-        } else {
-            Properties::default()
-        };
+        let properties = Properties::read_in(&mut body, PropertyContext::Connect, version)?;
         let client_id = read_string(&mut body)?;
         let will = if has_will {
-            let properties = if version.is_v5() {
-                Properties::read(&mut body, PropertyContext::Will)?
-            } else {
-                Properties::default()
-            };
+            let properties = Properties::read_in(&mut body, PropertyContext::Will, version)?;
             let topic = read_string(&mut body)?;
             if !valid_topic_name(&topic) {
                 return Err(DecodeError::TopicNameInvalid);

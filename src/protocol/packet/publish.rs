@@ -45,11 +45,7 @@ impl Publish {
         } else {
             read_packet_id(&mut body)?
         };
-        let properties = if version.is_v5() {
-            Properties::read(&mut body, PropertyContext::Publish)?
-        } else {
-            Properties::default()
-        };
+        let properties = Properties::read_in(&mut body, PropertyContext::Publish, version)?;
         if topic.is_empty() && properties.topic_alias.is_none() {
             return Err(DecodeError::TopicNameInvalid);
         }

@@ -97,11 +97,7 @@ impl Subscribe {
     ) -> Result<Subscribe, DecodeError> {
         check_reserved_flags(PacketType::Subscribe, flags)?;
         let packet_id = read_packet_id(&mut body)?;
-        let properties = if version.is_v5() {
-            Properties::read(&mut body, PropertyContext::Subscribe)?
-        } else {
-            Properties::default()
-        };
+        let properties = Properties::read_in(&mut body, PropertyContext::Subscribe, version)?;
         let mut filters = Vec::new();
         while !body.is_empty() {
             let filter = read_string(&mut body)?;
@@ -129,11 +125,9 @@ impl Subscribe {
             .iter()
             .map(|f| prefixed_len(f.filter.as_bytes()) + 1)
             .sum::<usize>();
-        if v5 {
-            remaining += self.properties.wire_len();
-        } else if !self.properties.is_empty() {
-            return Err(EncodeError::NotInVersion("SUBSCRIBE properties"));
-        }
+        remaining += self
+            .properties
+            .wire_len_in(version, "SUBSCRIBE properties")?;
         write_fixed_header(dst, (PacketType::Subscribe as u8) << 4 | 0b0010, remaining)?;
         dst.put_u16(self.packet_id);
         if v5 {
@@ -163,11 +157,7 @@ impl SubAck {
     ) -> Result<SubAck, DecodeError> {
         check_reserved_flags(PacketType::SubAck, flags)?;
         let packet_id = read_packet_id(&mut body)?;
-        let properties = if version.is_v5() {
-            Properties::read(&mut body, PropertyContext::SubAck)?
-        } else {
-            Properties::default()
-        };
+        let properties = Properties::read_in(&mut body, PropertyContext::SubAck, version)?;
         let mut codes = Vec::with_capacity(body.len());
         while !body.is_empty() {
             let raw = read_u8(&mut body)?;
@@ -192,11 +182,7 @@ impl SubAck {
     pub fn write(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let v5 = version.is_v5();
         let mut remaining = 2 + self.codes.len();
-        if v5 {
-            remaining += self.properties.wire_len();
-        } else if !self.properties.is_empty() {
-            return Err(EncodeError::NotInVersion("SUBACK properties"));
-        }
+        remaining += self.properties.wire_len_in(version, "SUBACK properties")?;
         write_fixed_header(dst, (PacketType::SubAck as u8) << 4, remaining)?;
         dst.put_u16(self.packet_id);
         if v5 {

@@ -28,11 +28,7 @@ impl Unsubscribe {
     ) -> Result<Unsubscribe, DecodeError> {
         check_reserved_flags(PacketType::Unsubscribe, flags)?;
         let packet_id = read_packet_id(&mut body)?;
-        let properties = if version.is_v5() {
-            Properties::read(&mut body, PropertyContext::Unsubscribe)?
-        } else {
-            Properties::default()
-        };
+        let properties = Properties::read_in(&mut body, PropertyContext::Unsubscribe, version)?;
         let mut filters = Vec::new();
         while !body.is_empty() {
             let filter = read_string(&mut body)?;
@@ -56,11 +52,9 @@ impl Unsubscribe {
             .iter()
             .map(|f| prefixed_len(f.as_bytes()))
             .sum::<usize>();
-        if v5 {
-            remaining += self.properties.wire_len();
-        } else if !self.properties.is_empty() {
-            return Err(EncodeError::NotInVersion("UNSUBSCRIBE properties"));
-        }
+        remaining += self
+            .properties
+            .wire_len_in(version, "UNSUBSCRIBE properties")?;
         write_fixed_header(
             dst,
             (PacketType::Unsubscribe as u8) << 4 | 0b0010,
