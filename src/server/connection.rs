@@ -134,6 +134,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) {
             break;
         }
         shard.outbox_backpressure().await;
+        // A socket with data always ready never makes the read pend, so without this a busy
+        // publisher would starve the writers and the mesh tasks of its shard.
+        futures_lite::future::yield_now().await;
         match read_some(&mut reader, &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}

@@ -1,0 +1,75 @@
+//! Start-up failures give a clear error and a non-zero exit, never a panic or a hang.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn run_ringmq(args: &[&str], memlock: Option<u64>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));
+    cmd.args(args);
+    if let Some(limit) = memlock {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringmq");
+    let pid = child.id();
+    // Bounded: a broker that started after all would run forever.
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().expect("wait");
+    drop(guard);
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run_ringmq(&["--bind", "127.0.0.1", "-p", &port, "--shards", "1"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cannot listen on 127.0.0.1:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn memlock_too_low_is_a_clear_error() {
+    let out = run_ringmq(
+        &["--bind", "127.0.0.1", "-p", "0", "--shards", "2"],
+        Some(64 * 1024),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("locked-memory limit"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_flag_is_a_usage_error() {
+    let out = run_ringmq(&["--no-such-flag"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
+    let out = run_ringmq(&["--shards", "0"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
