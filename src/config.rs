@@ -3,9 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use crate::core::Limits;
+use crate::core::{Features, Limits, SharedPolicy};
+use crate::protocol::QoS;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -29,7 +30,7 @@ pub struct Config {
     /// Largest packet accepted from a client, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(16..=268_435_460))]
     pub max_packet_size: u32,
-    /// Most connections per shard.
+    /// Most connected clients per shard; further CONNECTs are refused (5.0: Quota exceeded).
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
     /// Outgoing QoS 1/2 messages in flight per client (lowered to a 5.0 client's Receive Maximum).
@@ -42,6 +43,41 @@ pub struct Config {
     /// Bytes (topic + payload) queued per session.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_queued_bytes: usize,
+    /// Topic aliases a 5.0 client may set (0: none).
+    #[arg(long, default_value_t = 64)]
+    pub topic_alias_maximum: u16,
+    /// QoS 2 messages a 5.0 client may have awaiting PUBREL (its Receive Maximum towards us).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    pub receive_maximum: u16,
+    /// Longest keep alive granted, in seconds; longer requests (and 0) get this (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_keepalive: u16,
+    /// Highest QoS accepted and granted.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub max_qos: u8,
+    /// Refuse retained messages.
+    #[arg(long)]
+    pub no_retain: bool,
+    /// Refuse subscriptions with wildcards.
+    #[arg(long)]
+    pub no_wildcard_subscriptions: bool,
+    /// Refuse subscription identifiers.
+    #[arg(long)]
+    pub no_subscription_identifiers: bool,
+    /// Refuse shared subscriptions ($share/...).
+    #[arg(long)]
+    pub no_shared_subscriptions: bool,
+    /// How a shared subscription group picks the member for a message.
+    #[arg(long, value_enum, default_value_t = SharedPolicyArg::RoundRobin)]
+    pub shared_policy: SharedPolicyArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SharedPolicyArg {
+    /// Members in turn.
+    RoundRobin,
+    /// One member per publisher, keeping each publisher's order.
+    Publisher,
 }
 
 impl Config {
@@ -64,7 +100,25 @@ impl Config {
             max_inflight: self.max_inflight,
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
+            max_connections: self.max_connections,
             ..Limits::default()
+        }
+    }
+
+    pub fn features(&self) -> Features {
+        Features {
+            max_qos: QoS::from_u8(self.max_qos).unwrap_or(QoS::ExactlyOnce),
+            retain_available: !self.no_retain,
+            wildcard_subscriptions: !self.no_wildcard_subscriptions,
+            subscription_identifiers: !self.no_subscription_identifiers,
+            shared_subscriptions: !self.no_shared_subscriptions,
+            topic_alias_maximum: self.topic_alias_maximum,
+            receive_maximum: self.receive_maximum,
+            max_keep_alive: self.max_keepalive,
+            shared_policy: match self.shared_policy {
+                SharedPolicyArg::RoundRobin => SharedPolicy::RoundRobin,
+                SharedPolicyArg::Publisher => SharedPolicy::Publisher,
+            },
         }
     }
 }
@@ -82,5 +136,20 @@ mod tests {
         assert!(Config::try_parse_from(["ringmq", "--bogus"]).is_err());
         let c = Config::try_parse_from(["ringmq", "--max-inflight", "7", "--shards", "2"]).unwrap();
         assert_eq!((c.limits().max_inflight, c.shard_count()), (7, 2));
+        let c = Config::try_parse_from([
+            "ringmq",
+            "--max-qos",
+            "1",
+            "--no-retain",
+            "--shared-policy",
+            "publisher",
+        ])
+        .unwrap();
+        let f = c.features();
+        assert_eq!(
+            (f.max_qos, f.retain_available, f.shared_policy),
+            (QoS::AtLeastOnce, false, SharedPolicy::Publisher)
+        );
+        assert!(Config::try_parse_from(["ringmq", "--max-qos", "3"]).is_err());
     }
 }

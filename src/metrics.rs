@@ -12,6 +12,9 @@ pub struct Counters {
     pub dropped_queue_full: u64,
     pub dropped_offline_qos0: u64,
     pub dropped_too_large: u64,
+    pub dropped_expired: u64,
+    /// Shared-subscription messages that reached a shard whose members had all left.
+    pub dropped_no_member: u64,
     pub protocol_errors: u64,
 }
 

@@ -13,6 +13,8 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Encoded bytes waiting on one connection's socket before new deliveries queue instead.
     pub write_high_water: usize,
+    /// Connected clients per shard; further CONNECTs are refused (5.0: 0x97 Quota exceeded).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -23,6 +25,7 @@ impl Default for Limits {
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
             write_high_water: 256 * 1024,
+            max_connections: 100_000,
         }
     }
 }

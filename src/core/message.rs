@@ -2,6 +2,7 @@
 //! subscriber and every shard (the payload is a slice of the publisher's read buffer).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -17,12 +18,14 @@ pub struct Message {
     pub retain: bool,
     /// 5.0 properties passed on to subscribers (the publisher's topic alias removed).
     pub properties: Properties,
+    /// From the Message Expiry Interval: not delivered after this.
+    pub expires_at: Option<Instant>,
 }
 
 pub type SharedMessage = Arc<Message>;
 
 impl Message {
-    pub fn from_publish(publish: Publish, topic: ByteString) -> Message {
+    pub fn from_publish(publish: Publish, topic: ByteString, now: Instant) -> Message {
         let mut properties = publish.properties;
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
@@ -32,11 +35,12 @@ impl Message {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            expires_at: expiry(&properties, now),
             properties,
         }
     }
 
-    pub fn from_will(will: Will) -> Message {
+    pub fn from_will(will: Will, now: Instant) -> Message {
         let mut properties = will.properties;
         if properties.will_delay_interval.is_some() {
             properties.will_delay_interval = None;
@@ -46,14 +50,28 @@ impl Message {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
+            expires_at: expiry(&properties, now),
             properties,
         }
+    }
+
+    /// Whole seconds left before expiry, rounded up; `Some(0)` once expired.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        let at = self.expires_at?;
+        let left = at.saturating_duration_since(now);
+        Some(left.as_secs() as u32 + u32::from(left.subsec_nanos() > 0))
     }
 
     /// Bytes this message holds, for queue accounting.
     pub fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
     }
+}
+
+fn expiry(properties: &Properties, now: Instant) -> Option<Instant> {
+    properties
+        .message_expiry_interval
+        .map(|secs| now + Duration::from_secs(u64::from(secs)))
 }
 
 /// One message on its way to one subscriber.
@@ -63,4 +81,21 @@ pub struct Delivery {
     pub qos: QoS,
     /// RETAIN on the outgoing PUBLISH: set for retained messages sent on subscribe.
     pub retain: bool,
+    /// Identifiers of the subscriptions it matched (5.0).
+    pub subscription_ids: Vec<u32>,
+    /// The `$share/{group}/{filter}` it came through, so it can go to another member if this
+    /// one leaves before acknowledging it.
+    pub shared_group: Option<ByteString>,
+}
+
+impl Delivery {
+    pub fn new(message: SharedMessage, qos: QoS, retain: bool) -> Delivery {
+        Delivery {
+            message,
+            qos,
+            retain,
+            subscription_ids: Vec::new(),
+            shared_group: None,
+        }
+    }
 }

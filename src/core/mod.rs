@@ -3,14 +3,17 @@
 //! the clock. Nothing here touches a socket or an executor.
 
 pub mod broker;
+pub mod features;
 pub mod limits;
 pub mod message;
 pub mod retained;
 pub mod session;
 pub mod shard_msg;
+pub mod topic_alias;
 pub mod trie;
 
 pub use broker::{Broker, ConnId, Output};
+pub use features::{Features, SharedPolicy};
 pub use limits::Limits;
 pub use message::{Delivery, Message, SharedMessage};
 pub use shard_msg::ShardMsg;

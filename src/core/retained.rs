@@ -54,6 +54,7 @@ mod tests {
             qos: QoS::AtMostOnce,
             retain: true,
             properties: Default::default(),
+            expires_at: None,
         })
     }
 

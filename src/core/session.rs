@@ -2,7 +2,9 @@
 //! ids, the inflight window, the queue behind it, resend with DUP after a reconnect — plus the
 //! packet ids of incoming QoS 2 messages awaiting PUBREL.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use ahash::{AHashMap, AHashSet};
 use bytes::BytesMut;
@@ -10,7 +12,10 @@ use bytestring::ByteString;
 
 use super::limits::Limits;
 use super::message::Delivery;
-use crate::protocol::{Ack, PacketType, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions};
+use super::topic_alias::{OutboundAlias, OutboundAliases};
+use crate::protocol::{
+    Ack, PacketType, Properties, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions,
+};
 
 /// The connection a session is attached to, as far as sending is concerned.
 #[derive(Debug)]
@@ -24,6 +29,9 @@ pub struct Link {
     pub receive_maximum: u16,
     /// The client's Maximum Packet Size (5.0); larger messages are not sent to it.
     pub max_packet_size: u32,
+    /// The client's Topic Alias Maximum (5.0): aliases we may assign.
+    pub topic_alias_maximum: u16,
+    pub aliases: OutboundAliases,
 }
 
 impl Link {
@@ -34,6 +42,8 @@ impl Link {
             unflushed: 0,
             receive_maximum: u16::MAX,
             max_packet_size: u32::MAX,
+            topic_alias_maximum: 0,
+            aliases: OutboundAliases::default(),
         }
     }
 
@@ -62,6 +72,14 @@ struct Inflight {
     awaiting: AwaitingFromClient,
 }
 
+/// One subscription of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier it was made with (5.0).
+    pub id: Option<u32>,
+}
+
 /// What became of a message handed to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
@@ -73,6 +91,27 @@ pub enum DeliverOutcome {
     DroppedQueueFull,
     /// Larger than the client's Maximum Packet Size.
     DroppedTooLarge,
+    /// Its Message Expiry Interval passed before it could be sent.
+    DroppedExpired,
+}
+
+/// What became of the messages a [`Session::pump`] or [`Session::resume`] released.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PumpReport {
+    pub sent: usize,
+    pub too_large: usize,
+    pub expired: usize,
+}
+
+impl PumpReport {
+    fn add(&mut self, outcome: DeliverOutcome) {
+        match outcome {
+            DeliverOutcome::Sent => self.sent += 1,
+            DeliverOutcome::DroppedTooLarge => self.too_large += 1,
+            DeliverOutcome::DroppedExpired => self.expired += 1,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -80,9 +119,13 @@ pub struct Session {
     pub client_id: ByteString,
     /// The connection it is attached to, if the client is connected.
     pub conn: Option<u64>,
-    /// Kept after the connection closes (clean session 0 / session expiry > 0).
-    pub persistent: bool,
-    pub subscriptions: AHashMap<ByteString, SubscriptionOptions>,
+    /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX`
+    /// never expires (3.x clean session 0).
+    pub expiry_interval: u32,
+    /// When an offline session ends.
+    pub expires_at: Option<Instant>,
+    /// Filter (`$share/...` included) -> options and subscription identifier.
+    pub subscriptions: AHashMap<ByteString, Subscription>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
@@ -91,11 +134,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: ByteString, persistent: bool) -> Session {
+    pub fn new(client_id: ByteString, expiry_interval: u32) -> Session {
         Session {
             client_id,
             conn: None,
-            persistent,
+            expiry_interval,
+            expires_at: None,
             subscriptions: AHashMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
@@ -119,10 +163,11 @@ impl Session {
         delivery: Delivery,
         link: Option<&mut Link>,
         limits: &Limits,
+        now: Instant,
     ) -> DeliverOutcome {
         if let Some(link) = link {
             if self.queue.is_empty() && link.has_room(limits) && self.window_open(&delivery, link) {
-                return self.send(delivery, link);
+                return self.send(delivery, link, now);
             }
         } else if delivery.qos == QoS::AtMostOnce {
             return DeliverOutcome::DroppedOffline;
@@ -143,30 +188,28 @@ impl Session {
     }
 
     /// Sends queued messages while the link has room and the window is open, in order.
-    /// Returns how many queued messages were dropped as too large for the client.
-    pub fn pump(&mut self, link: &mut Link, limits: &Limits) -> usize {
-        let mut too_large = 0;
+    pub fn pump(&mut self, link: &mut Link, limits: &Limits, now: Instant) -> PumpReport {
+        let mut report = PumpReport::default();
         while let Some(front) = self.queue.front() {
             if !link.has_room(limits) || !self.window_open(front, link) {
                 break;
             }
             let delivery = self.queue.pop_front().expect("front exists");
             self.queued_bytes -= delivery.message.size();
-            if self.send(delivery, link) == DeliverOutcome::DroppedTooLarge {
-                too_large += 1;
-            }
+            report.add(self.send(delivery, link, now));
         }
-        too_large
+        report
     }
 
-    fn send(&mut self, delivery: Delivery, link: &mut Link) -> DeliverOutcome {
+    fn send(&mut self, delivery: Delivery, link: &mut Link, now: Instant) -> DeliverOutcome {
         let packet_id = if delivery.qos == QoS::AtMostOnce {
             0
         } else {
             self.allocate_packet_id()
         };
-        if !encode_publish(&delivery, packet_id, false, link) {
-            return DeliverOutcome::DroppedTooLarge;
+        let outcome = encode_publish(&delivery, packet_id, false, link, now);
+        if outcome != DeliverOutcome::Sent {
+            return outcome;
         }
         if packet_id != 0 {
             self.inflight.push_back(Inflight {
@@ -259,18 +302,63 @@ impl Session {
 
     /// After a reconnect: resend every unacknowledged message in its original order, with DUP
     /// set, and PUBREL for those already received (MQTT-4.4.0-1); then the queue.
-    pub fn resume(&mut self, link: &mut Link, limits: &Limits) -> usize {
+    pub fn resume(&mut self, link: &mut Link, limits: &Limits, now: Instant) -> PumpReport {
+        let mut report = PumpReport::default();
+        // Once sent, a message is resent even if it has expired meanwhile: the client may
+        // have it already, and the packet id must be completed either way.
         for inflight in &self.inflight {
             match inflight.awaiting {
                 AwaitingFromClient::Ack => {
-                    encode_publish(&inflight.delivery, inflight.packet_id, true, link);
+                    report.add(encode_publish(
+                        &inflight.delivery,
+                        inflight.packet_id,
+                        true,
+                        link,
+                        now,
+                    ));
                 }
                 AwaitingFromClient::Complete => {
                     link.write_ack(PacketType::PubRel, inflight.packet_id)
                 }
             }
         }
-        self.pump(link, limits)
+        let more = self.pump(link, limits, now);
+        report.sent += more.sent;
+        report.too_large += more.too_large;
+        report.expired += more.expired;
+        report
+    }
+
+    /// Takes back what was routed through shared subscription `group` (any group for `None`)
+    /// and is not yet acknowledged, so the group can give it to another member.
+    pub fn take_shared(&mut self, group: Option<&str>) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        let from_group = |d: &Delivery| match (&d.shared_group, group) {
+            (Some(g), Some(wanted)) => g == wanted,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        self.inflight.retain(|i| {
+            // A QoS 2 message once sent may have reached the client: it must not go to another
+            // (MQTT-4.8.2-5). A QoS 1 message may.
+            if i.delivery.qos == QoS::AtLeastOnce && from_group(&i.delivery) {
+                taken.push(i.delivery.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for d in self.queue.drain(..) {
+            if from_group(&d) {
+                self.queued_bytes -= d.message.size();
+                taken.push(d);
+            } else {
+                kept.push_back(d);
+            }
+        }
+        self.queue = kept;
+        taken
     }
 
     /// Whether anything is waiting to be sent or acknowledged.
@@ -279,24 +367,86 @@ impl Session {
     }
 }
 
-/// Encodes one delivery; false (and nothing written) if it exceeds the client's maximum size.
-fn encode_publish(delivery: &Delivery, packet_id: u16, dup: bool, link: &mut Link) -> bool {
+/// Bytes an alias property adds to a PUBLISH.
+const ALIAS_PROPERTY_LEN: usize = 3;
+
+/// Encodes one delivery into the link, with this subscriber's 5.0 properties: the remaining
+/// expiry, its subscription identifiers and a topic alias. Nothing is written for a message
+/// that has expired or exceeds the client's maximum packet size.
+fn encode_publish(
+    delivery: &Delivery,
+    packet_id: u16,
+    dup: bool,
+    link: &mut Link,
+    now: Instant,
+) -> DeliverOutcome {
     let message = &delivery.message;
-    let header = PublishHeader {
+    let remaining_expiry = message.remaining_expiry(now);
+    if remaining_expiry == Some(0) && !dup {
+        return DeliverOutcome::DroppedExpired;
+    }
+    let v5 = link.version.is_v5();
+    let mut properties: Cow<Properties> = if !v5 {
+        Cow::Owned(Properties::default())
+    } else if remaining_expiry.is_none() && delivery.subscription_ids.is_empty() {
+        Cow::Borrowed(&message.properties)
+    } else {
+        let mut p = message.properties.clone();
+        if remaining_expiry.is_some() {
+            p.message_expiry_interval = remaining_expiry;
+        }
+        if !delivery.subscription_ids.is_empty() {
+            p.subscription_identifiers = delivery.subscription_ids.clone();
+        }
+        Cow::Owned(p)
+    };
+    let alias_room = if link.topic_alias_maximum > 0 {
+        ALIAS_PROPERTY_LEN
+    } else {
+        0
+    };
+    let full_len = PublishHeader {
         dup,
         qos: delivery.qos,
         retain: delivery.retain,
         topic: &message.topic,
         packet_id,
-        properties: &message.properties,
-    };
-    if header.wire_len(link.version, message.payload.len()) > link.max_packet_size as usize {
-        return false;
+        properties: &properties,
     }
-    // Topic and properties were decoded from a packet, so they always encode.
-    header
-        .write_with_payload(link.version, &message.payload, &mut link.out)
-        .is_ok()
+    .wire_len(link.version, message.payload.len());
+    if full_len + alias_room > link.max_packet_size as usize {
+        return DeliverOutcome::DroppedTooLarge;
+    }
+    let alias = if v5 {
+        link.aliases
+            .assign(&message.topic, link.topic_alias_maximum)
+    } else {
+        None
+    };
+    let mut topic: &str = &message.topic;
+    if let Some(alias) = alias {
+        let number = match alias {
+            OutboundAlias::Set(n) => n,
+            OutboundAlias::Use(n) => {
+                topic = "";
+                n
+            }
+        };
+        properties.to_mut().topic_alias = Some(number);
+    }
+    let header = PublishHeader {
+        dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic,
+        packet_id,
+        properties: &properties,
+    };
+    // Topic and properties were decoded from packets of the same limits, so they encode.
+    match header.write_with_payload(link.version, &message.payload, &mut link.out) {
+        Ok(()) => DeliverOutcome::Sent,
+        Err(_) => DeliverOutcome::DroppedTooLarge,
+    }
 }
 
 #[cfg(test)]
@@ -308,17 +458,18 @@ mod tests {
     use std::sync::Arc;
 
     fn delivery(n: u8, qos: QoS) -> Delivery {
-        Delivery {
-            message: Arc::new(Message {
+        Delivery::new(
+            Arc::new(Message {
                 topic: "t".into(),
                 payload: Bytes::from(vec![n]),
                 qos,
                 retain: false,
                 properties: Default::default(),
+                expires_at: None,
             }),
             qos,
-            retain: false,
-        }
+            false,
+        )
     }
 
     fn sent(link: &mut Link) -> Vec<Packet> {
@@ -345,9 +496,14 @@ mod tests {
         let limits = Limits::default();
         let mut link = Link::new(ProtocolVersion::V3_1_1);
         link.receive_maximum = 2;
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         for n in 0..4 {
-            s.deliver(delivery(n, QoS::AtLeastOnce), Some(&mut link), &limits);
+            s.deliver(
+                delivery(n, QoS::AtLeastOnce),
+                Some(&mut link),
+                &limits,
+                Instant::now(),
+            );
         }
         assert_eq!(
             publishes(&sent(&mut link)),
@@ -359,31 +515,36 @@ mod tests {
             !s.on_puback(1),
             "a second PUBACK for the same id matches nothing"
         );
-        s.pump(&mut link, &limits);
+        s.pump(&mut link, &limits, Instant::now());
         assert_eq!(publishes(&sent(&mut link)), vec![(2, 3, false)]);
     }
 
     #[test]
     fn reconnect_resends_unacked_with_dup_in_order_then_queue() {
         let limits = Limits::default();
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
         link.receive_maximum = 2;
         for n in 0..3 {
-            s.deliver(delivery(n, QoS::AtLeastOnce), Some(&mut link), &limits);
+            s.deliver(
+                delivery(n, QoS::AtLeastOnce),
+                Some(&mut link),
+                &limits,
+                Instant::now(),
+            );
         }
         // The connection drops; one more arrives while offline, one QoS 0 is dropped.
         assert_eq!(
-            s.deliver(delivery(3, QoS::AtLeastOnce), None, &limits),
+            s.deliver(delivery(3, QoS::AtLeastOnce), None, &limits, Instant::now()),
             DeliverOutcome::Queued
         );
         assert_eq!(
-            s.deliver(delivery(9, QoS::AtMostOnce), None, &limits),
+            s.deliver(delivery(9, QoS::AtMostOnce), None, &limits, Instant::now()),
             DeliverOutcome::DroppedOffline
         );
         let mut link = Link::new(ProtocolVersion::V3_1_1);
         link.receive_maximum = 3;
-        s.resume(&mut link, &limits);
+        s.resume(&mut link, &limits, Instant::now());
         assert_eq!(
             publishes(&sent(&mut link)),
             vec![(0, 1, true), (1, 2, true), (2, 3, false)]
@@ -393,16 +554,21 @@ mod tests {
     #[test]
     fn qos2_outbound_flow_and_pubrel_resend() {
         let limits = Limits::default();
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
-        s.deliver(delivery(7, QoS::ExactlyOnce), Some(&mut link), &limits);
+        s.deliver(
+            delivery(7, QoS::ExactlyOnce),
+            Some(&mut link),
+            &limits,
+            Instant::now(),
+        );
         sent(&mut link);
         assert!(!s.on_puback(1), "PUBACK does not complete a QoS 2 message");
         assert!(s.on_pubrec(1, &mut link));
         assert_eq!(sent(&mut link), vec![Packet::PubRel(Ack::new(1))]);
         // Reconnect before PUBCOMP: PUBREL again, not the PUBLISH.
         let mut link = Link::new(ProtocolVersion::V3_1_1);
-        s.resume(&mut link, &limits);
+        s.resume(&mut link, &limits, Instant::now());
         assert_eq!(sent(&mut link), vec![Packet::PubRel(Ack::new(1))]);
         assert!(s.on_pubcomp(1));
         assert!(!s.has_pending());
@@ -410,7 +576,7 @@ mod tests {
 
     #[test]
     fn qos2_inbound_duplicates_are_not_routed_twice() {
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         assert!(s.receive_qos2(5));
         assert!(!s.receive_qos2(5));
         assert!(s.on_pubrel(5));
@@ -427,9 +593,9 @@ mod tests {
             max_queued_messages: 2,
             ..Limits::default()
         };
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         let outcomes: Vec<_> = (0..3)
-            .map(|n| s.deliver(delivery(n, QoS::AtLeastOnce), None, &limits))
+            .map(|n| s.deliver(delivery(n, QoS::AtLeastOnce), None, &limits, Instant::now()))
             .collect();
         assert_eq!(
             outcomes,
@@ -447,27 +613,47 @@ mod tests {
             write_high_water: 10,
             ..Limits::default()
         };
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
         for n in 0..5 {
-            s.deliver(delivery(n, QoS::AtMostOnce), Some(&mut link), &limits);
+            s.deliver(
+                delivery(n, QoS::AtMostOnce),
+                Some(&mut link),
+                &limits,
+                Instant::now(),
+            );
         }
         assert!(link.out.len() < 20);
         assert!(s.queued_len() >= 3);
         link.out.clear();
-        s.pump(&mut link, &limits);
+        s.pump(&mut link, &limits, Instant::now());
         assert!(!link.out.is_empty());
     }
 
     #[test]
     fn packet_ids_skip_those_in_flight_after_wrapping() {
         let limits = Limits::default();
-        let mut s = Session::new("c".into(), true);
+        let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
-        s.deliver(delivery(0, QoS::AtLeastOnce), Some(&mut link), &limits); // id 1 stays unacked
+        s.deliver(
+            delivery(0, QoS::AtLeastOnce),
+            Some(&mut link),
+            &limits,
+            Instant::now(),
+        ); // id 1 stays unacked
         s.next_packet_id = u16::MAX;
-        s.deliver(delivery(1, QoS::AtLeastOnce), Some(&mut link), &limits);
-        s.deliver(delivery(2, QoS::AtLeastOnce), Some(&mut link), &limits);
+        s.deliver(
+            delivery(1, QoS::AtLeastOnce),
+            Some(&mut link),
+            &limits,
+            Instant::now(),
+        );
+        s.deliver(
+            delivery(2, QoS::AtLeastOnce),
+            Some(&mut link),
+            &limits,
+            Instant::now(),
+        );
         let ids: Vec<u16> = publishes(&sent(&mut link)).iter().map(|p| p.1).collect();
         assert_eq!(ids, vec![1, u16::MAX, 2]);
     }

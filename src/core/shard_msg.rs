@@ -8,9 +8,18 @@ use super::message::SharedMessage;
 pub enum ShardMsg {
     /// A message published on another shard that matches a route to this one.
     Deliver(SharedMessage),
+    /// A message for one member of the shared subscription `group` (`$share/{group}/{filter}`),
+    /// which this shard has members of. `publisher` is the publisher's client id hash, for the
+    /// by-publisher policy.
+    DeliverShared {
+        group: ByteString,
+        message: SharedMessage,
+        publisher: u64,
+    },
     /// A retained message (or its deletion) to store in this shard's replica.
     Retain(SharedMessage),
-    /// `shard` gained its first local subscriber on `filter`. A non-zero `sync` asks for a
+    /// `shard` gained its first local subscriber on `filter` (a `$share/...` filter for a
+    /// shared group member). A non-zero `sync` asks for a
     /// [`ShardMsg::RouteAck`] once applied: the SUBACK waits for every shard's.
     RouteAdd {
         filter: ByteString,

@@ -379,10 +379,9 @@ impl PropertyValues {
                 set_once(&mut self.receive_maximum, v)
             }
             id::TOPIC_ALIAS_MAXIMUM => set_once(&mut self.topic_alias_maximum, read_u16(b)?),
-            id::TOPIC_ALIAS => {
-                let v = nonzero_u16(read_u16(b)?, "topic alias 0")?;
-                set_once(&mut self.topic_alias, v)
-            }
+            // Alias 0 is the receiver's to refuse with 0x94 Topic Alias invalid, like one above
+            // its maximum (MQTT-3.3.2-8): not a decoding error.
+            id::TOPIC_ALIAS => set_once(&mut self.topic_alias, read_u16(b)?),
             id::MAXIMUM_QOS => {
                 let v = read_u8(b)?;
                 if v > 1 {

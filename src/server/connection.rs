@@ -197,7 +197,10 @@ async fn write_loop(
                     shutdown(fd);
                     return;
                 }
-                shard.broker.borrow_mut().output_written(id, n);
+                shard
+                    .broker
+                    .borrow_mut()
+                    .output_written(id, n, Instant::now());
                 shard.flush();
             }
             if output.close {

@@ -6,6 +6,7 @@ mod connection;
 mod mesh;
 mod shard;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -37,7 +38,14 @@ pub enum StartError {
     Executor(String),
 }
 
-/// Runs the broker until the process is stopped.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Set once SIGTERM or SIGINT arrived; the shards' tick tasks watch it.
+fn shutdown_requested() -> bool {
+    SHUTDOWN.load(Ordering::Relaxed)
+}
+
+/// Runs the broker until SIGTERM or SIGINT (then 5.0 clients get DISCONNECT 0x8B).
 pub fn run(config: Config) -> Result<(), StartError> {
     let shards = config.shard_count();
     ensure_memlock(shards)?;
@@ -78,12 +86,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
     }
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| StartError::Executor(format!("cannot handle signals: {e}")))?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping");
+            SHUTDOWN.store(true, Ordering::Relaxed);
+        }
+    });
     for result in handles.join_all() {
         if let Err(e) = result {
             return Err(StartError::Executor(e.to_string()));
         }
     }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -18,6 +18,8 @@ use crate::core::{Broker, ConnId};
 
 /// How often keep alive deadlines are checked.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a stopping shard waits for its connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Messages waiting for another shard past which publishers stop reading until they drain.
 pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
 
@@ -109,10 +111,11 @@ pub async fn run(
         }
     }
     let limits = config.limits();
+    let features = config.features();
     let shard = Rc::new(Shard {
         id,
         shards,
-        broker: RefCell::new(Broker::new(id, shards, limits)),
+        broker: RefCell::new(Broker::new(id, shards, limits).with_features(features)),
         config,
         writers: RefCell::new(AHashMap::new()),
         peer_wakers,
@@ -144,7 +147,10 @@ pub async fn run(
             while let Some(envelope) = receiver.recv().await {
                 match envelope {
                     Envelope::Batch(batch) => {
-                        shard.broker.borrow_mut().remote(peer, batch);
+                        shard
+                            .broker
+                            .borrow_mut()
+                            .remote(peer, batch, Instant::now());
                         shard.flush();
                     }
                     Envelope::Handoff { fd, buffered } => {
@@ -155,6 +161,7 @@ pub async fn run(
         })
         .detach();
     }
+    let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
     {
         let shard = shard.clone();
         spawn_local(async move {
@@ -162,6 +169,12 @@ pub async fn run(
                 timer::sleep(TICK).await;
                 shard.broker.borrow_mut().tick(Instant::now());
                 shard.flush();
+                if super::shutdown_requested() {
+                    shard.broker.borrow_mut().shutdown();
+                    shard.flush();
+                    let _ = stop_tx.try_send(());
+                    return;
+                }
             }
         })
         .detach();
@@ -169,23 +182,38 @@ pub async fn run(
 
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, "accepting");
+    // Sockets beyond the connection limit are refused outright; those within it but over the
+    // limit of connected clients get a CONNACK refusal from the broker.
+    let max_sockets = shard
+        .config
+        .max_connections
+        .saturating_mul(2)
+        .saturating_add(64);
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                if shard.broker.borrow().connection_count() >= shard.config.max_connections {
-                    tracing::warn!(
-                        shard = id,
-                        "connection limit reached; refusing a connection"
-                    );
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop_rx.recv().await;
+            None
+        });
+        match accepted.await {
+            None => break,
+            Some(Ok(stream)) => {
+                if shard.broker.borrow().connection_count() >= max_sockets {
+                    tracing::warn!(shard = id, "socket limit reached; refusing a connection");
                     drop(stream);
                     continue;
                 }
                 connection::spawn(shard.clone(), stream);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(shard = id, error = %e, "accept failed");
                 timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+    // Stopping: give the writers a moment to deliver the DISCONNECTs.
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while shard.broker.borrow().connection_count() > 0 && Instant::now() < deadline {
+        timer::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::debug!(shard = id, "stopped");
 }

@@ -5,22 +5,41 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use super::{Broker, ConnId, SessionKey};
+use super::{Broker, ConnId, PendingWill, SessionKey};
 use crate::core::home_shard;
 use crate::core::message::Message;
 use crate::core::session::{Link, Session};
 use crate::protocol::{
-    ConnAck, Connect, DecodeError, Disconnect, PropertyValues, ProtocolVersion, ReasonCode, Will,
+    ConnAck, Connect, DecodeError, Disconnect, PropertyValues, ProtocolVersion, QoS, ReasonCode,
+    Will,
 };
+
+/// Session expiry of a 3.x session with clean session 0: it never ends by itself.
+pub(super) const NEVER_EXPIRES: u32 = u32::MAX;
 
 impl Broker {
     /// A CONNECT on a connection without a session. The caller has already made sure this is
     /// the client id's home shard (or the client id is empty).
-    pub(super) fn connect(&mut self, id: ConnId, connect: Connect, now: Instant) {
+    pub(super) fn connect(&mut self, id: ConnId, connect: Connect) {
+        let now = self.now;
         let version = connect.version;
         let v5 = version.is_v5();
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.link = Link::new(version);
+        }
+        if v5 && connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is supported (MQTT-4.12.0-1).
+            self.refuse(id, ReasonCode::BadAuthenticationMethod);
+            return;
+        }
+        let connected = self.conns.values().filter(|c| c.session.is_some()).count();
+        if connected >= self.limits.max_connections {
+            tracing::warn!(
+                shard = self.shard,
+                "connection limit reached; refusing a client"
+            );
+            self.refuse(id, ReasonCode::QuotaExceeded);
+            return;
         }
         let mut assigned = None;
         let client_id = if connect.client_id.is_empty() {
@@ -40,13 +59,15 @@ impl Broker {
         } else {
             connect.client_id
         };
+        // A new connection for this client id cancels a will still waiting out its delay.
+        self.pending_wills.remove(&client_id);
 
         let mut session_present = false;
         let existing = self.by_client_id.get(&client_id).copied();
         if let Some(key) = existing {
             let old_conn = self.sessions.get_mut(&key).and_then(|s| s.conn.take());
             if let Some(old) = old_conn {
-                self.take_over(old, now);
+                self.take_over(old);
             }
             if connect.clean_start {
                 self.destroy_session(key);
@@ -54,10 +75,12 @@ impl Broker {
                 session_present = true;
             }
         }
-        let persistent = if v5 {
-            connect.properties.session_expiry_interval.unwrap_or(0) > 0
+        let expiry_interval = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
         } else {
-            !connect.clean_start
+            NEVER_EXPIRES
         };
         let key = match (session_present, existing) {
             (true, Some(key)) => key,
@@ -65,30 +88,57 @@ impl Broker {
                 let key = self.next_session;
                 self.next_session += 1;
                 self.sessions
-                    .insert(key, Session::new(client_id.clone(), persistent));
+                    .insert(key, Session::new(client_id.clone(), expiry_interval));
                 self.by_client_id.insert(client_id.clone(), key);
                 key
             }
         };
 
+        let max_keep_alive = self.features.max_keep_alive;
+        let keep_alive = if max_keep_alive > 0
+            && (connect.keep_alive == 0 || connect.keep_alive > max_keep_alive)
+        {
+            max_keep_alive
+        } else {
+            connect.keep_alive
+        };
         let limits = self.limits.clone();
+        let features = self.features.clone();
         let conn = self.conns.get_mut(&id).expect("connection exists");
         conn.session = Some(key);
         conn.will = connect.will;
-        conn.keep_alive_limit = (connect.keep_alive > 0)
-            .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+        conn.keep_alive_limit =
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         conn.last_seen = now;
+        conn.connect_expiry = expiry_interval;
+        conn.problem_information = connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true);
         conn.link.receive_maximum = limits
             .max_inflight
             .min(connect.properties.receive_maximum.unwrap_or(u16::MAX));
         conn.link.max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        conn.link.topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
 
         let properties = if v5 {
+            let unless = |available: bool| (!available).then_some(false);
             PropertyValues {
                 assigned_client_identifier: assigned,
                 maximum_packet_size: Some(limits.max_packet_size),
-                shared_subscription_available: Some(false),
-                subscription_identifier_available: Some(false),
+                topic_alias_maximum: (features.topic_alias_maximum > 0)
+                    .then_some(features.topic_alias_maximum),
+                receive_maximum: Some(features.receive_maximum),
+                maximum_qos: (features.max_qos < QoS::ExactlyOnce)
+                    .then_some(features.max_qos as u8),
+                retain_available: unless(features.retain_available),
+                wildcard_subscription_available: unless(features.wildcard_subscriptions),
+                subscription_identifier_available: unless(features.subscription_identifiers),
+                shared_subscription_available: unless(features.shared_subscriptions),
+                server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
+                response_information: (connect.properties.request_response_information
+                    == Some(true))
+                .then(|| format!("ringmq/response/{client_id}").into()),
                 ..PropertyValues::default()
             }
             .into()
@@ -103,10 +153,11 @@ impl Broker {
         let _ = connack.write(version, &mut conn.link.out);
 
         let session = self.sessions.get_mut(&key).expect("session exists");
-        session.persistent = persistent;
+        session.expiry_interval = expiry_interval;
+        session.expires_at = None;
         session.conn = Some(id);
-        let too_large = session.resume(&mut conn.link, &limits);
-        self.counters.dropped_too_large += too_large as u64;
+        let report = session.resume(&mut conn.link, &limits, now);
+        self.account_report(report);
         tracing::debug!(shard = self.shard, client = %client_id, ?version, session_present, "client connected");
         self.queue_flush(id);
     }
@@ -135,32 +186,44 @@ impl Broker {
         self.close(id);
     }
 
-    /// Another connection took this client id: the old one is told (5.0) and closed, and its
-    /// will is published, as for any close without DISCONNECT.
-    fn take_over(&mut self, old: ConnId, now: Instant) {
+    /// Another connection took this client id: the old one is told (5.0) and closed. Its will
+    /// is published as for any close without DISCONNECT, unless it has a delay: the new
+    /// connection for the client id arrived within it (MQTT-3.1.3-9).
+    fn take_over(&mut self, old: ConnId) {
         let Some(conn) = self.conns.get_mut(&old) else {
             return;
         };
-        if conn.link.version.is_v5() {
-            let _ = Disconnect::new(ReasonCode::SessionTakenOver)
-                .write(conn.link.version, &mut conn.link.out);
-        }
         conn.session = None;
         let will = conn.will.take();
-        self.close(old);
-        if let Some(will) = will {
-            self.publish_will(will, now);
+        self.disconnect(old, ReasonCode::SessionTakenOver);
+        if let Some(will) = will.filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0) {
+            self.publish_will(will);
         }
     }
 
-    fn publish_will(&mut self, will: Will, _now: Instant) {
-        self.publish_message(Arc::new(Message::from_will(will)));
+    pub(super) fn publish_will(&mut self, will: Will) {
+        let message = Arc::new(Message::from_will(will, self.now));
+        self.publish_message(message, None, 0);
+    }
+
+    /// Closes a connection, telling a connected 5.0 client why first.
+    pub(super) fn disconnect(&mut self, id: ConnId, reason: ReasonCode) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if !conn.closing
+            && conn.link.version.is_v5()
+            && (conn.session.is_some() || reason == ReasonCode::SessionTakenOver)
+        {
+            let _ = Disconnect::new(reason).write(conn.link.version, &mut conn.link.out);
+        }
+        self.close(id);
     }
 
     /// A protocol violation: 5.0 clients get DISCONNECT with the reason, then the socket closes.
     pub(super) fn fail(&mut self, id: ConnId, reason: ReasonCode, why: &str) {
         self.counters.protocol_errors += 1;
-        let Some(conn) = self.conns.get_mut(&id) else {
+        let Some(conn) = self.conns.get(&id) else {
             return;
         };
         let client = conn
@@ -168,10 +231,7 @@ impl Broker {
             .and_then(|k| self.sessions.get(&k))
             .map(|s| s.client_id.clone());
         tracing::info!(shard = self.shard, conn = id, client = ?client.as_deref(), ?reason, why, "closing connection");
-        if conn.session.is_some() && conn.link.version.is_v5() {
-            let _ = Disconnect::new(reason).write(conn.link.version, &mut conn.link.out);
-        }
-        self.close(id);
+        self.disconnect(id, reason);
     }
 
     /// The decoder rejected this connection's input.
@@ -192,40 +252,60 @@ impl Broker {
         self.fail(id, error.reason_code(), &why);
     }
 
-    /// The socket is gone (EOF, error, or our own close). Publishes the will unless the client
-    /// sent DISCONNECT, and detaches or ends the session.
+    /// The socket is gone (EOF, error, or our own close). Publishes the will (now, or after
+    /// its delay) unless the client sent DISCONNECT, and detaches or ends the session.
     pub fn closed(&mut self, id: ConnId, now: Instant) {
+        self.now = now;
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
         self.counters.connections_closed += 1;
-        if let Some(key) = conn.session {
-            if let Some(will) = conn.will {
-                self.publish_will(will, now);
-            }
-            let persistent = match self.sessions.get_mut(&key) {
-                Some(session) => {
-                    session.conn = None;
-                    session.persistent
-                }
-                None => true,
-            };
-            if !persistent {
-                self.destroy_session(key);
+        self.pending_subscribes.retain(|_, p| p.conn != id);
+        let Some(key) = conn.session else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        session.conn = None;
+        let expiry = session.expiry_interval;
+        let client_id = session.client_id.clone();
+        if let Some(will) = conn.will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
+            if delay == 0 {
+                self.publish_will(will);
+            } else {
+                let due = now + Duration::from_secs(u64::from(delay));
+                self.pending_wills
+                    .insert(client_id, PendingWill { due, will });
             }
         }
-        self.pending_subscribes.retain(|_, p| p.conn != id);
+        // What a shared group gave this member and it has not acknowledged goes to another.
+        self.redistribute_shared(key);
+        match expiry {
+            0 => self.destroy_session(key),
+            NEVER_EXPIRES => {}
+            secs => {
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.expires_at = Some(now + Duration::from_secs(u64::from(secs)));
+                }
+            }
+        }
     }
 
     /// Ends a session: its subscriptions leave the trie, and routes that lose their last local
     /// subscriber are withdrawn from every shard.
     pub(super) fn destroy_session(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.remove(&key) else {
+        let Some(session) = self.sessions.get(&key) else {
             return;
         };
-        self.by_client_id.remove(&session.client_id);
-        for filter in session.subscriptions.keys() {
+        let filters: Vec<ByteString> = session.subscriptions.keys().cloned().collect();
+        for filter in &filters {
             self.remove_subscriber(filter, key);
+        }
+        self.redistribute_shared(key);
+        if let Some(session) = self.sessions.remove(&key) {
+            self.by_client_id.remove(&session.client_id);
         }
     }
 }

@@ -6,8 +6,10 @@
 //! messages per shard ([`Broker::take_outbox`]).
 
 mod connection;
+mod expiry;
 mod packets;
 mod routing;
+mod subscribe;
 
 use std::time::{Duration, Instant};
 
@@ -15,13 +17,15 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+use super::features::Features;
 use super::limits::Limits;
 use super::retained::RetainedStore;
-use super::session::{DeliverOutcome, Link, Session};
+use super::session::{DeliverOutcome, Link, PumpReport, Session, Subscription};
 use super::shard_msg::ShardMsg;
+use super::topic_alias::InboundAliases;
 use super::trie::Trie;
 use crate::metrics::{Counters, DropLog};
-use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS, Will};
 
 /// A connection on this shard, numbered by the broker.
 pub type ConnId = u64;
@@ -35,12 +39,17 @@ struct Conn {
     link: Link,
     session: Option<SessionKey>,
     will: Option<Will>,
-    /// 1.5 x the keep alive the client asked for (MQTT-3.1.2-24); None for 0.
+    /// 1.5 x the keep alive in force (MQTT-3.1.2-24); None for 0.
     keep_alive_limit: Option<Duration>,
     opened: Instant,
     last_seen: Instant,
     closing: bool,
     queued_for_flush: bool,
+    inbound_aliases: InboundAliases,
+    /// 5.0 Request Problem Information: reason strings on acks allowed.
+    problem_information: bool,
+    /// Session Expiry Interval of the CONNECT: 0 may not become non-zero (MQTT-3.14.2-2).
+    connect_expiry: u32,
 }
 
 /// Bytes to write to one connection, and whether to close it once they are written.
@@ -56,7 +65,42 @@ struct PendingSubscribe {
     conn: ConnId,
     acks_missing: usize,
     suback: BytesMut,
-    retained_for: Vec<(ByteString, SubscriptionOptions)>,
+    retained_for: Vec<(ByteString, Subscription)>,
+}
+
+/// A will waiting out its Will Delay Interval.
+#[derive(Debug)]
+struct PendingWill {
+    due: Instant,
+    will: Will,
+}
+
+/// The local subscribers of one filter.
+#[derive(Debug, Default)]
+struct Subscribers {
+    plain: AHashMap<SessionKey, Subscription>,
+    /// `$share/{group}/{filter}` -> the group's members on this shard.
+    shared: AHashMap<ByteString, SharedGroup>,
+}
+
+impl Subscribers {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.shared.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SharedGroup {
+    members: Vec<(SessionKey, Subscription)>,
+    next: usize,
+}
+
+/// The route table's entry for one filter: which shards have subscribers.
+#[derive(Debug, Default)]
+struct Route {
+    plain: u64,
+    /// `$share/{group}/{filter}` -> shards with members.
+    shared: AHashMap<ByteString, u64>,
 }
 
 #[derive(Debug)]
@@ -64,22 +108,24 @@ pub struct Broker {
     shard: usize,
     shards: usize,
     limits: Limits,
+    features: Features,
+    /// The clock as of the last call in.
+    now: Instant,
     conns: AHashMap<ConnId, Conn>,
     next_conn: ConnId,
     sessions: AHashMap<SessionKey, Session>,
     by_client_id: AHashMap<ByteString, SessionKey>,
     next_session: SessionKey,
-    /// Local subscriptions: filter -> subscribing sessions and their options.
-    subscriptions: Trie<AHashMap<SessionKey, SubscriptionOptions>>,
-    /// Replicated route table: filter -> bit set of shards with a subscriber.
-    routes: Trie<u64>,
+    subscriptions: Trie<Subscribers>,
+    routes: Trie<Route>,
+    /// Round-robin position per shared group over shards.
+    shared_turn: AHashMap<ByteString, usize>,
     retained: RetainedStore,
     outbox: Vec<Vec<ShardMsg>>,
     pending_subscribes: AHashMap<u64, PendingSubscribe>,
+    pending_wills: AHashMap<ByteString, PendingWill>,
     next_sync: u64,
     flush_queue: Vec<ConnId>,
-    /// Reused per publish: each matched session once, at its highest granted QoS.
-    match_scratch: AHashMap<SessionKey, SubscriptionOptions>,
     assigned_ids: u64,
     pub counters: Counters,
     drop_log: DropLog,
@@ -93,6 +139,8 @@ impl Broker {
             shard,
             shards,
             limits,
+            features: Features::default(),
+            now: Instant::now(),
             conns: AHashMap::new(),
             next_conn: 1,
             sessions: AHashMap::new(),
@@ -100,16 +148,22 @@ impl Broker {
             next_session: 1,
             subscriptions: Trie::default(),
             routes: Trie::default(),
+            shared_turn: AHashMap::new(),
             retained: RetainedStore::default(),
             outbox: (0..shards).map(|_| Vec::new()).collect(),
             pending_subscribes: AHashMap::new(),
+            pending_wills: AHashMap::new(),
             next_sync: 1,
             flush_queue: Vec::new(),
-            match_scratch: AHashMap::new(),
             assigned_ids: 0,
             counters: Counters::default(),
             drop_log: DropLog::default(),
         }
+    }
+
+    pub fn with_features(mut self, features: Features) -> Broker {
+        self.features = features;
+        self
     }
 
     pub fn shard(&self) -> usize {
@@ -130,6 +184,7 @@ impl Broker {
 
     /// Registers a new connection.
     pub fn open(&mut self, now: Instant) -> ConnId {
+        self.now = now;
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
@@ -143,6 +198,9 @@ impl Broker {
                 last_seen: now,
                 closing: false,
                 queued_for_flush: false,
+                inbound_aliases: InboundAliases::default(),
+                problem_information: true,
+                connect_expiry: 0,
             },
         );
         self.counters.connections_opened += 1;
@@ -180,17 +238,14 @@ impl Broker {
     }
 
     /// `n` bytes taken with [`Broker::take_output`] reached the socket: room for more.
-    pub fn output_written(&mut self, id: ConnId, n: usize) {
+    pub fn output_written(&mut self, id: ConnId, n: usize, now: Instant) {
+        self.now = now;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         conn.link.unflushed = conn.link.unflushed.saturating_sub(n);
-        if let Some(session) = conn.session.and_then(|key| self.sessions.get_mut(&key)) {
-            let too_large = session.pump(&mut conn.link, &self.limits);
-            self.counters.dropped_too_large += too_large as u64;
-        }
-        if !self.conns[&id].link.out.is_empty() {
-            self.queue_flush(id);
+        if let Some(key) = conn.session {
+            self.pump(id, key);
         }
     }
 
@@ -208,34 +263,11 @@ impl Broker {
         self.outbox.iter().map(Vec::len).sum()
     }
 
-    /// Closes connections whose keep alive ran out or that never sent CONNECT.
-    pub fn tick(&mut self, now: Instant) {
-        let expired: Vec<(ConnId, bool)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closing)
-            .filter_map(|(&id, c)| {
-                let idle = now.saturating_duration_since(c.last_seen);
-                match (c.session, c.keep_alive_limit) {
-                    (None, _) if now.saturating_duration_since(c.opened) > CONNECT_TIMEOUT => {
-                        Some((id, false))
-                    }
-                    (Some(_), Some(limit)) if idle > limit => Some((id, true)),
-                    _ => None,
-                }
-            })
-            .collect();
-        for (id, connected) in expired {
-            if connected {
-                self.fail(
-                    id,
-                    crate::protocol::ReasonCode::KeepAliveTimeout,
-                    "keep alive timeout",
-                );
-            } else {
-                tracing::debug!(conn = id, "no CONNECT in time; closing");
-                self.close(id);
-            }
+    /// The server is stopping: 5.0 clients are told (0x8B), every connection closes.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.disconnect(id, crate::protocol::ReasonCode::ServerShuttingDown);
         }
     }
 
@@ -256,6 +288,34 @@ impl Broker {
         self.queue_flush(id);
     }
 
+    /// Sends what the session has queued, as far as its window and the link allow.
+    fn pump(&mut self, id: ConnId, key: SessionKey) {
+        let (Some(conn), Some(session)) = (self.conns.get_mut(&id), self.sessions.get_mut(&key))
+        else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        let report = session.pump(&mut conn.link, &self.limits, self.now);
+        self.account_report(report);
+        if !self.conns[&id].link.out.is_empty() {
+            self.queue_flush(id);
+        }
+    }
+
+    /// Reason String properties for an error ack, when the client allows them.
+    fn problem(&self, id: ConnId, reason: &str) -> Properties {
+        match self.conns.get(&id) {
+            Some(c) if c.link.version.is_v5() && c.problem_information => PropertyValues {
+                reason_string: Some(reason.into()),
+                ..PropertyValues::default()
+            }
+            .into(),
+            _ => Properties::default(),
+        }
+    }
+
     fn account(&mut self, outcome: DeliverOutcome) {
         match outcome {
             DeliverOutcome::Sent => self.counters.messages_sent += 1,
@@ -263,18 +323,30 @@ impl Broker {
             DeliverOutcome::DroppedOffline => self.counters.dropped_offline_qos0 += 1,
             DeliverOutcome::DroppedQueueFull => self.note_drop(|c| &mut c.dropped_queue_full),
             DeliverOutcome::DroppedTooLarge => self.note_drop(|c| &mut c.dropped_too_large),
+            DeliverOutcome::DroppedExpired => self.note_drop(|c| &mut c.dropped_expired),
+        }
+    }
+
+    fn account_report(&mut self, report: PumpReport) {
+        self.counters.messages_sent += report.sent as u64;
+        for _ in 0..report.too_large {
+            self.note_drop(|c| &mut c.dropped_too_large);
+        }
+        for _ in 0..report.expired {
+            self.note_drop(|c| &mut c.dropped_expired);
         }
     }
 
     fn note_drop(&mut self, counter: impl FnOnce(&mut Counters) -> &mut u64) {
         *counter(&mut self.counters) += 1;
-        if let Some(n) = self.drop_log.record(1, Instant::now()) {
+        if let Some(n) = self.drop_log.record(1, self.now) {
             tracing::warn!(
                 shard = self.shard,
                 dropped = n,
                 queue_full_total = self.counters.dropped_queue_full,
                 too_large_total = self.counters.dropped_too_large,
-                "messages dropped by session limits"
+                expired_total = self.counters.dropped_expired,
+                "messages dropped by limits"
             );
         }
     }

@@ -1,22 +1,17 @@
-//! What each packet from a connected client does.
+//! What each packet from a connected client does (subscriptions are in `subscribe.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
-
-use super::{effective_qos, Broker, ConnId, PendingSubscribe, SessionKey};
-use crate::core::message::{Delivery, Message};
-use crate::core::shard_msg::ShardMsg;
-use crate::protocol::topic::parse_shared;
-use crate::protocol::{
-    Ack, Packet, PacketType, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
-};
+use super::{Broker, ConnId, SessionKey};
+use crate::core::message::Message;
+use crate::core::topic_alias::AliasError;
+use crate::protocol::{Ack, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode};
 
 impl Broker {
     /// A packet decoded from connection `id`.
     pub fn handle(&mut self, id: ConnId, packet: Packet, now: Instant) {
+        self.now = now;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -26,7 +21,7 @@ impl Broker {
         conn.last_seen = now;
         let Some(key) = conn.session else {
             match packet {
-                Packet::Connect(connect) => self.connect(id, *connect, now),
+                Packet::Connect(connect) => self.connect(id, *connect),
                 // The first packet must be CONNECT (MQTT-3.1.0-1): close without a word.
                 _ => {
                     self.counters.protocol_errors += 1;
@@ -39,10 +34,11 @@ impl Broker {
         match packet {
             Packet::Publish(publish) => self.on_publish(id, key, publish),
             Packet::PubAck(ack) => {
-                let known = self
-                    .session_mut(key)
-                    .is_some_and(|s| s.on_puback(ack.packet_id));
-                if known {
+                if self
+                    .sessions
+                    .get_mut(&key)
+                    .is_some_and(|s| s.on_puback(ack.packet_id))
+                {
                     self.pump(id, key);
                 }
             }
@@ -54,16 +50,18 @@ impl Broker {
                 self.queue_flush(id);
             }
             Packet::PubComp(ack) => {
-                let known = self
-                    .session_mut(key)
-                    .is_some_and(|s| s.on_pubcomp(ack.packet_id));
-                if known {
+                if self
+                    .sessions
+                    .get_mut(&key)
+                    .is_some_and(|s| s.on_pubcomp(ack.packet_id))
+                {
                     self.pump(id, key);
                 }
             }
             Packet::PubRel(ack) => {
                 let known = self
-                    .session_mut(key)
+                    .sessions
+                    .get_mut(&key)
                     .is_some_and(|s| s.on_pubrel(ack.packet_id));
                 let conn = self.conns.get_mut(&id).expect("checked above");
                 let mut comp = Ack::new(ack.packet_id);
@@ -84,14 +82,7 @@ impl Broker {
                 );
                 self.queue_flush(id);
             }
-            Packet::Disconnect(disconnect) => {
-                let conn = self.conns.get_mut(&id).expect("checked above");
-                // A normal DISCONNECT discards the will; 5.0's 0x04 asks for it (MQTT-3.14.4-3).
-                if disconnect.reason != ReasonCode::DisconnectWithWillMessage {
-                    conn.will = None;
-                }
-                self.close(id);
-            }
+            Packet::Disconnect(disconnect) => self.on_disconnect(id, key, disconnect),
             Packet::Connect(_) => self.fail(id, ReasonCode::ProtocolError, "second CONNECT"),
             Packet::Auth(_) => self.fail(
                 id,
@@ -107,191 +98,151 @@ impl Broker {
         }
     }
 
-    fn session_mut(&mut self, key: SessionKey) -> Option<&mut crate::core::session::Session> {
-        self.sessions.get_mut(&key)
-    }
-
-    /// Sends what the session has queued, as far as its window and the link allow.
-    fn pump(&mut self, id: ConnId, key: SessionKey) {
-        let (Some(conn), Some(session)) = (self.conns.get_mut(&id), self.sessions.get_mut(&key))
-        else {
-            return;
-        };
-        let before = conn.link.out.len();
-        let too_large = session.pump(&mut conn.link, &self.limits);
-        let wrote = conn.link.out.len() != before;
-        self.counters.dropped_too_large += too_large as u64;
-        if wrote {
-            self.queue_flush(id);
+    fn on_disconnect(&mut self, id: ConnId, key: SessionKey, disconnect: Disconnect) {
+        let conn = self.conns.get_mut(&id).expect("caller checked");
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            // A session that was to end at disconnect cannot be extended then (MQTT-3.14.2-2).
+            if conn.connect_expiry == 0 && expiry != 0 {
+                self.fail(
+                    id,
+                    ReasonCode::ProtocolError,
+                    "session expiry set at DISCONNECT",
+                );
+                return;
+            }
+            if let Some(session) = self.sessions.get_mut(&key) {
+                session.expiry_interval = expiry;
+            }
         }
+        // A normal DISCONNECT discards the will; 5.0's 0x04 asks for it (MQTT-3.14.4-3).
+        if disconnect.reason != ReasonCode::DisconnectWithWillMessage {
+            conn.will = None;
+        }
+        self.close(id);
     }
 
-    fn on_publish(&mut self, id: ConnId, key: SessionKey, publish: Publish) {
+    fn on_publish(&mut self, id: ConnId, key: SessionKey, mut publish: Publish) {
         self.counters.publishes_received += 1;
-        // We advertise no topic aliases (Topic Alias Maximum 0), so any alias is invalid.
-        if publish.properties.topic_alias.is_some() {
-            self.fail(id, ReasonCode::TopicAliasInvalid, "topic alias not allowed");
-            return;
+        let features = &self.features;
+        if publish.qos > features.max_qos {
+            return self.fail(
+                id,
+                ReasonCode::QoSNotSupported,
+                "QoS above the server's maximum",
+            );
         }
+        if publish.retain && !features.retain_available {
+            return self.fail(
+                id,
+                ReasonCode::RetainNotSupported,
+                "retain is not available",
+            );
+        }
+        let alias_maximum = features.topic_alias_maximum;
+        let receive_maximum = features.receive_maximum;
+        let topic = match publish.properties.topic_alias {
+            None => publish.topic.clone(),
+            Some(alias) => {
+                let conn = self.conns.get_mut(&id).expect("caller checked");
+                match conn
+                    .inbound_aliases
+                    .resolve(&publish.topic, alias, alias_maximum)
+                {
+                    Ok(topic) => topic,
+                    Err(AliasError::OutOfRange) => {
+                        return self.fail(
+                            id,
+                            ReasonCode::TopicAliasInvalid,
+                            "topic alias out of range",
+                        )
+                    }
+                    Err(AliasError::Unknown) => {
+                        return self.fail(id, ReasonCode::ProtocolError, "unknown topic alias")
+                    }
+                }
+            }
+        };
         let qos = publish.qos;
         let packet_id = publish.packet_id;
+        // A payload declared UTF-8 that is not (5.0 3.3.2.3.2) is refused, not routed.
+        if publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            if qos == QoS::AtMostOnce {
+                return self.fail(id, ReasonCode::PayloadFormatInvalid, "payload is not UTF-8");
+            }
+            let properties = self.problem(id, "payload is not UTF-8");
+            return self.acknowledge(
+                id,
+                qos,
+                packet_id,
+                ReasonCode::PayloadFormatInvalid,
+                properties,
+            );
+        }
         let route = match qos {
-            QoS::ExactlyOnce => self
-                .session_mut(key)
-                .is_some_and(|s| s.receive_qos2(packet_id)),
+            QoS::ExactlyOnce => {
+                let Some(session) = self.sessions.get_mut(&key) else {
+                    return;
+                };
+                if session.awaiting_pubrel_len() >= usize::from(receive_maximum) {
+                    return self.fail(
+                        id,
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "too many QoS 2 messages awaiting PUBREL",
+                    );
+                }
+                // A retransmission before PUBREL is acknowledged, not routed again.
+                session.receive_qos2(packet_id)
+            }
             _ => true,
         };
+        let mut matched = true;
         if route {
-            let topic = publish.topic.clone();
-            self.publish_message(Arc::new(Message::from_publish(publish, topic)));
+            let publisher = self
+                .sessions
+                .get(&key)
+                .map_or(0, |s| client_hash(&s.client_id));
+            publish.properties.topic_alias = None;
+            let message = Arc::new(Message::from_publish(publish, topic, self.now));
+            matched = self.publish_message(message, Some(key), publisher);
         }
-        let ack = match qos {
+        let v5 = self.conns.get(&id).is_some_and(|c| c.link.version.is_v5());
+        let reason = if v5 && !matched {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        };
+        self.acknowledge(id, qos, packet_id, reason, Default::default());
+    }
+
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) for an incoming PUBLISH.
+    fn acknowledge(
+        &mut self,
+        id: ConnId,
+        qos: QoS,
+        packet_id: u16,
+        reason: ReasonCode,
+        properties: crate::protocol::Properties,
+    ) {
+        let packet = match qos {
             QoS::AtMostOnce => return,
             QoS::AtLeastOnce => PacketType::PubAck,
             QoS::ExactlyOnce => PacketType::PubRec,
         };
         if let Some(conn) = self.conns.get_mut(&id) {
-            conn.link.write_ack(ack, packet_id);
-        }
-        self.queue_flush(id);
-    }
-
-    fn on_subscribe(&mut self, id: ConnId, key: SessionKey, subscribe: Subscribe) {
-        let version = self.conns[&id].link.version;
-        if !subscribe.properties.subscription_identifiers.is_empty() {
-            self.fail(
-                id,
-                ReasonCode::SubscriptionIdentifiersNotSupported,
-                "subscription identifiers are not available",
-            );
-            return;
-        }
-        let mut codes = Vec::with_capacity(subscribe.filters.len());
-        let mut new_routes = Vec::new();
-        let mut retained_for = Vec::new();
-        for f in subscribe.filters {
-            if version.is_v5() && parse_shared(&f.filter).is_some() {
-                codes.push(ReasonCode::SharedSubscriptionsNotSupported);
-                continue;
-            }
-            let Some(session) = self.sessions.get_mut(&key) else {
-                return;
+            let ack = Ack {
+                packet_id,
+                reason,
+                properties,
             };
-            let existed = session
-                .subscriptions
-                .insert(f.filter.clone(), f.options)
-                .is_some();
-            if self.add_subscriber(&f.filter, key, f.options) {
-                new_routes.push(f.filter.clone());
-            }
-            codes.push(match f.options.qos {
-                QoS::AtMostOnce => ReasonCode::Success,
-                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-            });
-            let send_retained = match f.options.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscribe => !existed,
-                RetainHandling::Never => false,
-            };
-            if send_retained {
-                retained_for.push((f.filter, f.options));
-            }
-        }
-        let mut suback = BytesMut::new();
-        let _ = SubAck {
-            packet_id: subscribe.packet_id,
-            codes,
-            ..SubAck::default()
-        }
-        .write(version, &mut suback);
-        let pending = PendingSubscribe {
-            conn: id,
-            acks_missing: new_routes.len() * (self.shards - 1),
-            suback,
-            retained_for,
-        };
-        if pending.acks_missing == 0 {
-            self.finish_subscribe(pending);
-            return;
-        }
-        // New routes must reach every shard before the SUBACK: a client that publishes after
-        // it must find the subscription wherever its publish lands.
-        let sync = self.next_sync;
-        self.next_sync += 1;
-        for filter in new_routes {
-            for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push(ShardMsg::RouteAdd {
-                    filter: filter.clone(),
-                    shard: self.shard,
-                    sync,
-                });
-            }
-        }
-        self.pending_subscribes.insert(sync, pending);
-    }
-
-    /// Writes the SUBACK, then the retained messages for the new subscriptions.
-    pub(super) fn finish_subscribe(&mut self, pending: PendingSubscribe) {
-        let id = pending.conn;
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.closing {
-            return;
-        }
-        conn.link.out.extend_from_slice(&pending.suback);
-        let Some(key) = conn.session else {
-            return;
-        };
-        for (filter, options) in pending.retained_for {
-            let messages: Vec<_> = self.retained.matching(&filter).cloned().collect();
-            for message in messages {
-                let qos = effective_qos(message.qos, options.qos);
-                let (Some(conn), Some(session)) =
-                    (self.conns.get_mut(&id), self.sessions.get_mut(&key))
-                else {
-                    return;
-                };
-                let outcome = session.deliver(
-                    Delivery {
-                        message,
-                        qos,
-                        retain: true,
-                    },
-                    Some(&mut conn.link),
-                    &self.limits,
-                );
-                self.account(outcome);
-            }
+            let _ = ack.write(packet, conn.link.version, &mut conn.link.out);
         }
         self.queue_flush(id);
     }
+}
 
-    fn on_unsubscribe(&mut self, id: ConnId, key: SessionKey, unsubscribe: Unsubscribe) {
-        let mut codes = Vec::with_capacity(unsubscribe.filters.len());
-        for filter in &unsubscribe.filters {
-            let existed = self
-                .sessions
-                .get_mut(&key)
-                .is_some_and(|s| s.subscriptions.remove(filter).is_some());
-            if existed {
-                self.remove_subscriber(filter, key);
-            }
-            codes.push(if existed {
-                ReasonCode::Success
-            } else {
-                ReasonCode::NoSubscriptionExisted
-            });
-        }
-        let conn = self.conns.get_mut(&id).expect("caller checked");
-        let version = conn.link.version;
-        let _ = UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            codes: if version.is_v5() { codes } else { Vec::new() },
-            ..UnsubAck::default()
-        }
-        .write(version, &mut conn.link.out);
-        self.queue_flush(id);
-    }
+/// A stable hash of a client id, for the by-publisher shared subscription policy.
+pub(super) fn client_hash(client_id: &str) -> u64 {
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(client_id)
 }

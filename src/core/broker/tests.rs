@@ -62,7 +62,7 @@ impl Harness {
             return Vec::new();
         };
         let n = out.bytes.len();
-        self.broker.output_written(id, n);
+        self.broker.output_written(id, n, self.now);
         let mut buf = out.bytes;
         let decoder = Decoder::new(version, MAX_PACKET_SIZE);
         let mut packets = Vec::new();
@@ -393,12 +393,12 @@ fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
     b.received(sub);
     b.subscribe(sub, "t/#", QoS::AtLeastOnce);
     assert!(b.received(sub).is_empty(), "SUBACK waits for shard 0");
-    a.broker.remote(1, b.broker.take_outbox(0));
-    b.broker.remote(0, a.broker.take_outbox(1));
+    a.broker.remote(1, b.broker.take_outbox(0), a.now);
+    b.broker.remote(0, a.broker.take_outbox(1), b.now);
     assert!(matches!(b.received(sub)[..], [Packet::SubAck(_)]));
     let p = a.connect("pub", true, V4);
     a.publish(p, "t/x", b"hi", QoS::AtLeastOnce, 1, false);
-    b.broker.remote(0, a.broker.take_outbox(1));
+    b.broker.remote(0, a.broker.take_outbox(1), b.now);
     assert_eq!(
         publishes(&b.received(sub))[0].payload,
         Bytes::from_static(b"hi")
