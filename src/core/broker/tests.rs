@@ -426,3 +426,422 @@ fn decode_errors_get_the_right_reaction() {
     );
     let _ = BytesMut::new();
 }
+
+// ---- MQTT 5.0 ----------------------------------------------------------------------------
+
+impl Harness {
+    fn connect_v5(
+        &mut self,
+        client_id: &str,
+        clean: bool,
+        properties: PropertyValues,
+        will: Option<Will>,
+    ) -> ConnId {
+        let id = self.broker.open(self.now);
+        let connect = Connect {
+            version: V5,
+            clean_start: clean,
+            keep_alive: 0,
+            client_id: client_id.into(),
+            will,
+            username: None,
+            password: None,
+            properties: properties.into(),
+        };
+        self.send(id, Packet::Connect(Box::new(connect)));
+        id
+    }
+
+    fn subscribe_with(
+        &mut self,
+        id: ConnId,
+        filter: &str,
+        options: SubscriptionOptions,
+        sub_id: Option<u32>,
+    ) {
+        let properties = PropertyValues {
+            subscription_identifiers: sub_id.into_iter().collect(),
+            ..Default::default()
+        };
+        self.send(
+            id,
+            Packet::Subscribe(Subscribe {
+                packet_id: 2,
+                properties: properties.into(),
+                filters: vec![SubscribeFilter {
+                    filter: filter.into(),
+                    options,
+                }],
+            }),
+        );
+    }
+
+    fn publish_v5(
+        &mut self,
+        id: ConnId,
+        topic: &str,
+        payload: &'static [u8],
+        qos: QoS,
+        properties: PropertyValues,
+    ) {
+        self.send(
+            id,
+            Packet::Publish(Publish {
+                qos,
+                packet_id: if qos == QoS::AtMostOnce { 0 } else { 7 },
+                topic: topic.into(),
+                payload: Bytes::from_static(payload),
+                properties: properties.into(),
+                ..Default::default()
+            }),
+        );
+    }
+}
+
+fn qos1() -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn shared_group_gets_each_message_once_and_round_robin_spreads_them() {
+    let mut h = Harness::new();
+    let a = h.connect_v5("a", true, Default::default(), None);
+    let b = h.connect_v5("b", true, Default::default(), None);
+    let plain = h.connect_v5("plain", true, Default::default(), None);
+    h.subscribe_with(a, "$share/g/t/+", qos1(), None);
+    h.subscribe_with(b, "$share/g/t/+", qos1(), None);
+    h.subscribe_with(plain, "t/#", qos1(), None);
+    for c in [a, b, plain] {
+        h.received(c);
+    }
+    let p = h.connect_v5("p", true, Default::default(), None);
+    for _ in 0..10 {
+        h.publish_v5(p, "t/x", b"m", QoS::AtLeastOnce, Default::default());
+    }
+    let (got_a, got_b) = (
+        publishes(&h.received(a)).len(),
+        publishes(&h.received(b)).len(),
+    );
+    assert_eq!(got_a + got_b, 10, "each message to exactly one member");
+    assert!(
+        got_a > 0 && got_b > 0,
+        "round robin uses both members: {got_a} / {got_b}"
+    );
+    assert_eq!(publishes(&h.received(plain)).len(), 10);
+}
+
+#[test]
+fn a_leaving_shared_member_hands_unacknowledged_messages_to_another() {
+    let mut h = Harness::new();
+    let a = h.connect_v5("a", true, Default::default(), None);
+    h.subscribe_with(a, "$share/g/t", qos1(), None);
+    h.received(a);
+    let p = h.connect_v5("p", true, Default::default(), None);
+    for _ in 0..4 {
+        h.publish_v5(p, "t", b"m", QoS::AtLeastOnce, Default::default());
+    }
+    assert_eq!(
+        publishes(&h.received(a)).len(),
+        4,
+        "a gets all while alone; it acks none"
+    );
+    let b = h.connect_v5("b", true, Default::default(), None);
+    h.subscribe_with(b, "$share/g/t", qos1(), None);
+    h.received(b);
+    h.broker.closed(a, h.now);
+    assert_eq!(
+        publishes(&h.received(b)).len(),
+        4,
+        "a's unacknowledged messages moved to b"
+    );
+}
+
+#[test]
+fn shared_group_across_shards_delivers_once() {
+    let mut s0 = Harness::with(0, 2);
+    let mut s1 = Harness::with(1, 2);
+    let a = s0.connect_v5("a", true, Default::default(), None);
+    let b = s1.connect_v5("b", true, Default::default(), None);
+    s0.subscribe_with(a, "$share/g/t", qos1(), None);
+    s1.subscribe_with(b, "$share/g/t", qos1(), None);
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s0.received(a);
+    s1.received(b);
+    let p = s0.connect_v5("p", true, Default::default(), None);
+    for _ in 0..6 {
+        s0.publish_v5(p, "t", b"m", QoS::AtLeastOnce, Default::default());
+    }
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    let (got_a, got_b) = (
+        publishes(&s0.received(a)).len(),
+        publishes(&s1.received(b)).len(),
+    );
+    assert_eq!(got_a + got_b, 6);
+    assert!(got_a > 0 && got_b > 0, "{got_a} / {got_b}");
+}
+
+#[test]
+fn topic_aliases_inbound_and_outbound() {
+    let mut h = Harness::new();
+    let sub = h.connect_v5(
+        "s",
+        true,
+        PropertyValues {
+            topic_alias_maximum: Some(1),
+            ..Default::default()
+        },
+        None,
+    );
+    h.subscribe_with(sub, "#", qos1(), None);
+    h.received(sub);
+    let p = h.connect_v5("p", true, Default::default(), None);
+    let alias = |n| PropertyValues {
+        topic_alias: Some(n),
+        ..Default::default()
+    };
+    h.publish_v5(p, "long/topic", b"1", QoS::AtMostOnce, alias(3));
+    h.publish_v5(p, "", b"2", QoS::AtMostOnce, alias(3));
+    h.publish_v5(p, "other", b"3", QoS::AtMostOnce, Default::default());
+    let got = h.received(sub);
+    let got: Vec<_> = publishes(&got)
+        .iter()
+        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
+        .collect();
+    // One alias allowed: set, used, then replaced by the next topic.
+    assert_eq!(
+        got,
+        vec![
+            ("long/topic".into(), Some(1)),
+            ("".into(), Some(1)),
+            ("other".into(), Some(1))
+        ]
+    );
+    // Unknown alias, then one above our maximum.
+    h.publish_v5(p, "", b"x", QoS::AtMostOnce, alias(5));
+    assert!(h.is_closing(p));
+    let p2 = h.connect_v5("p2", true, Default::default(), None);
+    h.received(p2);
+    h.publish_v5(p2, "t", b"x", QoS::AtMostOnce, alias(65));
+    assert_eq!(
+        h.received(p2),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::TopicAliasInvalid
+        ))]
+    );
+}
+
+#[test]
+fn session_expiry_keeps_then_ends_the_session() {
+    let mut h = Harness::new();
+    let expiry = PropertyValues {
+        session_expiry_interval: Some(10),
+        ..Default::default()
+    };
+    let c = h.connect_v5("c", true, expiry.clone(), None);
+    h.subscribe_with(c, "t", qos1(), None);
+    h.broker.closed(c, h.now);
+    let p = h.connect_v5("p", true, Default::default(), None);
+    h.publish_v5(p, "t", b"queued", QoS::AtLeastOnce, Default::default());
+    h.now += Duration::from_secs(5);
+    h.broker.tick(h.now);
+    let c = h.connect_v5("c", false, expiry.clone(), None);
+    let got = h.received(c);
+    assert!(connack(&got).session_present);
+    assert_eq!(publishes(&got).len(), 1);
+    h.broker.closed(c, h.now);
+    h.now += Duration::from_secs(11);
+    h.broker.tick(h.now);
+    let c = h.connect_v5("c", false, expiry, None);
+    assert!(!connack(&h.received(c)).session_present, "expired");
+}
+
+#[test]
+fn message_expiry_drops_stale_and_sends_the_remaining_interval() {
+    let mut h = Harness::new();
+    let expiry = PropertyValues {
+        session_expiry_interval: Some(100),
+        ..Default::default()
+    };
+    let c = h.connect_v5("c", true, expiry.clone(), None);
+    h.subscribe_with(c, "t", qos1(), None);
+    h.broker.closed(c, h.now);
+    let p = h.connect_v5("p", true, Default::default(), None);
+    let ttl = |s| PropertyValues {
+        message_expiry_interval: Some(s),
+        ..Default::default()
+    };
+    h.publish_v5(p, "t", b"short", QoS::AtLeastOnce, ttl(2));
+    h.publish_v5(p, "t", b"long", QoS::AtLeastOnce, ttl(30));
+    h.now += Duration::from_secs(10);
+    let c = h.connect_v5("c", false, expiry, None);
+    let got = h.received(c);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"long");
+    assert_eq!(got[0].properties.message_expiry_interval, Some(20));
+    assert_eq!(h.broker.counters.dropped_expired, 1);
+}
+
+#[test]
+fn will_delay_is_cancelled_by_a_reconnect_and_published_otherwise() {
+    let mut h = Harness::new();
+    let w = h.connect_v5("w", true, Default::default(), None);
+    h.subscribe_with(w, "will", qos1(), None);
+    h.received(w);
+    let will = Will {
+        topic: "will".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: PropertyValues {
+            will_delay_interval: Some(5),
+            ..Default::default()
+        }
+        .into(),
+    };
+    let expiry = PropertyValues {
+        session_expiry_interval: Some(60),
+        ..Default::default()
+    };
+    let c = h.connect_v5("c", true, expiry.clone(), Some(will.clone()));
+    h.broker.closed(c, h.now);
+    h.now += Duration::from_secs(3);
+    h.broker.tick(h.now);
+    let c = h.connect_v5("c", false, expiry.clone(), Some(will));
+    h.now += Duration::from_secs(10);
+    h.broker.tick(h.now);
+    assert!(
+        publishes(&h.received(w)).is_empty(),
+        "reconnected within the delay"
+    );
+    h.broker.closed(c, h.now);
+    h.now += Duration::from_secs(4);
+    h.broker.tick(h.now);
+    assert!(publishes(&h.received(w)).is_empty(), "delay not over");
+    h.now += Duration::from_secs(2);
+    h.broker.tick(h.now);
+    assert_eq!(publishes(&h.received(w)).len(), 1);
+}
+
+#[test]
+fn no_local_subscription_ids_and_no_matching_subscribers() {
+    let mut h = Harness::new();
+    let c = h.connect_v5("c", true, Default::default(), None);
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..qos1()
+    };
+    h.subscribe_with(c, "a/#", no_local, Some(1));
+    h.subscribe_with(c, "a/+", qos1(), Some(2));
+    h.received(c);
+    let other = h.connect_v5("o", true, Default::default(), None);
+    h.received(other);
+    h.publish_v5(other, "a/b", b"x", QoS::AtLeastOnce, Default::default());
+    let got = h.received(c);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    let mut ids = got[0].properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+    // Its own publish matches only through "a/+" (No Local on "a/#").
+    h.publish_v5(c, "a/b", b"own", QoS::AtMostOnce, Default::default());
+    let got = h.received(c);
+    assert_eq!(
+        publishes(&got)[0].properties.subscription_identifiers,
+        vec![2]
+    );
+    // Nobody subscribes to "z".
+    h.publish_v5(other, "z", b"x", QoS::AtLeastOnce, Default::default());
+    let acks = h.received(other);
+    let Packet::PubAck(ack) = acks.last().unwrap() else {
+        panic!("{acks:?}")
+    };
+    assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);
+}
+
+#[test]
+fn invalid_utf8_payload_and_capability_limits() {
+    let mut h = Harness::new();
+    h.broker = Broker::new(0, 1, Limits::default()).with_features(crate::core::Features {
+        max_qos: QoS::AtLeastOnce,
+        ..Default::default()
+    });
+    let c = h.connect_v5("c", true, Default::default(), None);
+    let got = h.received(c);
+    assert_eq!(connack(&got).properties.maximum_qos, Some(1));
+    let utf8 = PropertyValues {
+        payload_format_indicator: Some(1),
+        ..Default::default()
+    };
+    h.publish_v5(c, "t", b"\xff\xfe", QoS::AtLeastOnce, utf8);
+    let Packet::PubAck(ack) = &h.received(c)[0] else {
+        panic!()
+    };
+    assert_eq!(ack.reason, ReasonCode::PayloadFormatInvalid);
+    assert!(ack.properties.reason_string.is_some());
+    h.subscribe_with(
+        c,
+        "t",
+        SubscriptionOptions {
+            qos: QoS::ExactlyOnce,
+            ..Default::default()
+        },
+        None,
+    );
+    let Packet::SubAck(suback) = &h.received(c)[0] else {
+        panic!()
+    };
+    assert_eq!(suback.codes, vec![ReasonCode::GrantedQoS1]);
+    h.publish_v5(c, "t", b"x", QoS::ExactlyOnce, Default::default());
+    assert_eq!(
+        h.received(c),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::QoSNotSupported
+        ))]
+    );
+}
+
+#[test]
+fn shutdown_tells_v5_clients_and_closes_everyone() {
+    let mut h = Harness::new();
+    let v5 = h.connect_v5("a", true, Default::default(), None);
+    let v4 = h.connect("b", true, V4);
+    h.received(v5);
+    h.received(v4);
+    h.broker.shutdown();
+    assert_eq!(
+        h.received(v5),
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::ServerShuttingDown
+        ))]
+    );
+    assert!(h.is_closing(v4) && h.is_closing(v5));
+}
+
+#[test]
+fn v5_properties_pass_through_to_v5_and_are_left_out_for_3_1_1() {
+    let mut h = Harness::new();
+    let old = h.connect("old", true, V4);
+    let new = h.connect_v5("new", true, Default::default(), None);
+    h.subscribe(old, "t", QoS::AtMostOnce);
+    h.subscribe_with(new, "t", SubscriptionOptions::default(), None);
+    h.received(old);
+    h.received(new);
+    let p = h.connect_v5("p", true, Default::default(), None);
+    let props = PropertyValues {
+        response_topic: Some("reply/here".into()),
+        correlation_data: Some(Bytes::from_static(b"42")),
+        content_type: Some("text/plain".into()),
+        user_properties: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
+        ..Default::default()
+    };
+    h.publish_v5(p, "t", b"x", QoS::AtMostOnce, props.clone());
+    assert_eq!(publishes(&h.received(old)).len(), 1);
+    let got = h.received(new);
+    assert_eq!(*publishes(&got)[0].properties, props);
+}
