@@ -899,16 +899,21 @@ fn round_trips(version: ProtocolVersion, packet: &Packet) -> Result<(), TestCase
     Ok(())
 }
 
+/// The first byte of a packet of type `kind` with the flags its type requires (spec 2.1.3).
+fn with_required_flags(kind: u8) -> u8 {
+    let flags = if matches!(kind, 6 | 8 | 10) {
+        0b0010
+    } else {
+        0
+    };
+    kind << 4 | flags
+}
+
 /// A first byte: anything, or a valid packet type with its required flags, or any PUBLISH.
 fn first_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
         any::<u8>(),
-        (0u8..16).prop_map(|kind| kind << 4
-            | if matches!(kind, 6 | 8 | 10) {
-                0b0010
-            } else {
-                0
-            }),
+        (0u8..16).prop_map(with_required_flags),
         (0u8..16).prop_map(|flags| 0x30 | flags),
     ]
 }

@@ -20,8 +20,10 @@ use super::shard::Shard;
 use crate::core::{home_shard, ConnId};
 use crate::protocol::{Decoder, Packet, ProtocolVersion};
 
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes asked of the socket per read before CONNECT (the connection's own small buffer).
+const FIRST_READ_CHUNK: usize = 512;
+/// Spare room in the shard's read buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
 /// A socket that accepts no bytes for this long is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -113,13 +115,13 @@ async fn read_some<R: futures_lite::AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
     let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
+    buf.resize(start + FIRST_READ_CHUNK, 0);
     let result = reader.read(&mut buf[start..]).await;
     buf.truncate(start + *result.as_ref().unwrap_or(&0));
     result
 }
 
-async fn serve(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) {
+async fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let fd = stream.as_raw_fd();
@@ -129,18 +131,54 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) {
     shard.register_writer(id, wake_tx);
     let writer_task = spawn_local(write_loop(shard.clone(), id, writer, wake_rx, fd));
 
-    loop {
-        if !process(&shard, id, &mut buf) {
-            break;
+    // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
+    // start of a packet still incomplete is kept here.
+    let mut pending = buf;
+    let mut open = process(&shard, id, &mut pending);
+    while open {
+        if pending.is_empty() {
+            pending = BytesMut::new();
         }
         shard.outbox_backpressure().await;
         // A socket with data always ready never makes the read pend, so without this a busy
         // publisher would starve the writers and the mesh tasks of its shard.
         futures_lite::future::yield_now().await;
-        match read_some(&mut reader, &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let mut scratch = shard.take_scratch();
+        let read = match futures_lite::future::poll_once(read_into(&mut reader, &mut scratch)).await
+        {
+            Some(result) => result,
+            None => {
+                // Nothing to read: wait for the first byte with no buffer held.
+                shard.return_scratch(scratch);
+                let mut first = [0u8; 1];
+                match reader.read(&mut first).await {
+                    Ok(1) => {}
+                    _ => break,
+                }
+                scratch = shard.take_scratch();
+                scratch.extend_from_slice(&first);
+                let more =
+                    futures_lite::future::poll_once(read_into(&mut reader, &mut scratch)).await;
+                match more {
+                    Some(Ok(0)) | Some(Err(_)) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    _ => Ok(1),
+                }
+            }
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            shard.return_scratch(scratch);
+            break;
         }
+        open = if pending.is_empty() {
+            let open = process(&shard, id, &mut scratch);
+            pending.extend_from_slice(&scratch);
+            open
+        } else {
+            pending.extend_from_slice(&scratch);
+            process(&shard, id, &mut pending)
+        };
+        scratch.clear();
+        shard.return_scratch(scratch);
     }
     let closing_by_us = shard.broker.borrow().is_closing(id);
     if closing_by_us {
@@ -151,6 +189,24 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) {
     shard.unregister_writer(id);
     shard.broker.borrow_mut().closed(id, Instant::now());
     shard.flush();
+}
+
+/// Reads what the socket has into the spare room of `buf`.
+async fn read_into<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    let start = buf.len();
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the reader only writes into the slice, and only the bytes it reports written
+    // are made part of the buffer.
+    let spare =
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+    let n = reader.read(spare).await?;
+    // SAFETY: `n` bytes after `start` were just written.
+    unsafe { buf.set_len(start + n) };
+    Ok(n)
 }
 
 /// Decodes and handles every whole packet in `buf`. False once the connection is closing.

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
+use bytes::BytesMut;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpListener;
@@ -34,6 +35,8 @@ pub struct Shard {
     peer_wakers: Vec<Option<LocalSender<()>>>,
     pub senders: Senders<Envelope>,
     flush_scratch: RefCell<Vec<ConnId>>,
+    /// The read buffer all connections of the shard share; decoded packets are slices of it.
+    read_buffer: RefCell<BytesMut>,
 }
 
 impl Shard {
@@ -58,6 +61,15 @@ impl Shard {
                 let _ = waker.try_send(());
             }
         }
+    }
+
+    /// Lends the shard's read buffer; give it back before the next await that may suspend.
+    pub fn take_scratch(&self) -> BytesMut {
+        std::mem::take(&mut *self.read_buffer.borrow_mut())
+    }
+
+    pub fn return_scratch(&self, buffer: BytesMut) {
+        *self.read_buffer.borrow_mut() = buffer;
     }
 
     pub fn register_writer(&self, id: ConnId, waker: LocalSender<()>) {
@@ -121,6 +133,7 @@ pub async fn run(
         peer_wakers,
         senders,
         flush_scratch: RefCell::new(Vec::new()),
+        read_buffer: RefCell::new(BytesMut::new()),
     });
 
     for (peer, wake) in peer_wake_rx {

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod v5;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -186,6 +187,30 @@ impl Broker {
         let status = self.child.lock().unwrap().try_wait().expect("try_wait");
         if let Some(status) = status {
             panic!("ringmq exited ({status}); stderr:\n{}", self.log_tail());
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM") to the broker with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{signal} {} failed: {st}", self.pid());
+    }
+
+    /// Waits at most `timeout` for the broker to exit; its exit status, or None if still running.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.lock().unwrap().try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(millis(20));
         }
     }
 

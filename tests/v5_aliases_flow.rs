@@ -1,0 +1,321 @@
+//! MQTT 5: topic aliases (inbound and outbound), Receive Maximum (inbound QoS 2 quota and
+//! outbound QoS 1 flow control) and the client's Maximum Packet Size.
+
+mod common;
+
+use std::collections::HashSet;
+
+fn outstanding_ids(v: &[common::v5::Pub5]) -> HashSet<u16> {
+    v.iter().map(|m| m.pkid).collect()
+}
+
+use common::raw::{LONG, SHORT};
+use common::v5::{p, publish, Conn5, Props, V5};
+use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
+
+fn alias(a: u16) -> Props {
+    Props::new().u16(p::TOPIC_ALIAS, a)
+}
+
+/// Inbound aliases: topic + alias sets it, empty topic + alias uses it, a new topic with the
+/// same alias re-maps it. The (alias-less) subscriber sees the full topics.
+#[test]
+fn inbound_topic_alias_set_used_and_remapped() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut s = V5::connect(
+            broker.port,
+            &client_id_on_shard("al-in-sub", 1, SHARDS),
+            true,
+        );
+        s.sub_ok("al/in/#", 1);
+        let mut pb = V5::connect(
+            broker.port,
+            &client_id_on_shard("al-in-pub", 0, SHARDS),
+            true,
+        );
+        assert_eq!(
+            pb.connack_num(p::TOPIC_ALIAS_MAXIMUM),
+            Some(64),
+            "default Topic Alias Maximum"
+        );
+        assert_eq!(
+            pb.publish_with("al/in/a", b"1", 1, false, alias(1))
+                .unwrap()
+                .code(),
+            0
+        );
+        assert_eq!(
+            pb.publish_with("", b"2", 1, false, alias(1))
+                .unwrap()
+                .code(),
+            0
+        );
+        pb.publish_with("al/in/b", b"3", 0, false, alias(64));
+        pb.publish_with("", b"4", 1, false, alias(64));
+        pb.publish_with("al/in/c", b"5", 1, false, alias(1)); // re-map 1
+        pb.publish_with("", b"6", 1, false, alias(1));
+        pb.publish_with("", b"7", 2, false, alias(64));
+        let got = s.expect_pubs(7, LONG);
+        let seen: Vec<(String, String)> = got.iter().map(|m| (m.topic.clone(), m.text())).collect();
+        let want: Vec<(String, String)> = [
+            ("al/in/a", "1"),
+            ("al/in/a", "2"),
+            ("al/in/b", "3"),
+            ("al/in/b", "4"),
+            ("al/in/c", "5"),
+            ("al/in/c", "6"),
+            ("al/in/b", "7"),
+        ]
+        .iter()
+        .map(|(t, x)| (t.to_string(), x.to_string()))
+        .collect();
+        assert_eq!(seen, want);
+        for m in &got {
+            assert_eq!(
+                m.alias, None,
+                "subscriber has no Topic Alias Maximum: {m:?}"
+            );
+            assert!(!m.wire_topic.is_empty());
+        }
+    });
+}
+
+/// Topic alias 0 -> DISCONNECT 0x94.
+#[test]
+fn inbound_alias_zero_disconnects_0x94() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut c = V5::connect(broker.port, "al-zero", true);
+        let _ = c.send(&publish("al/zero", b"x", 0, false, 0, &alias(0)));
+        let (rc, _) = c.expect_disconnect(SHORT, "topic alias 0");
+        assert_eq!(rc, 0x94, "Topic Alias invalid");
+    });
+}
+
+/// With --topic-alias-maximum 5 CONNACK says 5; alias 5 works, alias 6 -> DISCONNECT 0x94.
+#[test]
+fn inbound_alias_above_maximum_disconnects_0x94() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&["--topic-alias-maximum", "5"]);
+        let mut c = V5::connect(broker.port, "al-max", true);
+        assert_eq!(c.connack_num(p::TOPIC_ALIAS_MAXIMUM), Some(5));
+        let rc = c
+            .publish_with("al/max", b"ok", 1, false, alias(5))
+            .unwrap()
+            .code();
+        assert!(rc < 0x80, "alias 5 is allowed: PUBACK 0x{rc:02X}");
+        let _ = c.send(&publish("al/max", b"x", 1, false, 9, &alias(6)));
+        let (rc, _) = c.expect_disconnect(SHORT, "topic alias 6 > maximum 5");
+        assert_eq!(rc, 0x94, "Topic Alias invalid");
+    });
+}
+
+/// --topic-alias-maximum 0: CONNACK has no Topic Alias Maximum, and any alias is invalid.
+#[test]
+fn topic_alias_maximum_zero_omitted_and_any_alias_rejected() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&["--topic-alias-maximum", "0"]);
+        let mut c = V5::connect(broker.port, "al-none", true);
+        assert_eq!(
+            c.connack_num(p::TOPIC_ALIAS_MAXIMUM),
+            None,
+            "Topic Alias Maximum 0 is omitted: {:?}",
+            c.connack_props
+        );
+        let _ = c.send(&publish("al/none", b"x", 0, false, 0, &alias(1)));
+        let (rc, _) = c.expect_disconnect(SHORT, "alias with maximum 0");
+        assert_eq!(rc, 0x94);
+    });
+}
+
+/// Empty topic with an alias never set -> DISCONNECT 0x82 (protocol error).
+#[test]
+fn inbound_unknown_alias_disconnects_0x82() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut c = V5::connect(broker.port, "al-unknown", true);
+        c.publish_with("al/u", b"set-3", 0, false, alias(3));
+        let _ = c.send(&publish("", b"x", 1, false, 4, &alias(4)));
+        let (rc, _) = c.expect_disconnect(SHORT, "empty topic, unknown alias");
+        assert_eq!(rc, 0x82, "protocol error");
+    });
+}
+
+/// Outbound aliases: a subscriber announcing Topic Alias Maximum 2 gets 40 messages over 5
+/// topics; every alias the broker uses is in 1..=2, and resolving them (in `V5`) gives the right
+/// topic for every message (each payload names its topic).
+#[test]
+fn outbound_aliases_resolve_and_stay_within_client_maximum() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut s = V5::connect_with(
+            broker.port,
+            Conn5::new(&client_id_on_shard("al-out-sub", 0, SHARDS))
+                .props(Props::new().u16(p::TOPIC_ALIAS_MAXIMUM, 2)),
+        );
+        assert_eq!(s.alias_max, 2);
+        s.sub_ok("al/out/#", 1);
+        let mut pb = V5::connect(
+            broker.port,
+            &client_id_on_shard("al-out-pub", 1, SHARDS),
+            true,
+        );
+        let topics = [
+            "al/out/a",
+            "al/out/b",
+            "al/out/a/long/topic/name",
+            "al/out/c",
+            "al/out/a",
+        ];
+        let mut want = Vec::new();
+        for i in 0..40 {
+            let t = topics[(i * 7 / 3) % topics.len()];
+            let payload = format!("{t}|{i}");
+            pb.publish(t, payload.as_bytes(), (i % 2) as u8, false);
+            want.push(payload);
+        }
+        let got = s.expect_pubs(40, LONG); // alias bounds and resolution checked on arrival
+        let aliased = got.iter().filter(|m| m.alias.is_some()).count();
+        let alias_only = got.iter().filter(|m| m.wire_topic.is_empty()).count();
+        eprintln!(
+            "outbound aliases: {aliased} of 40 carried an alias, {alias_only} had only the alias"
+        );
+        for m in &got {
+            let t = m.text().split('|').next().unwrap().to_string();
+            assert_eq!(m.topic, t, "resolved topic of {m:?}");
+        }
+        let mut texts: Vec<String> = got.iter().map(|m| m.text()).collect();
+        texts.sort();
+        want.sort();
+        assert_eq!(texts, want);
+    });
+}
+
+/// Without a Topic Alias Maximum in CONNECT the client never gets an alias (checked in `V5`:
+/// alias_max = 0 makes any alias a failure) and always a full topic.
+#[test]
+fn outbound_no_alias_without_client_maximum() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut s = V5::connect(
+            broker.port,
+            &client_id_on_shard("al-no-sub", 1, SHARDS),
+            true,
+        );
+        s.sub_ok("al/no/#", 0);
+        let mut pb = V5::connect(
+            broker.port,
+            &client_id_on_shard("al-no-pub", 0, SHARDS),
+            true,
+        );
+        for i in 0..20 {
+            pb.publish("al/no/same/topic", format!("{i}").as_bytes(), 1, false);
+        }
+        let got = s.expect_pubs(20, LONG);
+        for m in &got {
+            assert_eq!(m.alias, None);
+            assert_eq!(m.wire_topic, "al/no/same/topic");
+        }
+    });
+}
+
+/// Receive Maximum 3 from the client: at most 3 unacknowledged QoS 1 PUBLISHes outstanding;
+/// each PUBACK lets exactly one more through; all 10 arrive in order.
+#[test]
+fn client_receive_maximum_limits_outstanding_qos1() {
+    run_bounded(secs(90), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut s = V5::connect_with(
+            broker.port,
+            Conn5::new(&client_id_on_shard("rm-sub", 0, SHARDS))
+                .props(Props::new().u16(p::RECEIVE_MAXIMUM, 3)),
+        );
+        s.auto_ack = false;
+        s.sub_ok("rm/t", 1);
+        let mut pb = V5::connect(broker.port, &client_id_on_shard("rm-pub", 1, SHARDS), true);
+        for i in 0..10 {
+            pb.publish("rm/t", format!("{i}").as_bytes(), 1, false);
+        }
+        let mut outstanding = s.expect_pubs(3, LONG);
+        let mut all = outstanding.clone();
+        while all.len() < 10 {
+            assert!(
+                s.try_pub(millis(700)).is_none(),
+                "a 4th unacknowledged QoS 1 PUBLISH arrived (Receive Maximum 3); outstanding {:?}",
+                common::v5::texts(&outstanding)
+            );
+            let done = outstanding.remove(0);
+            s.puback(done.pkid);
+            let m = s.expect_pub(LONG);
+            outstanding.push(m.clone());
+            all.push(m);
+        }
+        for m in outstanding {
+            s.puback(m.pkid);
+        }
+        let texts: Vec<String> = common::v5::texts(&all);
+        let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert_eq!(texts, want, "all messages, in order");
+        let ids: HashSet<u16> = outstanding_ids(&all);
+        assert!(!ids.contains(&0), "QoS 1 packet id 0: {ids:?}");
+        // Nothing more was queued.
+        assert!(s.try_pub(millis(300)).is_none());
+    });
+}
+
+/// --receive-maximum 2: CONNACK says 2; a client with 3 inbound QoS 2 messages awaiting PUBREL
+/// exceeds it -> DISCONNECT 0x93.
+#[test]
+fn inbound_receive_maximum_exceeded_disconnects_0x93() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&["--receive-maximum", "2"]);
+        let mut c = V5::connect(broker.port, "rm-in", true);
+        assert_eq!(c.connack_num(p::RECEIVE_MAXIMUM), Some(2));
+        for id in 1..=2u16 {
+            c.send_ok(&publish("rm/in", b"q2", 2, false, id, &Props::new()));
+            let rec = common::v5::decode_ack(&c.expect_kind(common::raw::kind::PUBREC, LONG));
+            assert_eq!(rec.pkid, id);
+        }
+        let _ = c.send(&publish("rm/in", b"q2", 2, false, 3, &Props::new()));
+        let (rc, _) = c.expect_disconnect(SHORT, "third QoS 2 awaiting PUBREL");
+        assert_eq!(rc, 0x93, "Receive Maximum exceeded");
+    });
+}
+
+/// A message larger than the client's Maximum Packet Size is not sent to it (another subscriber
+/// still gets it); a later small one still arrives.
+#[test]
+fn client_maximum_packet_size_skips_large_messages() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut small = V5::connect_with(
+            broker.port,
+            Conn5::new(&client_id_on_shard("mps-small", 0, SHARDS))
+                .props(Props::new().u32(p::MAXIMUM_PACKET_SIZE, 256)),
+        );
+        small.sub_ok("mps/t", 1);
+        let mut big = V5::connect(broker.port, &client_id_on_shard("mps-big", 1, SHARDS), true);
+        big.sub_ok("mps/t", 1);
+        let mut pb = V5::connect(broker.port, &client_id_on_shard("mps-pub", 1, SHARDS), true);
+        let large = vec![b'L'; 2000];
+        pb.publish("mps/t", &large, 1, false);
+        pb.publish("mps/t", b"small-1", 1, false);
+        pb.publish("mps/t", &large, 0, false);
+        pb.publish("mps/t", b"small-2", 1, false);
+        let got = small.expect_pubs(2, LONG);
+        assert_eq!(common::v5::texts(&got), vec!["small-1", "small-2"]);
+        for pk in &small.log {
+            assert!(
+                pk.bytes().len() <= 256,
+                "packet over the client's maximum: {pk:?}"
+            );
+        }
+        let got = big.expect_pubs(4, LONG);
+        assert_eq!(got[0].payload, large);
+        assert_eq!(got[1].text(), "small-1");
+        assert_eq!(got[2].payload, large);
+        assert_eq!(got[3].text(), "small-2");
+        small.ping();
+    });
+}
