@@ -4,7 +4,11 @@
 use ahash::AHashMap;
 use bytestring::ByteString;
 
-use super::message::SharedMessage;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::message::{Message, SharedMessage};
 use crate::protocol::topic::matches;
 
 #[derive(Debug, Default)]
@@ -14,12 +18,20 @@ pub struct RetainedStore {
 
 impl RetainedStore {
     /// Stores, replaces, or (empty payload, MQTT-3.3.1-10) deletes the topic's retained message.
+    /// The stored copy owns its topic and payload: a slice would keep the whole read buffer it
+    /// came from alive for as long as the message stays retained.
     pub fn update(&mut self, message: &SharedMessage) {
         if message.payload.is_empty() {
             self.by_topic.remove(&message.topic);
-        } else {
-            self.by_topic.insert(message.topic.clone(), message.clone());
+            return;
         }
+        let topic = ByteString::from(&*message.topic);
+        let stored = Message {
+            topic: topic.clone(),
+            payload: Bytes::copy_from_slice(&message.payload),
+            ..Message::clone(message)
+        };
+        self.by_topic.insert(topic, Arc::new(stored));
     }
 
     pub fn len(&self) -> usize {
@@ -44,8 +56,6 @@ mod tests {
     use super::*;
     use crate::core::message::Message;
     use crate::protocol::QoS;
-    use bytes::Bytes;
-    use std::sync::Arc;
 
     fn msg(topic: &str, payload: &'static [u8]) -> SharedMessage {
         Arc::new(Message {

@@ -57,7 +57,8 @@ impl Broker {
             }
             generated
         } else {
-            connect.client_id
+            // Copied: a slice would keep the whole read buffer alive as long as the session.
+            ByteString::from(&*connect.client_id)
         };
         // A new connection for this client id cancels a will still waiting out its delay.
         self.pending_wills.remove(&client_id);

@@ -229,7 +229,8 @@ impl Broker {
     pub fn take_output(&mut self, id: ConnId) -> Option<Output> {
         let conn = self.conns.get_mut(&id)?;
         conn.queued_for_flush = false;
-        let bytes = conn.link.out.split();
+        // Taken whole, so an idle connection keeps no buffer capacity.
+        let bytes = std::mem::take(&mut conn.link.out);
         conn.link.unflushed += bytes.len();
         Some(Output {
             bytes,

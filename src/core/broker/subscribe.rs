@@ -2,6 +2,7 @@
 //! shards must learn before the SUBACK goes out, and retained messages for new subscriptions.
 
 use bytes::BytesMut;
+use bytestring::ByteString;
 
 use super::{effective_qos, Broker, ConnId, PendingSubscribe, SessionKey};
 use crate::core::message::Delivery;
@@ -28,7 +29,9 @@ impl Broker {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut new_routes = Vec::new();
         let mut retained_for = Vec::new();
-        for f in subscribe.filters {
+        for mut f in subscribe.filters {
+            // Copied: the subscription outlives the read buffer the filter was decoded from.
+            f.filter = ByteString::from(&*f.filter);
             let shared = parse_shared(&f.filter).and_then(Result::ok);
             let inner = shared.map_or(&*f.filter, |s| s.filter);
             if shared.is_some() && !self.features.shared_subscriptions {
