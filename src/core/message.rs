@@ -20,6 +20,9 @@ pub struct Message {
     pub properties: Properties,
     /// From the Message Expiry Interval: not delivered after this.
     pub expires_at: Option<Instant>,
+    /// When the broker accepted it: subscriptions made later do not get it, even if the
+    /// message reaches their shard after them.
+    pub published_at: Instant,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -36,6 +39,7 @@ impl Message {
             qos: publish.qos,
             retain: publish.retain,
             expires_at: expiry(&properties, now),
+            published_at: now,
             properties,
         }
     }
@@ -51,6 +55,7 @@ impl Message {
             qos: will.qos,
             retain: will.retain,
             expires_at: expiry(&properties, now),
+            published_at: now,
             properties,
         }
     }

@@ -65,6 +65,7 @@ mod tests {
             retain: true,
             properties: Default::default(),
             expires_at: None,
+            published_at: std::time::Instant::now(),
         })
     }
 

@@ -78,6 +78,8 @@ pub struct Subscription {
     pub options: SubscriptionOptions,
     /// The Subscription Identifier it was made with (5.0).
     pub id: Option<u32>,
+    /// When it was first made: messages published before are not its to receive.
+    pub since: Instant,
 }
 
 /// What became of a message handed to a session.
@@ -466,6 +468,7 @@ mod tests {
                 retain: false,
                 properties: Default::default(),
                 expires_at: None,
+                published_at: Instant::now(),
             }),
             qos,
             false,

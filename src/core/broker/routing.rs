@@ -75,7 +75,8 @@ impl Broker {
         self.subscriptions
             .for_each_match(&message.topic, |subscribers| {
                 for (&key, &sub) in &subscribers.plain {
-                    if sub.options.no_local && Some(key) == origin {
+                    let own = sub.options.no_local && Some(key) == origin;
+                    if own || sub.since > message.published_at {
                         continue;
                     }
                     let m = matched.entry(key).or_insert(Match {

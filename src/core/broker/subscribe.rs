@@ -44,17 +44,17 @@ impl Broker {
             }
             let mut options = f.options;
             options.qos = options.qos.min(self.features.max_qos);
-            let subscription = Subscription {
-                options,
-                id: subscription_id,
-            };
             let Some(session) = self.sessions.get_mut(&key) else {
                 return;
             };
-            let existed = session
-                .subscriptions
-                .insert(f.filter.clone(), subscription)
-                .is_some();
+            let previous = session.subscriptions.get(&f.filter).map(|s| s.since);
+            let existed = previous.is_some();
+            let subscription = Subscription {
+                options,
+                id: subscription_id,
+                since: previous.unwrap_or(self.now),
+            };
+            session.subscriptions.insert(f.filter.clone(), subscription);
             if self.add_subscriber(&f.filter, key, subscription) {
                 new_routes.push(f.filter.clone());
             }

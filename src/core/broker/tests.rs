@@ -389,6 +389,7 @@ fn dollar_topics_and_unsubscribe() {
 fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
     let mut a = Harness::with(0, 2);
     let mut b = Harness::with(1, 2);
+    b.now = a.now; // one clock for both shards, as in the process
     let sub = b.connect("sub", true, V4);
     b.received(sub);
     b.subscribe(sub, "t/#", QoS::AtLeastOnce);
@@ -563,6 +564,7 @@ fn a_leaving_shared_member_hands_unacknowledged_messages_to_another() {
 fn shared_group_across_shards_delivers_once() {
     let mut s0 = Harness::with(0, 2);
     let mut s1 = Harness::with(1, 2);
+    s1.now = s0.now;
     let a = s0.connect_v5("a", true, Default::default(), None);
     let b = s1.connect_v5("b", true, Default::default(), None);
     s0.subscribe_with(a, "$share/g/t", qos1(), None);
@@ -844,4 +846,36 @@ fn v5_properties_pass_through_to_v5_and_are_left_out_for_3_1_1() {
     assert_eq!(publishes(&h.received(old)).len(), 1);
     let got = h.received(new);
     assert_eq!(*publishes(&got)[0].properties, props);
+}
+
+#[test]
+fn a_message_published_before_a_subscription_is_not_delivered_to_it() {
+    // The route to shard 1 was still there when the message left shard 0; by the time it
+    // arrives, the subscription it finds is newer than the message.
+    let mut s0 = Harness::with(0, 2);
+    let mut s1 = Harness::with(1, 2);
+    s1.now = s0.now;
+    let sub = s1.connect("sub", true, V4);
+    s1.subscribe(sub, "t", QoS::AtLeastOnce);
+    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s1.received(sub);
+    let p = s0.connect("pub", true, V4);
+    s0.now += Duration::from_millis(1);
+    s0.publish(p, "t", b"old", QoS::AtLeastOnce, 1, false);
+    // Meanwhile the subscriber unsubscribes and subscribes again, a little later.
+    s1.now = s0.now + Duration::from_millis(1);
+    s1.send(
+        sub,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: 5,
+            filters: vec!["t".into()],
+            ..Default::default()
+        }),
+    );
+    s1.subscribe(sub, "t", QoS::AtLeastOnce);
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
+    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    assert!(publishes(&s1.received(sub)).is_empty());
 }
