@@ -9,6 +9,9 @@ use super::primitives::{parse_varint, Varint};
 /// The most a packet can be: a 1-byte header, 4-byte remaining length and 268,435,455 bytes.
 pub const MAX_PACKET_SIZE: u32 = 268_435_460;
 
+/// Most bytes reserved ahead for a packet still arriving.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
 /// A whole packet's outline, read from its fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
@@ -80,7 +83,9 @@ impl Decoder {
             return Ok(None);
         };
         if buf.len() < frame.total_len() {
-            buf.reserve(frame.total_len() - buf.len());
+            // Room for the rest, but not all at once: a header alone must not make us
+            // allocate the maximum packet size.
+            buf.reserve((frame.total_len() - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let mut bytes = buf.split_to(frame.total_len()).freeze();
@@ -125,8 +130,22 @@ fn check_empty(packet: PacketType, flags: u8, body: &bytes::Bytes) -> Result<(),
     expect_end(body)
 }
 
-/// Appends `packet` to `dst` in the given protocol version (CONNECT uses its own).
+/// Appends `packet` to `dst` in the given protocol version (CONNECT uses its own). On error
+/// `dst` is left as it was.
 pub fn encode(
+    packet: &Packet,
+    version: ProtocolVersion,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let start = dst.len();
+    let result = encode_unchecked(packet, version, dst);
+    if result.is_err() {
+        dst.truncate(start);
+    }
+    result
+}
+
+fn encode_unchecked(
     packet: &Packet,
     version: ProtocolVersion,
     dst: &mut BytesMut,

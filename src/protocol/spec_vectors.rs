@@ -470,3 +470,22 @@ fn packets_stay_small_for_the_hot_path() {
         std::mem::size_of::<Packet>()
     );
 }
+
+#[test]
+fn a_failed_encode_leaves_the_buffer_as_it_was() {
+    let mut out = BytesMut::from(&b"keep"[..]);
+    let too_long = Packet::Publish(Publish {
+        topic: "t".repeat(70_000).into(),
+        ..Default::default()
+    });
+    assert!(encode(&too_long, V4, &mut out).is_err());
+    assert_eq!(&out[..], b"keep");
+}
+
+#[test]
+fn a_large_header_does_not_reserve_the_whole_packet() {
+    let decoder = Decoder::new(V4, MAX_PACKET_SIZE);
+    let mut buf = BytesMut::from(&b"\x30\xff\xff\xff\x7f"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert!(buf.capacity() < 1024 * 1024, "reserved {}", buf.capacity());
+}

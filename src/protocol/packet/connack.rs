@@ -48,7 +48,7 @@ impl ConnAck {
 
     pub fn write(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let v5 = version.is_v5();
-        let remaining = 2 + if v5 { self.properties.wire_len() } else { 0 };
+        let remaining = 2 + self.properties.wire_len_in(version, "CONNACK properties")?;
         write_fixed_header(dst, (PacketType::ConnAck as u8) << 4, remaining)?;
         dst.put_u8(u8::from(self.session_present));
         if v5 {

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 
 use super::{read_packet_id, write_fixed_header, PacketType, ProtocolVersion, QoS};
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::primitives::{prefixed_len, read_string, write_string};
+use crate::protocol::primitives::{prefixed_len, read_topic_name, write_string};
 use crate::protocol::properties::{Properties, PropertyContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,10 +36,7 @@ impl Publish {
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
         }
-        let topic = read_string(&mut body)?;
-        if topic.as_bytes().iter().any(|&b| b == b'+' || b == b'#') {
-            return Err(DecodeError::TopicNameInvalid);
-        }
+        let topic = read_topic_name(&mut body)?;
         let packet_id = if qos == QoS::AtMostOnce {
             0
         } else {
