@@ -253,6 +253,31 @@ fn paho_at_least_once_persistent_session() {
     });
 }
 
+#[test]
+fn paho_mqtt5_session_properties_shared_and_aliases() {
+    require_paho();
+    run_bounded(secs(90), || {
+        let broker = Broker::start_sharded(&[]);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/paho_v5.py");
+        let (status, out, err) = run(
+            Command::new("python3")
+                .arg(script)
+                .arg(broker.port.to_string()),
+            None,
+            secs(75),
+        );
+        eprintln!("{out}{err}");
+        assert!(
+            status.success(),
+            "paho MQTT 5 scenario failed ({status}):\n{out}\n{err}"
+        );
+        assert!(
+            out.lines().any(|l| l == "OK"),
+            "script did not report OK:\n{out}"
+        );
+    });
+}
+
 /// mosquitto_pub -> ringmq -> mosquitto_sub at QoS 0, 1 and 2, with MQTT 3.1, 3.1.1 and 5.
 #[test]
 fn mosquitto_pub_sub_each_qos_and_version() {
