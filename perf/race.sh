@@ -1,58 +1,81 @@
 #!/usr/bin/env bash
-# Race ringmq against Mosquitto with ringmq-load fanin (QoS 0 and QoS 1, 4 pairs, 64 B, 10 s).
-# Usage: perf/race.sh            (from anywhere; writes perf/results/race-<date>.md)
+# Races ringmq against Mosquitto, NATS (MQTT listener) and rumqttd on loopback with ringmq-load:
+# same load, same scenarios, each broker freshly started for each scenario, brokers back to back
+# within a scenario. Writes perf/results/race-<stamp>.md and race-<stamp>-latency.svg.
+#
+# Usage: perf/race.sh                      (from anywhere; needs jq)
+#   BROKERS="ringmq mosquitto"  subset      DURATION=10  seconds per load scenario
+#   CONNS=10000  idle connections           SKIP_BUILD=1 use the existing release binaries
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-PAIRS=${PAIRS:-4}
-PAYLOAD=${PAYLOAD:-64}
+BROKERS=${BROKERS:-ringmq mosquitto nats rumqttd}
 DURATION=${DURATION:-10}
-RINGMQ_PORT=19890
-MOSQ_PORT=19883
-# Extra ringmq flags. The default lifts the per-session queue limits as the peers' config lifts
-# Mosquitto's (max_queued_messages 0 = unlimited), so neither broker drops to win a race.
-RINGMQ_EXTRA=${RINGMQ_EXTRA:---max-queued-messages 100000000 --max-queued-bytes 8000000000}
-MOSQ_CONF_SRC=/work/shared/peers/mosquitto.conf
-MOSQUITTO=/usr/sbin/mosquitto
+CONNS=${CONNS:-10000}
+PEERS=${PEERS:-/work/shared/peers}
+# ringmq's per-session queue limits lifted as the Mosquitto config lifts its own
+# (max_queued_messages 0), so that no broker wins a flood by dropping.
+RINGMQ_FLAGS=${RINGMQ_FLAGS:---max-queued-messages 100000000 --max-queued-bytes 8000000000}
 LOAD=$ROOT/target/release/ringmq-load
 CLK_TCK=$(getconf CLK_TCK)
 STAMP=$(date +%Y%m%d-%H%M%S)
-OUT=$ROOT/perf/results/race-$STAMP.md
+RESULTS=$ROOT/perf/results
+OUT=$RESULTS/race-$STAMP.md
+SVG=$RESULTS/race-$STAMP-latency.svg
 WORK=$(mktemp -d /tmp/ringmq-race.XXXXXX)
 BROKER_PID=
 
-cleanup() {
-    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-}
+log() { echo "race: $*" >&2; }
+cleanup() { stop_broker; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-log() { echo "race: $*" >&2; }
+# --- brokers -----------------------------------------------------------------------------------
+RINGMQ_PORT0=19890
+declare -A PORT=([ringmq]=$RINGMQ_PORT0 [mosquitto]=19883 [nats]=19884 [rumqttd]=19885)
 
-if [[ ! -x $MOSQUITTO ]]; then
-    log "installing mosquitto"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-fi
+have() {
+    case $1 in
+        ringmq) true ;;
+        mosquitto) [[ -x /usr/sbin/mosquitto ]] ;;
+        nats) command -v nats-server >/dev/null ;;
+        rumqttd) command -v rumqttd >/dev/null ;;
+    esac
+}
 
-log "building"
-cargo build --release -p ringmq -p ringmq-load
+version_of() {
+    case $1 in
+        ringmq) echo "ringmq $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')" ;;
+        mosquitto) /usr/sbin/mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//' ;;
+        nats) nats-server --version ;;
+        rumqttd) echo "rumqttd $(rumqttd --version 2>/dev/null | awk '{print $2}')" ;;
+    esac
+}
 
-# utime+stime of a process, in clock ticks.
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-
-wait_port() { # port pid
-    local deadline=$((SECONDS + 10))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-        kill -0 "$2" 2>/dev/null || { log "broker exited before listening on $1"; return 1; }
-        ((SECONDS < deadline)) || { log "port $1 not open after 10 s"; return 1; }
+start_broker() { # name
+    local name=$1 port=${PORT[$1]}
+    # `exec`: the background job is the broker itself, so $! is its pid (CPU, RSS, kill).
+    # shellcheck disable=SC2086
+    case $name in
+        ringmq) exec "$ROOT/target/release/ringmq" --bind 127.0.0.1 -p "$port" $RINGMQ_FLAGS ;;
+        mosquitto) exec /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" ;;
+        nats) rm -rf "$WORK/nats-js"; exec nats-server -c "$WORK/nats-server.conf" ;;
+        rumqttd) exec rumqttd -c "$WORK/rumqttd.toml" ;;
+    esac >"$WORK/$name.log" 2>&1 &
+    BROKER_PID=$!
+    sleep 0.2
+    [[ $(readlink "/proc/$BROKER_PID/exe" 2>/dev/null) != */bash ]] || { log "$name: not exec'd"; return 1; }
+    local deadline=$((SECONDS + 20))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        kill -0 "$BROKER_PID" 2>/dev/null || { log "$name exited:"; cat "$WORK/$name.log" >&2; return 1; }
+        ((SECONDS < deadline)) || { log "$name: port $port not open after 20 s"; return 1; }
         sleep 0.1
     done
+    sleep 0.5 # NATS enables its MQTT streams just after listening
 }
 
 stop_broker() {
+    [[ -n $BROKER_PID ]] || return 0
     kill "$BROKER_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$BROKER_PID" 2>/dev/null || true
@@ -60,114 +83,209 @@ stop_broker() {
     BROKER_PID=
 }
 
-RESULTS=$WORK/results.tsv
-: >"$RESULTS"
-
-run_broker() { # name port cmd...
-    local name=$1 port=$2; shift 2
-    log "starting $name: $*"
-    "$@" >"$WORK/$name.log" 2>&1 &
-    BROKER_PID=$!
-    wait_port "$port" "$BROKER_PID"
-    for qos in 0 1; do
-        local before after json rc=0
-        before=$(cpu_ticks "$BROKER_PID")
-        json=$("$LOAD" fanin --host 127.0.0.1 --port "$port" --pairs "$PAIRS" --qos "$qos" \
-            --payload "$PAYLOAD" --duration "$DURATION" --json 2>"$WORK/$name-q$qos.err") || rc=$?
-        after=$(cpu_ticks "$BROKER_PID")
-        cat "$WORK/$name-q$qos.err" >&2
-        if [[ -z $json ]]; then
-            log "$name qos $qos: ringmq-load failed (exit $rc)"
-            json='{"msgs_per_sec":0,"received":0,"sent":0,"lost":0,"duplicates":0,"latency_us":{"p50":0,"p99":0},"errors":["run failed"]}'
-        fi
-        echo "$json" >"$WORK/$name-q$qos.json"
-        log "$name qos $qos: $json"
-        printf '%s\t%s\t%s\t%s\n' "$name" "$qos" "$(( (after - before) ))" "$WORK/$name-q$qos.json" >>"$RESULTS"
+# A port in RINGMQ_PORT0..+19 with neither a listener nor TIME_WAIT connections on it.
+ringmq_port() {
+    local p
+    for p in $(seq "$RINGMQ_PORT0" $((RINGMQ_PORT0 + 19))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+        [[ -z $(ss -Htan state time-wait "( sport = :$p )") ]] && { echo "$p"; return; }
     done
+    log "no free ringmq port in $RINGMQ_PORT0..$((RINGMQ_PORT0 + 19))"; return 1
+}
+
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# --- scenarios ---------------------------------------------------------------------------------
+COMMON=(--payload 64 --duration "$DURATION" --json --quiet)
+declare -A ARGS=(
+    [fanin0]="fanin --pairs 4 --qos 0"
+    [fanin1]="fanin --pairs 4 --qos 1"
+    [fanout]="fanout --subscribers 100 --qos 0"
+    [latency]="fanin --pairs 4 --qos 1 --rate 20000"
+)
+SCENARIOS=(fanin0 fanin1 fanout latency conn)
+
+run_scenario() { # scenario broker
+    local sc=$1 b=$2 json rc=0 before after
+    # ringmq cannot bind a port with TIME_WAIT connections left by its previous run (no
+    # SO_REUSEADDR, see the report): a port of its own per scenario.
+    [[ $b == ringmq ]] && PORT[ringmq]=$(ringmq_port)
+    local port=${PORT[$b]}
+    start_broker "$b" || { echo '{"errors":["broker did not start"]}' >"$WORK/$sc-$b.json"; return; }
+    before=$(cpu_ticks "$BROKER_PID")
+    local rss0; rss0=$(rss_kb "$BROKER_PID")
+    if [[ $sc == conn ]]; then
+        rm -f "$WORK/ready"
+        "$LOAD" conn --port "$port" --clients "$CONNS" --hold 3 --ready-file "$WORK/ready" \
+            --json --quiet >"$WORK/$sc-$b.out" 2>"$WORK/$sc-$b.err" &
+        local lp=$! rss1=
+        for _ in $(seq 600); do [[ -e $WORK/ready ]] && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
+        sleep 1
+        rss1=$(rss_kb "$BROKER_PID")
+        wait $lp || rc=$?
+        json=$(cat "$WORK/$sc-$b.out")
+        [[ -n $json ]] || json='{"opened":0}'
+        json=$(jq -c --argjson r0 "$rss0" --argjson r1 "${rss1:-0}" '. + {rss0_kb: $r0, rss1_kb: $r1}' <<<"$json")
+    else
+        local hdr=(); [[ $sc == latency ]] && hdr=(--hdr "$WORK/$b.hdr")
+        # shellcheck disable=SC2086
+        json=$("$LOAD" ${ARGS[$sc]} --port "$port" "${COMMON[@]}" "${hdr[@]}" 2>"$WORK/$sc-$b.err") || rc=$?
+        [[ -n $json ]] || json='{"errors":["ringmq-load failed"]}'
+    fi
+    if ! after=$(cpu_ticks "$BROKER_PID" 2>/dev/null); then
+        log "$b exited during $sc:"; tail -5 "$WORK/$b.log" >&2
+        after=$before
+        json=$(jq -c '.errors = ((.errors // []) + ["broker exited during the run"])' <<<"$json")
+    fi
+    json=$(jq -c --argjson t "$((after - before))" --arg rc "$rc" '. + {cpu_ticks: $t, exit: $rc}' <<<"$json")
+    echo "$json" >"$WORK/$sc-$b.json"
+    log "$sc $b: $json"
     stop_broker
 }
 
-ulimit -n 65536 2>/dev/null || true
-# shellcheck disable=SC2086
-run_broker ringmq "$RINGMQ_PORT" "$ROOT/target/release/ringmq" --bind 127.0.0.1 -p "$RINGMQ_PORT" $RINGMQ_EXTRA
-cp "$MOSQ_CONF_SRC" "$WORK/mosquitto.conf"
-run_broker mosquitto "$MOSQ_PORT" "$MOSQUITTO" -c "$WORK/mosquitto.conf"
+# --- setup -------------------------------------------------------------------------------------
+command -v jq >/dev/null || { log "needs jq"; exit 1; }
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    log "building (release)"
+    nice -n 10 cargo build --release -p ringmq -p ringmq-load
+fi
+cp "$PEERS/mosquitto.conf" "$WORK/mosquitto.conf"
+sed "s#/tmp/peers/nats-js#$WORK/nats-js#" "$PEERS/nats-server.conf" >"$WORK/nats-server.conf"
+cp "$PEERS/rumqttd.toml" "$WORK/rumqttd.toml"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+RACE=()
+for b in $BROKERS; do
+    if have "$b"; then RACE+=("$b"); else log "skipping $b: not installed"; fi
+done
+for port in "${PORT[@]}"; do
+    [[ $port == "$RINGMQ_PORT0" ]] && continue # ringmq picks a free one per run
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        log "port $port is already taken: stop whatever listens there first"; exit 1
+    fi
+done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$SECONDS
+for sc in "${SCENARIOS[@]}"; do
+    for b in "${RACE[@]}"; do run_scenario "$sc" "$b"; done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# field <name> <qos> <jq expr>
-field() { jq -r "$3" "$WORK/$1-q$2.json"; }
-cpu_us_per_msg() { # name qos
-    local ticks received
-    ticks=$(awk -F'\t' -v n="$1" -v q="$2" '$1==n && $2==q {print $3}' "$RESULTS")
-    received=$(field "$1" "$2" .received)
-    awk -v t="$ticks" -v hz="$CLK_TCK" -v r="$received" 'BEGIN { if (r > 0) printf "%.3f", t / hz * 1e6 / r; else print "n/a" }'
+# --- report ------------------------------------------------------------------------------------
+v() { jq -r "$3 // \"n/a\"" "$WORK/$1-$2.json" 2>/dev/null || echo n/a; } # scenario broker expr
+cpu_us() { # scenario broker: broker CPU µs per delivered message
+    awk -v t="$(v "$1" "$2" .cpu_ticks)" -v hz="$CLK_TCK" -v d="$(v "$1" "$2" .distinct)" \
+        'BEGIN { if (d + 0 > 0) printf "%.3f", t / hz * 1e6 / d; else print "n/a" }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "n/a") printf "%.2f", a / b; else print "n/a" }'; }
+rss_per_conn() {
+    awk -v a="$(v conn "$1" .rss0_kb)" -v b="$(v conn "$1" .rss1_kb)" -v n="$(v conn "$1" .opened)" \
+        'BEGIN { if (n + 0 > 0) printf "%.2f", (b - a) * 1.024 / n; else print "n/a" }'
+}
+fmt() { awk -v x="$1" -v p="$2" 'BEGIN { if (x == "n/a" || x == "") print "n/a"; else printf("%." p "f", x) }'; }
+
+# figure <label> <better: hi|lo> <digits> <command producing the value for broker $1>
+ROWS=()
+figure() {
+    local label=$1 better=$2 digits=$3; shift 3
+    local row="| $label |" vals=() b x
+    for b in "${RACE[@]}"; do
+        x=$("$@" "$b"); vals+=("$x")
+        row+=" $(fmt "$x" "$digits") |"
+    done
+    # ratio ringmq / best peer, and whether ringmq is ahead (ties count)
+    local verdict
+    verdict=$(printf '%s\n' "${vals[@]}" | awk -v better="$better" '
+        NR == 1 { r = $1; next }
+        $1 != "n/a" && $1 != "" { if (!seen || (better == "hi" ? $1 > best : $1 < best)) best = $1; seen = 1 }
+        END {
+            if (r == "n/a" || !seen) { print "n/a | n/a"; exit }
+            ratio = (best == 0) ? (r == 0 ? "1.00" : "∞") : sprintf("%.2f", r / best)
+            ahead = (better == "hi") ? (r >= best) : (r <= best)
+            print ratio " | " (ahead ? "yes" : "**no**")
+        }')
+    ROWS+=("$row $verdict |")
+}
+sc_v() { v "$1" "$3" "$2"; } # scenario expr broker
+ms() { awk -v x="$(v latency "$2" ".latency_us.$1")" 'BEGIN { if (x == "n/a") print x; else printf "%.3f", x / 1000 }'; }
+
+figure "fan-in QoS 0: delivered msgs/s" hi 0 sc_v fanin0 .msgs_per_sec
+figure "fan-in QoS 0: not delivered" lo 0 sc_v fanin0 .lost
+figure "fan-in QoS 0: broker CPU µs / msg" lo 3 cpu_us fanin0
+figure "fan-in QoS 1: delivered msgs/s" hi 0 sc_v fanin1 .msgs_per_sec
+figure "fan-in QoS 1: not delivered" lo 0 sc_v fanin1 .lost
+figure "fan-in QoS 1: broker CPU µs / msg" lo 3 cpu_us fanin1
+figure "fan-out 1→100 QoS 0: deliveries/s" hi 0 sc_v fanout .msgs_per_sec
+figure "fan-out 1→100 QoS 0: not delivered" lo 0 sc_v fanout .lost
+figure "fan-out 1→100 QoS 0: broker CPU µs / delivery" lo 3 cpu_us fanout
+figure "20k msgs/s QoS 1: p50 ms" lo 3 ms p50
+figure "20k msgs/s QoS 1: p99 ms" lo 3 ms p99
+figure "20k msgs/s QoS 1: p99.9 ms" lo 3 ms p999
+figure "20k msgs/s QoS 1: not delivered" lo 0 sc_v latency .lost
+figure "$CONNS idle connections: RSS KB / connection" lo 2 rss_per_conn
+figure "$CONNS idle connections: seconds to open" lo 3 sc_v conn .open_secs
+
+hdrs=()
+for b in "${RACE[@]}"; do [[ -s $WORK/$b.hdr ]] && hdrs+=("$b=$WORK/$b.hdr"); done
+((${#hdrs[@]})) && "$LOAD" plot --out "$SVG" --title "End-to-end latency, fan-in 4 pairs, QoS 1 at 20,000 msgs/s" "${hdrs[@]}"
 
 {
-    echo "# ringmq vs Mosquitto: fanin race ($STAMP)"
+    echo "# ringmq race: $(IFS=,; echo "${RACE[*]}" | sed 's/,/, /g') ($STAMP)"
     echo
-    echo "Command: \`perf/race.sh\` (PAIRS=$PAIRS PAYLOAD=$PAYLOAD DURATION=$DURATION), i.e. per broker and QoS:"
+    echo "Made by \`perf/race.sh\` (DURATION=$DURATION CONNS=$CONNS BROKERS=\"${RACE[*]}\"), $(((SECONDS - T0) / 60)) min."
+    echo "Machine: $(nproc) CPUs, kernel $(uname -r); load average before $LOAD_BEFORE, after $LOAD_AFTER."
+    echo "**A shared 2-core VM: load generator and broker compete for the same two cores, and other"
+    echo "builds may run. Compare within a row (same run, back to back), not across reports.**"
     echo
-    echo '```'
-    echo "target/release/ringmq-load fanin --host 127.0.0.1 --port <19890|19883> --pairs $PAIRS --qos <0|1> --payload $PAYLOAD --duration $DURATION --json"
-    echo '```'
+    echo "| figure | $(IFS='|'; echo "${RACE[*]}" | sed 's/|/ | /g') | ringmq / best peer | ringmq ahead |"
+    echo "|---|$(for _ in "${RACE[@]}"; do printf -- '---:|'; done)---:|---|"
+    printf '%s\n' "${ROWS[@]}"
     echo
-    echo "Brokers: \`target/release/ringmq --bind 127.0.0.1 -p $RINGMQ_PORT${RINGMQ_EXTRA:+ $RINGMQ_EXTRA}\` and"
-    echo "\`$MOSQUITTO -c <copy of $MOSQ_CONF_SRC>\` ($($MOSQUITTO -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//'))."
+    [[ -e $SVG ]] && echo "Latency percentiles at 20,000 msgs/s QoS 1: [$(basename "$SVG")]($(basename "$SVG"))" && echo
+    echo "## What was run"
     echo
-    if [[ -z $RINGMQ_EXTRA ]]; then
-        echo "Config asymmetry: ringmq runs with its defaults (at most 10000 messages / 64 MiB queued per"
-        echo "session, further ones dropped, QoS 1 included), while the Mosquitto config disables every"
-        echo "queue and in-flight limit. Under this open-loop flood, ringmq's \"lost\" column is its drop policy."
-        echo
-    fi
-    echo "Machine: nproc=$(nproc), kernel $(uname -r), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ dirty)')."
-    echo "**This is a shared 2-core VM: the load generator (8 client threads) and the broker compete"
-    echo "for the same two cores, and other work may be running. The ringmq/mosquitto ratios matter"
-    echo "more than the absolute numbers.**"
+    echo "Every scenario starts each broker afresh, then runs \`target/release/ringmq-load\` against it:"
     echo
-    echo "Delivered msgs/s = messages received by subscribers / publish duration. Lost = sent − distinct"
-    echo "received per publisher. Broker CPU = utime+stime of the broker process during the scenario"
-    echo "(/proc/PID/stat), divided by messages delivered."
+    for sc in fanin0 fanin1 fanout latency; do echo "- $sc: \`ringmq-load ${ARGS[$sc]} ${COMMON[*]}\`"; done
+    echo "- conn: \`ringmq-load conn --clients $CONNS --hold 3\` (4 connecting threads); broker VmRSS sampled before and 1 s after all are open"
     echo
-    echo "| scenario | broker | delivered msgs/s | sent | lost | dup | p50 µs | p99 µs | broker CPU µs/msg |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    for qos in 0 1; do
-        for b in ringmq mosquitto; do
-            printf '| QoS %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$qos" "$b" \
-                "$(field $b $qos .msgs_per_sec)" "$(field $b $qos .sent)" "$(field $b $qos .lost)" \
-                "$(field $b $qos .duplicates)" "$(field $b $qos .latency_us.p50)" \
-                "$(field $b $qos .latency_us.p99)" "$(cpu_us_per_msg $b $qos)"
-        done
-        printf '| QoS %s | **ringmq / mosquitto** | %s | | | | %s | %s | %s |\n' "$qos" \
-            "$(ratio "$(field ringmq $qos .msgs_per_sec)" "$(field mosquitto $qos .msgs_per_sec)")" \
-            "$(ratio "$(field ringmq $qos .latency_us.p50)" "$(field mosquitto $qos .latency_us.p50)")" \
-            "$(ratio "$(field ringmq $qos .latency_us.p99)" "$(field mosquitto $qos .latency_us.p99)")" \
-            "$(ratio "$(cpu_us_per_msg ringmq $qos)" "$(cpu_us_per_msg mosquitto $qos)")"
+    echo "Clients: MQTT 3.1.1, clean sessions, TCP_NODELAY, one thread per client, 64 B payloads"
+    echo "carrying publisher id, sequence and send time. QoS 1 publishers keep up to 256 PUBLISH in flight."
+    echo "Flat-out runs publish as fast as TCP takes them. The latency run is paced at 20,000 msgs/s in"
+    echo "total and stamps each message with its *intended* send time (no coordinated omission)."
+    echo
+    echo "- delivered msgs/s: distinct messages received / time from first publish to last delivery."
+    echo "- not delivered: messages sent (written to the socket; QoS 1: also PUBACKed) minus distinct received, after a drain of up to 5 s (ends early after 2 s without a delivery)."
+    echo "- broker CPU: utime+stime of the broker process over the scenario (/proc/PID/stat, ${CLK_TCK} Hz ticks) / distinct deliveries."
+    echo "- RSS / connection: (VmRSS with $CONNS connections − VmRSS of the fresh broker) / connections."
+    echo
+    echo "Broker settings (none throttled: queues and in-flight windows unlimited or large, Nagle off, little logging):"
+    echo
+    for b in "${RACE[@]}"; do
+        case $b in
+            ringmq) echo "- $(version_of ringmq): \`ringmq --bind 127.0.0.1 -p <free port from $RINGMQ_PORT0> $RINGMQ_FLAGS\` (one shard per CPU, max inflight 256 per client)" ;;
+            mosquitto) echo "- $(version_of mosquitto): \`$PEERS/mosquitto.conf\` (max_inflight_messages 0, max_queued_messages 0, set_tcp_nodelay, persistence off)" ;;
+            nats) echo "- $(version_of nats): \`$PEERS/nats-server.conf\` (MQTT listener, JetStream memory/file store, max_ack_pending 1024)" ;;
+            rumqttd) echo "- $(version_of rumqttd): \`$PEERS/rumqttd.toml\` (v4 listener, max_inflight_count 1000, next_connection_delay_ms 0)" ;;
+        esac
     done
     echo
-    echo "Throughput ratio > 1 favours ringmq; latency and CPU ratios < 1 favour ringmq."
+    echo "## Client errors"
     echo
-    warn=
-    for qos in 0 1; do
-        for b in ringmq mosquitto; do
-            lost=$(field $b $qos .lost); errs=$(field $b $qos '.errors | join("; ")')
-            if [[ $qos == 1 && $lost != 0 ]]; then
-                echo "**WARNING: $b lost $lost messages at QoS 1 — at-least-once delivery violated (broker bug or drop policy).**"
-                warn=1
-            fi
-            [[ -n $errs ]] && { echo "- $b QoS $qos errors: $errs"; warn=1; }
-        done
-    done
-    [[ -z $warn ]] && echo "No QoS 1 loss and no client errors."
+    errs=0
+    for sc in "${SCENARIOS[@]}"; do for b in "${RACE[@]}"; do
+        e=$(jq -r '[(.errors // [])[]] + (if (.first_error // "") != "" then [.first_error] else [] end) | unique | .[:3] | join("; ")' "$WORK/$sc-$b.json" 2>/dev/null || echo "no result")
+        f=$(jq -r '.failed // 0' "$WORK/$sc-$b.json" 2>/dev/null || echo 0)
+        [[ $f != 0 ]] && e="$f connections failed; $e"
+        [[ -n $e ]] && { echo "- $sc / $b: $e"; errs=1; }
+    done; done
+    ((errs)) || echo "None."
     echo
-    echo "## Raw JSON"
+    echo "## Raw results"
     echo
-    for b in ringmq mosquitto; do for qos in 0 1; do
-        echo "- $b QoS $qos: \`$(cat "$WORK/$b-q$qos.json")\`"
+    for sc in "${SCENARIOS[@]}"; do for b in "${RACE[@]}"; do
+        echo "- $sc / $b: \`$(cat "$WORK/$sc-$b.json" 2>/dev/null)\`"
     done; done
 } >"$OUT"
 
 log "wrote $OUT"
 cat "$OUT"
-rm -rf "$WORK"

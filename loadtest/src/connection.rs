@@ -10,7 +10,6 @@ use ringmq::protocol::{
     SubscriptionOptions, MAX_PACKET_SIZE,
 };
 
-pub const VERSION: ProtocolVersion = ProtocolVersion::V3_1_1;
 /// Socket timeout of a single read or write; callers loop on it against their own deadline.
 pub const POLL: Duration = Duration::from_millis(100);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,18 +24,48 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .ok_or_else(|| format!("cannot resolve {host}:{port}: no address"))
 }
 
+/// How a client connects: protocol version and session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOpts {
+    pub version: ProtocolVersion,
+    pub clean: bool,
+    /// MQTT 5 session expiry (seconds) for persistent sessions.
+    pub session_expiry: u32,
+    pub keep_alive: u16,
+}
+
+impl Default for SessionOpts {
+    fn default() -> Self {
+        SessionOpts {
+            version: ProtocolVersion::V3_1_1,
+            clean: true,
+            session_expiry: 0,
+            keep_alive: 60,
+        }
+    }
+}
+
 pub struct Connection {
     pub stream: TcpStream,
+    pub version: ProtocolVersion,
     pub rbuf: BytesMut,
     pub decoder: Decoder,
     chunk: Vec<u8>,
 }
 
 impl Connection {
-    /// TCP connect (TCP_NODELAY), CONNECT with clean session, and wait for a successful CONNACK.
-    pub fn open(addr: SocketAddr, client_id: &str) -> Result<Connection> {
-        let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
-            .map_err(|e| format!("cannot connect to broker at {addr}: {e}"))?;
+    /// TCP connect (TCP_NODELAY), CONNECT, and wait for a successful CONNACK.
+    pub fn open(addr: SocketAddr, client_id: &str, opts: &SessionOpts) -> Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT).map_err(|e| {
+            let hint = match e.kind() {
+                ErrorKind::ConnectionRefused => " (is the broker running on that port?)",
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                    " (no answer: firewall or wrong host?)"
+                }
+                _ => "",
+            };
+            format!("cannot connect to broker at {addr}: {e}{hint}")
+        })?;
         stream
             .set_nodelay(true)
             .and_then(|_| stream.set_read_timeout(Some(POLL)))
@@ -44,22 +73,26 @@ impl Connection {
             .map_err(|e| format!("socket options: {e}"))?;
         let mut conn = Connection {
             stream,
-            rbuf: BytesMut::with_capacity(64 * 1024),
-            decoder: Decoder::new(VERSION, MAX_PACKET_SIZE),
-            chunk: vec![0; 64 * 1024],
+            version: opts.version,
+            rbuf: BytesMut::new(),
+            decoder: Decoder::new(opts.version, MAX_PACKET_SIZE),
+            chunk: vec![0; 4096],
         };
-        let connect = Connect {
-            version: VERSION,
-            clean_start: true,
-            keep_alive: 60,
+        let mut connect = Connect {
+            version: opts.version,
+            clean_start: opts.clean,
+            keep_alive: opts.keep_alive,
             client_id: client_id.to_string().into(),
             will: None,
             username: None,
             password: None,
             properties: Default::default(),
         };
+        if opts.version.is_v5() && !opts.clean {
+            connect.properties.session_expiry_interval = Some(opts.session_expiry);
+        }
         let mut out = BytesMut::new();
-        encode(&Packet::Connect(Box::new(connect)), VERSION, &mut out)
+        encode(&Packet::Connect(Box::new(connect)), opts.version, &mut out)
             .map_err(|e| format!("encode CONNECT: {e}"))?;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         conn.write_all(&out, deadline)
@@ -93,7 +126,7 @@ impl Connection {
             }],
         };
         let mut out = BytesMut::new();
-        encode(&Packet::Subscribe(sub), VERSION, &mut out)
+        encode(&Packet::Subscribe(sub), self.version, &mut out)
             .map_err(|e| format!("encode SUBSCRIBE: {e}"))?;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         self.write_all(&out, deadline)
@@ -101,10 +134,11 @@ impl Connection {
         match self.next_packet(deadline)? {
             Some(Packet::SubAck(ack)) => match ack.codes.first() {
                 Some(code) if !code.is_error() && *code as u8 == qos as u8 => Ok(()),
-                code => Err(format!(
-                    "SUBACK for {filter}: {code:?}, wanted QoS {}",
-                    qos as u8
+                Some(code) => Err(format!(
+                    "SUBACK for {filter}: {code:?} (0x{:02X}), wanted QoS {}",
+                    *code as u8, qos as u8
                 )),
+                None => Err(format!("SUBACK for {filter} without a code")),
             },
             Some(other) => Err(format!("expected SUBACK, got {:?}", other.packet_type())),
             None => Err(format!("no SUBACK within {HANDSHAKE_TIMEOUT:?}")),
@@ -131,6 +165,12 @@ impl Connection {
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
+    }
+
+    /// Switches to large buffers for a busy client (idle ones keep the small ones).
+    pub fn grow_buffers(&mut self) {
+        self.chunk.resize(64 * 1024, 0);
+        self.rbuf.reserve(64 * 1024);
     }
 
     /// One read (at most [`POLL`] long) appended to `rbuf`; `Ok(0)` is end of stream.

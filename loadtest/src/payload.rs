@@ -55,6 +55,30 @@ impl SeqTracker {
             self.next = seq + 1;
         }
     }
+
+    /// Folds in what another subscriber of the same group saw of the same publisher: a
+    /// sequence both saw is a duplicate delivery to the group.
+    pub fn merge(&mut self, other: &SeqTracker) {
+        if other.seen.len() > self.seen.len() {
+            self.seen.resize(other.seen.len(), 0);
+        }
+        let mut both = 0u64;
+        for (mine, theirs) in self.seen.iter_mut().zip(&other.seen) {
+            both += u64::from((*mine & theirs).count_ones());
+            *mine |= theirs;
+        }
+        self.received += other.received;
+        self.distinct += other.distinct - both;
+        self.duplicates += other.duplicates + both;
+        self.out_of_order += other.out_of_order;
+        self.next = self.next.max(other.next);
+    }
+
+    /// Sequence numbers below the highest one seen that never arrived (loss when the sender's
+    /// count is unknown).
+    pub fn gaps(&self) -> u64 {
+        self.next - self.distinct
+    }
 }
 
 #[cfg(test)]
@@ -81,5 +105,20 @@ mod tests {
         assert_eq!(t.duplicates, 1);
         assert_eq!(t.out_of_order, 1);
         assert_eq!(t.next, 201);
+        assert_eq!(t.gaps(), 195);
+    }
+
+    #[test]
+    fn merge_counts_cross_member_duplicates() {
+        let (mut a, mut b) = (SeqTracker::default(), SeqTracker::default());
+        for seq in [0, 2, 4] {
+            a.record(seq);
+        }
+        for seq in [1, 2, 3, 100] {
+            b.record(seq);
+        }
+        a.merge(&b);
+        assert_eq!((a.received, a.distinct, a.duplicates), (7, 6, 1));
+        assert_eq!(a.next, 101);
     }
 }

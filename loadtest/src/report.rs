@@ -1,180 +1,243 @@
-//! The run summary, as text or as one JSON object.
+//! The run summary, as a text table or as one JSON object.
 
 use hdrhistogram::Histogram;
 
-use crate::cli::FaninArgs;
+use crate::json::{string as json_string, Obj};
+use crate::plan::Plan;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Summary {
+    pub scenario: &'static str,
+    pub label: String,
     pub broker: String,
-    pub pairs: u32,
+    pub protocol: &'static str,
+    pub publishers: usize,
+    pub subscribers: usize,
     pub qos: u8,
     pub payload: u32,
     pub inflight: u32,
+    /// Target total publish rate (msgs/s), if paced.
+    pub rate: Option<f64>,
     pub duration_s: u64,
-    /// Measured publish window, and how long the drain took.
+    pub connect_secs: f64,
+    /// Measured publish window, how long the drain took, and start to last delivery.
     pub publish_secs: f64,
     pub drain_secs: f64,
+    pub deliver_secs: f64,
     pub sent: u64,
     /// QoS 1: PUBACKs the publishers received.
     pub acked: u64,
+    /// Deliveries owed to the subscribers (0 when publishers are outside the run).
+    pub expected: u64,
     pub received: u64,
     pub distinct: u64,
     pub lost: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
-    /// Payloads that were not from the subscriber's own publisher (or not ours at all).
+    /// Payloads that were not ours at all.
     pub foreign: u64,
-    /// Distinct messages beyond what the publisher counted as sent.
+    /// Distinct messages a group was not meant to get, or beyond what was sent.
     pub unexpected: u64,
-    pub latency_us: [f64; 4],
-    pub latency_samples: u64,
+    pub latency: Histogram<u64>,
     pub errors: Vec<String>,
 }
 
 impl Summary {
-    pub fn new(args: &FaninArgs, broker: String, publish_secs: f64, drain_secs: f64) -> Summary {
+    pub fn new(plan: &Plan, broker: String) -> Summary {
+        let label = plan
+            .run
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("{}@{broker}", plan.scenario));
         Summary {
+            scenario: plan.scenario,
+            label,
             broker,
-            pairs: args.pairs,
-            qos: args.qos,
-            payload: args.payload,
-            inflight: args.inflight,
-            duration_s: args.duration,
-            publish_secs,
-            drain_secs,
-            ..Summary::default()
+            protocol: match plan.client.protocol {
+                crate::cli::Protocol::V311 => "3.1.1",
+                crate::cli::Protocol::V5 => "5",
+            },
+            publishers: plan.pubs.len(),
+            subscribers: plan.subs.len(),
+            qos: plan.publish.qos,
+            payload: plan.publish.payload,
+            inflight: plan.publish.inflight,
+            rate: plan
+                .rate_per_publisher()
+                .map(|r| r * plan.pubs.len() as f64),
+            duration_s: plan.run.duration,
+            connect_secs: 0.0,
+            publish_secs: 0.0,
+            drain_secs: 0.0,
+            deliver_secs: 0.0,
+            sent: 0,
+            acked: 0,
+            expected: 0,
+            received: 0,
+            distinct: 0,
+            lost: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            foreign: 0,
+            unexpected: 0,
+            latency: crate::subscriber::new_histogram(),
+            errors: Vec::new(),
         }
     }
 
-    pub fn set_latency(&mut self, h: &Histogram<u64>) {
-        let us = |ns: u64| ns as f64 / 1000.0;
-        self.latency_samples = h.len();
-        if h.is_empty() {
-            return;
-        }
-        self.latency_us = [
-            us(h.value_at_quantile(0.5)),
-            us(h.value_at_quantile(0.99)),
-            us(h.value_at_quantile(0.999)),
-            us(h.max()),
-        ];
+    pub fn set_latency(&mut self, h: Histogram<u64>) {
+        self.latency = h;
     }
 
-    /// Received messages per second of the publish window.
-    pub fn msgs_per_sec(&self) -> f64 {
-        if self.publish_secs > 0.0 {
-            self.received as f64 / self.publish_secs
+    /// Latency quantile in microseconds (0 without samples).
+    pub fn latency_us(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            return 0.0;
+        }
+        let v = if q >= 1.0 {
+            self.latency.max()
+        } else {
+            self.latency.value_at_quantile(q)
+        };
+        v as f64 / 1000.0
+    }
+
+    /// Distinct deliveries per second, from the start of publishing to the last delivery.
+    pub fn delivered_per_sec(&self) -> f64 {
+        let secs = if self.deliver_secs > 0.0 {
+            self.deliver_secs
+        } else {
+            self.publish_secs
+        };
+        if secs > 0.0 {
+            self.distinct.saturating_sub(self.unexpected) as f64 / secs
         } else {
             0.0
         }
     }
 
+    pub fn sent_per_sec(&self) -> f64 {
+        if self.publish_secs > 0.0 {
+            self.sent as f64 / self.publish_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the run broke a delivery promise (loss at QoS 1, or a client error).
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || (self.qos == 1 && self.lost > 0)
+    }
+
     pub fn text(&self) -> String {
-        let [p50, p99, p999, max] = self.latency_us;
+        let rate = self
+            .rate
+            .map_or("flat out".to_string(), |r| format!("{r:.0} msgs/s"));
         let mut s = format!(
-            "fanin  broker={}  pairs={}  qos={}  payload={} B  duration={} s (measured {:.3} s, drain {:.3} s)\n\
-             sent          {}\n\
-             received      {}  ({} distinct)\n\
-             delivered     {:.0} msgs/s\n\
-             lost          {}\n\
-             duplicates    {}\n\
-             out-of-order  {}\n\
-             latency (µs)  p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)\n",
+            "{}  broker={}  MQTT {}  publishers={}  subscribers={}  qos={}  payload={} B  rate={}\n",
+            self.scenario,
             self.broker,
-            self.pairs,
+            self.protocol,
+            self.publishers,
+            self.subscribers,
             self.qos,
             self.payload,
-            self.duration_s,
-            self.publish_secs,
-            self.drain_secs,
-            self.sent,
-            self.received,
-            self.distinct,
-            self.msgs_per_sec(),
-            self.lost,
-            self.duplicates,
-            self.out_of_order,
-            p50,
-            p99,
-            p999,
-            max,
-            self.latency_samples,
+            rate
         );
-        if self.qos == 1 {
-            s += &format!("acked         {}\n", self.acked);
+        let rows: Vec<(&str, String)> = vec![
+            ("connect", format!("{:.3} s", self.connect_secs)),
+            (
+                "publish",
+                format!(
+                    "{:.3} s (drain {:.3} s, last delivery at {:.3} s)",
+                    self.publish_secs, self.drain_secs, self.deliver_secs
+                ),
+            ),
+            (
+                "sent",
+                format!("{}  ({:.0} msgs/s)", self.sent, self.sent_per_sec()),
+            ),
+            ("acked", self.acked.to_string()),
+            ("expected", self.expected.to_string()),
+            (
+                "received",
+                format!("{}  ({} distinct)", self.received, self.distinct),
+            ),
+            (
+                "delivered",
+                format!("{:.0} msgs/s", self.delivered_per_sec()),
+            ),
+            ("lost", self.lost.to_string()),
+            ("duplicates", self.duplicates.to_string()),
+            ("out-of-order", self.out_of_order.to_string()),
+            (
+                "latency",
+                format!(
+                    "p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} samples)",
+                    self.latency_us(0.5),
+                    self.latency_us(0.99),
+                    self.latency_us(0.999),
+                    self.latency_us(1.0),
+                    self.latency.len()
+                ),
+            ),
+        ];
+        for (k, v) in rows {
+            if k == "acked" && self.qos == 0 {
+                continue;
+            }
+            s += &format!("  {k:<13} {v}\n");
         }
         if self.foreign > 0 || self.unexpected > 0 {
             s += &format!(
-                "foreign       {}  unexpected {}\n",
-                self.foreign, self.unexpected
+                "  {:<13} foreign {}  unexpected {}\n",
+                "strays", self.foreign, self.unexpected
             );
         }
         for e in &self.errors {
-            s += &format!("error: {e}\n");
+            s += &format!("  error: {e}\n");
         }
         s
     }
 
     pub fn json(&self) -> String {
-        let [p50, p99, p999, max] = self.latency_us;
+        let mut lat = Obj::new();
+        lat.num("p50", self.latency_us(0.5))
+            .num("p99", self.latency_us(0.99))
+            .num("p999", self.latency_us(0.999))
+            .num("max", self.latency_us(1.0))
+            .int("samples", self.latency.len());
         let errors: Vec<String> = self.errors.iter().map(|e| json_string(e)).collect();
-        format!(
-            "{{\"scenario\":\"fanin\",\"broker\":{},\"pairs\":{},\"qos\":{},\"payload\":{},\
-             \"inflight\":{},\"duration_s\":{},\"publish_secs\":{:.6},\"drain_secs\":{:.6},\
-             \"sent\":{},\"acked\":{},\"received\":{},\"distinct\":{},\"msgs_per_sec\":{:.1},\
-             \"lost\":{},\"duplicates\":{},\"out_of_order\":{},\"foreign\":{},\"unexpected\":{},\
-             \"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"samples\":{}}},\
-             \"errors\":[{}]}}",
-            json_string(&self.broker),
-            self.pairs,
-            self.qos,
-            self.payload,
-            self.inflight,
-            self.duration_s,
-            self.publish_secs,
-            self.drain_secs,
-            self.sent,
-            self.acked,
-            self.received,
-            self.distinct,
-            self.msgs_per_sec(),
-            self.lost,
-            self.duplicates,
-            self.out_of_order,
-            self.foreign,
-            self.unexpected,
-            p50,
-            p99,
-            p999,
-            max,
-            self.latency_samples,
-            errors.join(","),
-        )
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_string;
-
-    #[test]
-    fn escapes() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        let mut o = Obj::new();
+        o.str("scenario", self.scenario)
+            .str("label", &self.label)
+            .str("broker", &self.broker)
+            .str("protocol", self.protocol)
+            .int("publishers", self.publishers as u64)
+            .int("subscribers", self.subscribers as u64)
+            .int("qos", u64::from(self.qos))
+            .int("payload", u64::from(self.payload))
+            .int("inflight", u64::from(self.inflight))
+            .num("rate", self.rate.unwrap_or(0.0))
+            .int("duration_s", self.duration_s)
+            .num("connect_secs", self.connect_secs)
+            .num("publish_secs", self.publish_secs)
+            .num("drain_secs", self.drain_secs)
+            .num("deliver_secs", self.deliver_secs)
+            .int("sent", self.sent)
+            .int("acked", self.acked)
+            .int("expected", self.expected)
+            .int("received", self.received)
+            .int("distinct", self.distinct)
+            .num("msgs_per_sec", self.delivered_per_sec())
+            .num("sent_per_sec", self.sent_per_sec())
+            .int("lost", self.lost)
+            .int("duplicates", self.duplicates)
+            .int("out_of_order", self.out_of_order)
+            .int("foreign", self.foreign)
+            .int("unexpected", self.unexpected)
+            .raw("latency_us", &lat.end())
+            .raw("errors", &format!("[{}]", errors.join(",")));
+        o.end()
     }
 }
