@@ -73,3 +73,57 @@ fn bad_flag_is_a_usage_error() {
     let out = run_ringmq(&["--shards", "0"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The broker closes first after a client's DISCONNECT, so its port has connections in
+/// TIME_WAIT; a restart on the same port must still work (SO_REUSEADDR).
+#[test]
+fn restart_on_the_same_port_right_after_clients_left() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--shards",
+                "1",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ringmq");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let ready = lines
+            .by_ref()
+            .take(20)
+            .map_while(Result::ok)
+            .any(|l| l.contains("ringmq ready"));
+        // Keep draining, as a terminal or journald would.
+        std::thread::spawn(move || lines.for_each(drop));
+        (child, ready)
+    };
+    let (mut first, ready) = start();
+    assert!(ready, "first start");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01r")
+        .unwrap();
+    let mut connack = [0u8; 4];
+    client.read_exact(&mut connack).unwrap();
+    client.write_all(b"\xe0\x00").unwrap();
+    // The broker closes: EOF.
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    let (mut second, ready) = start();
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(ready, "restart on port {port} failed");
+}

@@ -3,6 +3,8 @@
 //! and connections over glommio's channel mesh.
 
 mod connection;
+mod heartbeat;
+mod listener;
 mod mesh;
 mod shard;
 
@@ -19,6 +21,10 @@ use mesh::Envelope;
 const IO_MEMORY: usize = 1024 * 1024;
 /// Locked memory glommio needs per executor.
 const MEMLOCK_PER_SHARD: u64 = 512 * 1024;
+/// Submission queue entries per io_uring. Every connection keeps a read poll armed and a
+/// busy one a write poll too; glommio's default (128) let the queue overflow with a hundred
+/// busy connections, and a shard could then park with its wake-up never submitted.
+const RING_DEPTH: usize = 4096;
 /// Batches in flight on each shard-to-shard channel.
 const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -54,6 +60,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
+    let (clock, clock_control) = heartbeat::start(shards)
+        .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
     let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
@@ -61,12 +69,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .io_memory(IO_MEMORY)
+        .ring_depth(RING_DEPTH)
         .name("ringmq-shard")
         .on_all_shards(move || {
             let config = config.clone();
             let mesh = mesh.clone();
             let ready = ready_tx.clone();
-            async move { shard::run(config, mesh, ready).await }
+            let clock = clock.clone();
+            async move { shard::run(config, mesh, ready, clock).await }
         })
         .map_err(|e| StartError::Executor(e.to_string()))?;
 
@@ -96,6 +106,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         if let Some(signal) = signals.forever().next() {
             tracing::info!(signal, "stopping");
             SHUTDOWN.store(true, Ordering::Relaxed);
+            heartbeat::send(&clock_control, heartbeat::STOP);
         }
     });
     for result in handles.join_all() {

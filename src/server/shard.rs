@@ -9,7 +9,6 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::TcpListener;
 use glommio::{spawn_local, timer};
 
 use super::connection;
@@ -17,10 +16,10 @@ use super::mesh::Envelope;
 use crate::config::Config;
 use crate::core::{Broker, ConnId};
 
-/// How often keep alive deadlines are checked.
-const TICK: Duration = Duration::from_millis(250);
 /// How long a stopping shard waits for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Messages per batch sent to another shard.
+const MESH_BATCH: usize = 512;
 /// Messages waiting for another shard past which publishers stop reading until they drain.
 pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
 
@@ -92,6 +91,7 @@ pub async fn run(
     config: Config,
     mesh: MeshBuilder<Envelope, Full>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
+    clock: super::heartbeat::ShardEnds,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
@@ -103,7 +103,7 @@ pub async fn run(
     let id = senders.peer_id();
     let shards = senders.nr_consumers();
     let addr = config.listen_addr();
-    let listener = match TcpListener::bind(addr) {
+    let listener = match super::listener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot listen on {addr}: {e}")));
@@ -140,15 +140,19 @@ pub async fn run(
         let shard = shard.clone();
         spawn_local(async move {
             while wake.recv().await.is_some() {
-                let batch = shard.broker.borrow_mut().take_outbox(peer);
-                if !batch.is_empty()
-                    && shard
+                loop {
+                    let batch = shard.broker.borrow_mut().take_outbox(peer, MESH_BATCH);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    if shard
                         .senders
                         .send_to(peer, Envelope::Batch(batch))
                         .await
                         .is_err()
-                {
-                    return;
+                    {
+                        return;
+                    }
                 }
             }
         })
@@ -165,6 +169,9 @@ pub async fn run(
                             .borrow_mut()
                             .remote(peer, batch, Instant::now());
                         shard.flush();
+                        // A full channel is always ready: let the writers drain what this
+                        // batch queued before taking the next.
+                        futures_lite::future::yield_now().await;
                     }
                     Envelope::Handoff { fd, buffered } => {
                         connection::adopt(shard.clone(), fd, buffered)
@@ -175,18 +182,29 @@ pub async fn run(
         .detach();
     }
     let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
+    let Some(mut ticks) = super::heartbeat::take_end(&clock, id) else {
+        let _ = ready.send(Err(format!("shard {id}: no clock")));
+        return;
+    };
     {
         let shard = shard.clone();
         spawn_local(async move {
-            loop {
-                timer::sleep(TICK).await;
+            let mut bytes = [0u8; 64];
+            let mut stopping = false;
+            // Bytes from the clock thread wake the executor; one tick however many arrived.
+            // The task goes on while stopping: it keeps the executor awake for the grace period.
+            while let Ok(n @ 1..) =
+                futures_lite::io::AsyncReadExt::read(&mut ticks, &mut bytes).await
+            {
                 shard.broker.borrow_mut().tick(Instant::now());
                 shard.flush();
-                if super::shutdown_requested() {
+                let stop =
+                    bytes[..n].contains(&super::heartbeat::STOP) || super::shutdown_requested();
+                if stop && !stopping {
+                    stopping = true;
                     shard.broker.borrow_mut().shutdown();
                     shard.flush();
                     let _ = stop_tx.try_send(());
-                    return;
                 }
             }
         })

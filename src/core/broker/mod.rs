@@ -11,6 +11,7 @@ mod packets;
 mod routing;
 mod subscribe;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -121,7 +122,7 @@ pub struct Broker {
     /// Round-robin position per shared group over shards.
     shared_turn: AHashMap<ByteString, usize>,
     retained: RetainedStore,
-    outbox: Vec<Vec<ShardMsg>>,
+    outbox: Vec<VecDeque<ShardMsg>>,
     pending_subscribes: AHashMap<u64, PendingSubscribe>,
     pending_wills: AHashMap<ByteString, PendingWill>,
     next_sync: u64,
@@ -150,7 +151,7 @@ impl Broker {
             routes: Trie::default(),
             shared_turn: AHashMap::new(),
             retained: RetainedStore::default(),
-            outbox: (0..shards).map(|_| Vec::new()).collect(),
+            outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             pending_subscribes: AHashMap::new(),
             pending_wills: AHashMap::new(),
             next_sync: 1,
@@ -250,18 +251,34 @@ impl Broker {
         }
     }
 
-    /// Messages for shard `to` since the last call.
-    pub fn take_outbox(&mut self, to: usize) -> Vec<ShardMsg> {
-        std::mem::take(&mut self.outbox[to])
+    /// Up to `max` of the messages waiting for shard `to`, oldest first. Batches stay small
+    /// so that the receiving shard can interleave them with writing to its clients.
+    pub fn take_outbox(&mut self, to: usize, max: usize) -> Vec<ShardMsg> {
+        let outbox = &mut self.outbox[to];
+        let n = outbox.len().min(max);
+        outbox.drain(..n).collect()
     }
 
     pub fn has_outbox(&self) -> bool {
         self.outbox.iter().any(|o| !o.is_empty())
     }
 
+    /// Backlog figures for diagnostics: (messages queued in sessions, connections with bytes
+    /// not yet written, bytes taken by writers and not yet written, outbox messages).
+    pub fn backlog(&self) -> (usize, usize, usize, usize) {
+        let queued = self.sessions.values().map(Session::queued_len).sum();
+        let pending_out = self
+            .conns
+            .values()
+            .filter(|c| !c.link.out.is_empty())
+            .count();
+        let unflushed = self.conns.values().map(|c| c.link.unflushed).sum();
+        (queued, pending_out, unflushed, self.outbox_len())
+    }
+
     /// Messages waiting in all outboxes.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.iter().map(Vec::len).sum()
+        self.outbox.iter().map(VecDeque::len).sum()
     }
 
     /// The server is stopping: 5.0 clients are told (0x8B), every connection closes.

@@ -33,7 +33,7 @@ impl Broker {
         if message.retain {
             self.retained.update(&message);
             for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push(ShardMsg::Retain(message.clone()));
+                self.outbox[to].push_back(ShardMsg::Retain(message.clone()));
             }
         }
         if self.shards == 1 {
@@ -51,7 +51,7 @@ impl Broker {
             groups.extend(route.shared.iter().map(|(g, mask)| (g.clone(), *mask)));
         });
         for to in (0..self.shards).filter(|&s| s != self.shard && plain & (1 << s) != 0) {
-            self.outbox[to].push(ShardMsg::Deliver(message.clone()));
+            self.outbox[to].push_back(ShardMsg::Deliver(message.clone()));
         }
         if plain & (1 << self.shard) != 0 {
             self.deliver_local(&message, origin, None);
@@ -149,7 +149,7 @@ impl Broker {
         if shard == self.shard {
             self.deliver_shared_local(group, message, publisher);
         } else {
-            self.outbox[shard].push(ShardMsg::DeliverShared {
+            self.outbox[shard].push_back(ShardMsg::DeliverShared {
                 group: group.clone(),
                 message: message.clone(),
                 publisher,
@@ -300,7 +300,7 @@ impl Broker {
         if last && self.shards > 1 {
             self.remove_route(filter, self.shard);
             for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push(ShardMsg::RouteRemove {
+                self.outbox[to].push_back(ShardMsg::RouteRemove {
                     filter: filter.into(),
                     shard: self.shard,
                 });
@@ -362,7 +362,7 @@ impl Broker {
                 } => {
                     self.add_route(&filter, shard);
                     if sync != 0 {
-                        self.outbox[from].push(ShardMsg::RouteAck { sync });
+                        self.outbox[from].push_back(ShardMsg::RouteAck { sync });
                     }
                 }
                 ShardMsg::RouteRemove { filter, shard } => self.remove_route(&filter, shard),

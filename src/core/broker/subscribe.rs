@@ -103,7 +103,7 @@ impl Broker {
         self.next_sync += 1;
         for filter in new_routes {
             for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push(ShardMsg::RouteAdd {
+                self.outbox[to].push_back(ShardMsg::RouteAdd {
                     filter: filter.clone(),
                     shard: self.shard,
                     sync,

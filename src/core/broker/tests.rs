@@ -394,12 +394,15 @@ fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
     b.received(sub);
     b.subscribe(sub, "t/#", QoS::AtLeastOnce);
     assert!(b.received(sub).is_empty(), "SUBACK waits for shard 0");
-    a.broker.remote(1, b.broker.take_outbox(0), a.now);
-    b.broker.remote(0, a.broker.take_outbox(1), b.now);
+    a.broker
+        .remote(1, b.broker.take_outbox(0, usize::MAX), a.now);
+    b.broker
+        .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
     assert!(matches!(b.received(sub)[..], [Packet::SubAck(_)]));
     let p = a.connect("pub", true, V4);
     a.publish(p, "t/x", b"hi", QoS::AtLeastOnce, 1, false);
-    b.broker.remote(0, a.broker.take_outbox(1), b.now);
+    b.broker
+        .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
     assert_eq!(
         publishes(&b.received(sub))[0].payload,
         Bytes::from_static(b"hi")
@@ -569,16 +572,20 @@ fn shared_group_across_shards_delivers_once() {
     let b = s1.connect_v5("b", true, Default::default(), None);
     s0.subscribe_with(a, "$share/g/t", qos1(), None);
     s1.subscribe_with(b, "$share/g/t", qos1(), None);
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
-    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
+    s0.broker
+        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
     s0.received(a);
     s1.received(b);
     let p = s0.connect_v5("p", true, Default::default(), None);
     for _ in 0..6 {
         s0.publish_v5(p, "t", b"m", QoS::AtLeastOnce, Default::default());
     }
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
     let (got_a, got_b) = (
         publishes(&s0.received(a)).len(),
         publishes(&s1.received(b)).len(),
@@ -857,8 +864,10 @@ fn a_message_published_before_a_subscription_is_not_delivered_to_it() {
     s1.now = s0.now;
     let sub = s1.connect("sub", true, V4);
     s1.subscribe(sub, "t", QoS::AtLeastOnce);
-    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s0.broker
+        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
     s1.received(sub);
     let p = s0.connect("pub", true, V4);
     s0.now += Duration::from_millis(1);
@@ -874,8 +883,11 @@ fn a_message_published_before_a_subscription_is_not_delivered_to_it() {
         }),
     );
     s1.subscribe(sub, "t", QoS::AtLeastOnce);
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
-    s0.broker.remote(1, s1.broker.take_outbox(0), s0.now);
-    s1.broker.remote(0, s0.broker.take_outbox(1), s1.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
+    s0.broker
+        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
+    s1.broker
+        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
     assert!(publishes(&s1.received(sub)).is_empty());
 }
