@@ -223,20 +223,16 @@ fn mosquitto_pub(port: u16, version: &str, args: &[&str], stdin: Option<&[u8]>) 
     );
 }
 
-/// paho-mqtt (Python): persistent QoS 1 subscriber offline while five messages are published;
-/// on reconnect it gets all five (tests/interop/paho_at_least_once.py).
-#[test]
-fn paho_at_least_once_persistent_session() {
+/// Runs a paho-mqtt script from tests/interop against a fresh two-shard broker; it must exit 0
+/// and print OK.
+fn run_paho_script(script: &'static str) {
     require_paho();
-    run_bounded(secs(90), || {
+    run_bounded(secs(90), move || {
         let broker = Broker::start_sharded(&[]);
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/paho_at_least_once.py"
-        );
+        let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
         let (status, out, err) = run(
             Command::new("python3")
-                .arg(script)
+                .arg(&path)
                 .arg(broker.port.to_string()),
             None,
             secs(75),
@@ -244,38 +240,27 @@ fn paho_at_least_once_persistent_session() {
         eprintln!("{out}{err}");
         assert!(
             status.success(),
-            "paho at-least-once scenario failed ({status}):\n{out}\n{err}"
+            "{script} failed ({status}):\n{out}\n{err}"
         );
         assert!(
             out.lines().any(|l| l == "OK"),
-            "script did not report OK:\n{out}"
+            "{script} did not report OK:\n{out}"
         );
     });
 }
 
+/// paho-mqtt (Python): persistent QoS 1 subscriber offline while five messages are published;
+/// on reconnect it gets all five.
+#[test]
+fn paho_at_least_once_persistent_session() {
+    run_paho_script("paho_at_least_once.py");
+}
+
+/// paho-mqtt with MQTT 5: session expiry, properties passed through, shared subscription,
+/// topic alias and subscription identifier.
 #[test]
 fn paho_mqtt5_session_properties_shared_and_aliases() {
-    require_paho();
-    run_bounded(secs(90), || {
-        let broker = Broker::start_sharded(&[]);
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/paho_v5.py");
-        let (status, out, err) = run(
-            Command::new("python3")
-                .arg(script)
-                .arg(broker.port.to_string()),
-            None,
-            secs(75),
-        );
-        eprintln!("{out}{err}");
-        assert!(
-            status.success(),
-            "paho MQTT 5 scenario failed ({status}):\n{out}\n{err}"
-        );
-        assert!(
-            out.lines().any(|l| l == "OK"),
-            "script did not report OK:\n{out}"
-        );
-    });
+    run_paho_script("paho_v5.py");
 }
 
 /// mosquitto_pub -> ringmq -> mosquitto_sub at QoS 0, 1 and 2, with MQTT 3.1, 3.1.1 and 5.
