@@ -207,6 +207,10 @@ pub async fn run(
                     let _ = stop_tx.try_send(());
                 }
             }
+            tracing::error!(
+                shard = shard.id,
+                "the shard clock stopped: keep alives no longer expire"
+            );
         })
         .detach();
     }
