@@ -127,3 +127,51 @@ fn restart_on_the_same_port_right_after_clients_left() {
     let _ = second.wait();
     assert!(ready, "restart on port {port} failed");
 }
+
+/// SIGTERM stops the broker even when whoever read its stderr has gone away (a closed pipe):
+/// stopping must not depend on a log line being written.
+#[test]
+fn sigterm_stops_the_broker_even_with_its_stderr_closed() {
+    use std::io::{BufRead, BufReader};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--shards",
+            "1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringmq");
+    let stderr = child.stderr.take().unwrap();
+    let ready = BufReader::new(stderr)
+        .lines()
+        .take(20)
+        .map_while(Result::ok)
+        .any(|l| l.contains("ringmq ready"));
+    assert!(ready);
+    // The reader (and with it the pipe) is gone now.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.is_some(),
+        "ringmq did not stop within 10 s of SIGTERM"
+    );
+}

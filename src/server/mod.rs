@@ -104,9 +104,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            tracing::info!(signal, "stopping");
+            // Stop first, log after: a log write must never keep the broker from stopping.
             SHUTDOWN.store(true, Ordering::Relaxed);
             heartbeat::send(&clock_control, heartbeat::STOP);
+            tracing::info!(signal, "stopping");
         }
     });
     for result in handles.join_all() {
