@@ -84,18 +84,7 @@ fn restart_on_the_same_port_right_after_clients_left() {
         l.local_addr().unwrap().port()
     };
     let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--shards",
-                "1",
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn ringmq");
+        let mut child = spawn_on_port(port);
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let ready = lines
             .by_ref()
@@ -137,18 +126,7 @@ fn sigterm_stops_the_broker_even_with_its_stderr_closed() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--shards",
-            "1",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ringmq");
+    let mut child = spawn_on_port(port);
     let stderr = child.stderr.take().unwrap();
     let ready = BufReader::new(stderr)
         .lines()
@@ -174,4 +152,20 @@ fn sigterm_stops_the_broker_even_with_its_stderr_closed() {
         status.is_some(),
         "ringmq did not stop within 10 s of SIGTERM"
     );
+}
+
+/// One shard on 127.0.0.1:`port`, stderr piped to the test.
+fn spawn_on_port(port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--shards",
+            "1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringmq")
 }

@@ -32,8 +32,7 @@ impl Broker {
             self.refuse(id, ReasonCode::BadAuthenticationMethod);
             return;
         }
-        let connected = self.conns.values().filter(|c| c.session.is_some()).count();
-        if connected >= self.limits.max_connections {
+        if self.connected >= self.limits.max_connections {
             tracing::warn!(
                 shard = self.shard,
                 "connection limit reached; refusing a client"
@@ -107,6 +106,7 @@ impl Broker {
         let features = self.features.clone();
         let conn = self.conns.get_mut(&id).expect("connection exists");
         conn.session = Some(key);
+        self.connected += 1;
         conn.will = connect.will;
         conn.keep_alive_limit =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
@@ -194,7 +194,9 @@ impl Broker {
         let Some(conn) = self.conns.get_mut(&old) else {
             return;
         };
-        conn.session = None;
+        if conn.session.take().is_some() {
+            self.connected -= 1;
+        }
         let will = conn.will.take();
         self.disconnect(old, ReasonCode::SessionTakenOver);
         if let Some(will) = will.filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0) {
@@ -265,6 +267,7 @@ impl Broker {
         let Some(key) = conn.session else {
             return;
         };
+        self.connected -= 1;
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };

@@ -113,6 +113,8 @@ pub struct Broker {
     /// The clock as of the last call in.
     now: Instant,
     conns: AHashMap<ConnId, Conn>,
+    /// Connections with a session attached (counted against `max_connections`).
+    connected: usize,
     next_conn: ConnId,
     sessions: AHashMap<SessionKey, Session>,
     by_client_id: AHashMap<ByteString, SessionKey>,
@@ -127,6 +129,8 @@ pub struct Broker {
     pending_wills: AHashMap<ByteString, PendingWill>,
     next_sync: u64,
     flush_queue: Vec<ConnId>,
+    /// Reused per publish: each matched session once, with its best subscription.
+    match_scratch: AHashMap<SessionKey, routing::Match>,
     assigned_ids: u64,
     pub counters: Counters,
     drop_log: DropLog,
@@ -143,6 +147,7 @@ impl Broker {
             features: Features::default(),
             now: Instant::now(),
             conns: AHashMap::new(),
+            connected: 0,
             next_conn: 1,
             sessions: AHashMap::new(),
             by_client_id: AHashMap::new(),
@@ -156,6 +161,7 @@ impl Broker {
             pending_wills: AHashMap::new(),
             next_sync: 1,
             flush_queue: Vec::new(),
+            match_scratch: AHashMap::new(),
             assigned_ids: 0,
             counters: Counters::default(),
             drop_log: DropLog::default(),

@@ -3,7 +3,6 @@
 //! A shared subscription group gets each message once: the publishing shard picks one shard
 //! with members, that shard picks one member.
 
-use ahash::AHashMap;
 use bytestring::ByteString;
 
 use super::{effective_qos, Broker, Route, SessionKey, SharedGroup, Subscribers};
@@ -15,7 +14,7 @@ use crate::protocol::topic::parse_shared;
 
 /// What one session gets from one publish: its best subscription, all their identifiers.
 #[derive(Debug)]
-struct Match {
+pub(super) struct Match {
     best: Subscription,
     ids: Vec<u32>,
 }
@@ -71,7 +70,7 @@ impl Broker {
         origin: Option<SessionKey>,
         mut groups: Option<&mut Vec<ByteString>>,
     ) -> usize {
-        let mut matched: AHashMap<SessionKey, Match> = AHashMap::new();
+        let mut matched = std::mem::take(&mut self.match_scratch);
         self.subscriptions
             .for_each_match(&message.topic, |subscribers| {
                 for (&key, &sub) in &subscribers.plain {
@@ -93,7 +92,7 @@ impl Broker {
                 }
             });
         let count = matched.len();
-        for (key, m) in matched {
+        for (key, m) in matched.drain() {
             let mut delivery = Delivery::new(
                 message.clone(),
                 effective_qos(message.qos, m.best.options.qos),
@@ -103,6 +102,7 @@ impl Broker {
             delivery.subscription_ids = m.ids;
             self.deliver_to(key, delivery);
         }
+        self.match_scratch = matched;
         count
     }
 
