@@ -2,8 +2,12 @@
 //! properties) and decoding a buffer of 1,000 pipelined PUBLISH packets.
 //! Run: `cargo bench --bench codec`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+// The broker's allocator, so allocation costs are the ones the broker pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ringmq::protocol::{
     encode, Decoder, Packet, Properties, PropertyValues, ProtocolVersion, Publish, QoS,
     MAX_PACKET_SIZE,
@@ -21,14 +25,13 @@ fn publish(payload_len: usize, version: ProtocolVersion) -> Publish {
     } else {
         Properties::default()
     };
-    Publish {
-        qos: QoS::AtLeastOnce,
-        packet_id: 42,
-        topic: "telemetry/site-3/device-17/temperature".into(),
-        properties,
-        payload: Bytes::from(vec![0x5a; payload_len]),
-        ..Default::default()
-    }
+    let mut publish = Publish::new(
+        "telemetry/site-3/device-17/temperature",
+        &vec![0x5a; payload_len],
+    )
+    .with_qos(QoS::AtLeastOnce, 42);
+    publish.properties = properties;
+    publish
 }
 
 fn wire(p: &Publish, version: ProtocolVersion, copies: usize) -> BytesMut {

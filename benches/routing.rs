@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ringmq::core::{Broker, ConnId, Limits};
 use ringmq::protocol::{
@@ -70,12 +69,7 @@ fn routing_step(c: &mut Criterion) {
         }
         let mut queue = Vec::new();
         flush(&mut b, &mut queue, now); // CONNACKs and SUBACKs
-        let publish = Publish {
-            qos: QoS::AtMostOnce,
-            topic: TOPIC.into(),
-            payload: Bytes::from(vec![0x5a; 64]),
-            ..Default::default()
-        };
+        let publish = Publish::new(TOPIC, &[0x5a; 64]);
         // Sanity: every subscriber gets one delivery per publish.
         b.handle(publisher, Packet::Publish(publish.clone()), now);
         let bytes = flush(&mut b, &mut queue, now);

@@ -561,16 +561,13 @@ fn publish(version: ProtocolVersion) -> BoxedStrategy<Publish> {
                 } else {
                     ByteString::from(topic)
                 };
-                Publish {
-                    // QoS 0: no DUP (MQTT-3.3.1-2) and no packet identifier.
-                    dup: dup && !at_most_once,
-                    qos,
-                    retain,
-                    topic,
-                    packet_id: if at_most_once { 0 } else { packet_id },
-                    properties,
-                    payload,
-                }
+                let packet_id = if at_most_once { 0 } else { packet_id };
+                let mut publish = Publish::new(&topic, &payload).with_qos(qos, packet_id);
+                // QoS 0: no DUP (MQTT-3.3.1-2) and no packet identifier.
+                publish.dup = dup && !at_most_once;
+                publish.retain = retain;
+                publish.properties = properties;
+                publish
             },
         )
         .boxed()
@@ -865,7 +862,7 @@ fn round_trips(version: ProtocolVersion, packet: &Packet) -> Result<(), TestCase
             publish
                 .write_header(version, &mut split)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            split.extend_from_slice(&publish.payload);
+            split.extend_from_slice(publish.payload());
             prop_assert_eq!(&split[..], &wire[..]);
         }
         // The short forms: Success without properties is just the packet identifier (5.0,
@@ -1120,15 +1117,15 @@ proptest! {
             };
             prop_assert_eq!(&publish, expected);
             // Empty slices need not point anywhere in particular.
-            if !publish.topic.is_empty() {
-                pointer_within("topic", publish.topic.as_bytes(), start, end)?;
+            if !publish.topic().is_empty() {
+                pointer_within("topic", publish.topic().as_bytes(), start, end)?;
                 // Right after the fixed header and the topic's length prefix.
-                prop_assert_eq!(publish.topic.as_bytes().as_ptr() as usize, start + frame.header_len + 2);
+                prop_assert_eq!(publish.topic().as_bytes().as_ptr() as usize, start + frame.header_len + 2);
             }
-            if !publish.payload.is_empty() {
-                pointer_within("payload", &publish.payload, start, end)?;
+            if !publish.payload().is_empty() {
+                pointer_within("payload", publish.payload(), start, end)?;
                 // The payload is the end of the packet.
-                prop_assert_eq!(publish.payload.as_ptr() as usize, end - publish.payload.len());
+                prop_assert_eq!(publish.payload().as_ptr() as usize, end - publish.payload().len());
             }
         }
         prop_assert!(buf.is_empty());
@@ -1223,13 +1220,9 @@ fn auth_is_v5_only() {
 #[test]
 fn four_byte_remaining_length_round_trips() {
     for version in VERSIONS {
-        let publish = Packet::Publish(Publish {
-            qos: QoS::AtLeastOnce,
-            packet_id: 7,
-            topic: "big".into(),
-            payload: Bytes::from(vec![0xA5; 2_097_152]),
-            ..Publish::default()
-        });
+        let publish = Packet::Publish(
+            Publish::new("big", &vec![0xA5; 2_097_152]).with_qos(QoS::AtLeastOnce, 7),
+        );
         let mut wire = BytesMut::new();
         encode(&publish, version, &mut wire).unwrap();
         assert_eq!(wire[1..5].iter().filter(|b| *b & 0x80 != 0).count(), 3);
@@ -1413,10 +1406,7 @@ fn longest_fields_round_trip() {
     let longest = "a".repeat(65_535);
     for version in VERSIONS {
         let packets = [
-            Packet::Publish(Publish {
-                topic: longest.as_str().into(),
-                ..Publish::default()
-            }),
+            Packet::Publish(Publish::new(&longest, b"")),
             Packet::Subscribe(Subscribe {
                 packet_id: 1,
                 filters: vec![SubscribeFilter {
@@ -1442,10 +1432,7 @@ fn longest_fields_round_trip() {
             let decoded = Decoder::new(version, MAX_PACKET_SIZE).decode(&mut wire);
             assert_eq!(decoded, Ok(Some(packet)));
         }
-        let too_long = Packet::Publish(Publish {
-            topic: format!("{longest}a").into(),
-            ..Publish::default()
-        });
+        let too_long = Packet::Publish(Publish::new(&format!("{longest}a"), b""));
         assert!(matches!(
             encode(&too_long, version, &mut BytesMut::new()),
             Err(EncodeError::FieldTooLong(_))

@@ -72,7 +72,7 @@ pub fn run(
             match conn.decoder.decode(&mut conn.rbuf) {
                 Ok(Some(Packet::Publish(p))) => {
                     received += 1;
-                    match payload::read(&p.payload) {
+                    match payload::read(p.payload()) {
                         Some((publisher, seq, sent)) if publisher < MAX_PUBLISHERS => {
                             let i = publisher as usize;
                             if i >= res.trackers.len() {

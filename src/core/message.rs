@@ -28,16 +28,27 @@ pub struct Message {
 pub type SharedMessage = Arc<Message>;
 
 impl Message {
-    pub fn from_publish(publish: Publish, topic: ByteString, now: Instant) -> Message {
-        let mut properties = publish.properties;
+    /// `aliased_topic` is the topic a 5.0 topic alias stood for; without one the packet's own
+    /// topic is used.
+    pub fn from_publish(
+        mut publish: Publish,
+        aliased_topic: Option<ByteString>,
+        now: Instant,
+    ) -> Message {
+        let mut properties = std::mem::take(&mut publish.properties);
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
         }
+        let (qos, retain) = (publish.qos, publish.retain);
+        let (topic, payload) = match aliased_topic {
+            Some(topic) => (topic, publish.into_payload()),
+            None => publish.into_topic_and_payload(),
+        };
         Message {
             topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
+            payload,
+            qos,
+            retain,
             expires_at: expiry(&properties, now),
             published_at: now,
             properties,

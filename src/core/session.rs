@@ -488,7 +488,7 @@ mod tests {
         packets
             .iter()
             .filter_map(|p| match p {
-                Packet::Publish(p) => Some((p.payload[0], p.packet_id, p.dup)),
+                Packet::Publish(p) => Some((p.payload()[0], p.packet_id, p.dup)),
                 _ => None,
             })
             .collect()

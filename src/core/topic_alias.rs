@@ -22,7 +22,7 @@ impl InboundAliases {
     /// The topic a PUBLISH stands for, recording `alias` when it carries a topic.
     pub fn resolve(
         &mut self,
-        topic: &ByteString,
+        topic: &str,
         alias: u16,
         maximum: u16,
     ) -> Result<ByteString, AliasError> {
@@ -32,8 +32,9 @@ impl InboundAliases {
         if topic.is_empty() {
             return self.topics.get(&alias).cloned().ok_or(AliasError::Unknown);
         }
+        let topic = ByteString::from(topic);
         self.topics.insert(alias, topic.clone());
-        Ok(topic.clone())
+        Ok(topic)
     }
 }
 
@@ -84,11 +85,11 @@ mod tests {
     #[test]
     fn inbound_set_use_and_errors() {
         let mut a = InboundAliases::default();
-        assert_eq!(a.resolve(&"t".into(), 1, 5).unwrap(), "t");
-        assert_eq!(a.resolve(&"".into(), 1, 5).unwrap(), "t");
-        assert_eq!(a.resolve(&"".into(), 2, 5), Err(AliasError::Unknown));
-        assert_eq!(a.resolve(&"x".into(), 6, 5), Err(AliasError::OutOfRange));
-        assert_eq!(a.resolve(&"x".into(), 0, 5), Err(AliasError::OutOfRange));
+        assert_eq!(a.resolve("t", 1, 5).unwrap(), "t");
+        assert_eq!(a.resolve("", 1, 5).unwrap(), "t");
+        assert_eq!(a.resolve("", 2, 5), Err(AliasError::Unknown));
+        assert_eq!(a.resolve("x", 6, 5), Err(AliasError::OutOfRange));
+        assert_eq!(a.resolve("x", 0, 5), Err(AliasError::OutOfRange));
     }
 
     #[test]

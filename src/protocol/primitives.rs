@@ -111,18 +111,18 @@ pub fn validate_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
     Ok(text)
 }
 
-/// Reads a topic name: a UTF-8 string (as [`read_string`]) without `+` or `#`. One pass over
+/// Checks a topic name: a UTF-8 string (as [`read_string`]) without `+` or `#`. One pass over
 /// the bytes for the common all-ASCII topic instead of three: it is on every PUBLISH.
-pub fn read_topic_name(buf: &mut Bytes) -> Result<ByteString, DecodeError> {
-    let bytes = read_binary(buf)?;
+#[inline]
+pub fn validate_topic_name(bytes: &[u8]) -> Result<&str, DecodeError> {
     // No early exit, so the loop vectorizes; topics are short.
     let (mut high, mut special) = (false, false);
-    for &b in bytes.iter() {
+    for &b in bytes {
         high |= b >= 0x80;
         special |= b == 0 || b == b'+' || b == b'#';
     }
     if high {
-        validate_utf8(&bytes)?;
+        validate_utf8(bytes)?;
     }
     if special {
         if bytes.contains(&0) {
@@ -131,7 +131,7 @@ pub fn read_topic_name(buf: &mut Bytes) -> Result<ByteString, DecodeError> {
         return Err(DecodeError::TopicNameInvalid);
     }
     // SAFETY: all ASCII, or checked by validate_utf8 above.
-    Ok(unsafe { ByteString::from_bytes_unchecked(bytes) })
+    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 pub fn read_string(buf: &mut Bytes) -> Result<ByteString, DecodeError> {

@@ -140,15 +140,16 @@ impl Broker {
         }
         let alias_maximum = features.topic_alias_maximum;
         let receive_maximum = features.receive_maximum;
-        let topic = match publish.properties.topic_alias {
-            None => publish.topic.clone(),
+        // The topic an alias stands for; otherwise the packet's own (see Message::from_publish).
+        let aliased_topic = match publish.properties.topic_alias {
+            None => None,
             Some(alias) => {
                 let conn = self.conns.get_mut(&id).expect("caller checked");
                 match conn
                     .inbound_aliases
-                    .resolve(&publish.topic, alias, alias_maximum)
+                    .resolve(publish.topic(), alias, alias_maximum)
                 {
-                    Ok(topic) => topic,
+                    Ok(topic) => Some(topic),
                     Err(AliasError::OutOfRange) => {
                         return self.fail(
                             id,
@@ -166,7 +167,7 @@ impl Broker {
         let packet_id = publish.packet_id;
         // A payload declared UTF-8 that is not (5.0 3.3.2.3.2) is refused, not routed.
         if publish.properties.payload_format_indicator == Some(1)
-            && std::str::from_utf8(&publish.payload).is_err()
+            && std::str::from_utf8(publish.payload()).is_err()
         {
             if qos == QoS::AtMostOnce {
                 return self.fail(id, ReasonCode::PayloadFormatInvalid, "payload is not UTF-8");
@@ -204,7 +205,7 @@ impl Broker {
                 .get(&key)
                 .map_or(0, |s| client_hash(&s.client_id));
             publish.properties.topic_alias = None;
-            let message = Arc::new(Message::from_publish(publish, topic, self.now));
+            let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
             matched = self.publish_message(message, Some(key), publisher);
         }
         let v5 = self.conns.get(&id).is_some_and(|c| c.link.version.is_v5());

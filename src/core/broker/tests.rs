@@ -100,13 +100,10 @@ impl Harness {
     ) {
         self.send(
             id,
-            Packet::Publish(Publish {
-                qos,
-                packet_id,
-                retain,
-                topic: topic.into(),
-                payload: Bytes::from_static(payload),
-                ..Default::default()
+            Packet::Publish({
+                let mut publish = Publish::new(topic, payload).with_qos(qos, packet_id);
+                publish.retain = retain;
+                publish
             }),
         );
     }
@@ -251,7 +248,7 @@ fn persistent_session_queues_while_offline_and_redelivers_with_dup() {
     assert!(connack(&got).session_present);
     let got: Vec<_> = publishes(&got)
         .iter()
-        .map(|p| (p.payload.clone(), p.dup))
+        .map(|p| (p.payload_bytes(), p.dup))
         .collect();
     assert_eq!(
         got,
@@ -288,7 +285,7 @@ fn takeover_closes_the_old_connection_and_publishes_its_will() {
     );
     assert!(connack(&h.received(new)).session_present);
     assert_eq!(
-        publishes(&h.received(watcher))[0].payload,
+        publishes(&h.received(watcher))[0].payload(),
         Bytes::from_static(b"gone")
     );
     // The old socket's close does not end the session now owned by the new connection.
@@ -323,7 +320,7 @@ fn will_on_keepalive_expiry_but_not_after_disconnect() {
     let got = h.received(watcher);
     let topics: Vec<_> = publishes(&got)
         .iter()
-        .map(|p| p.topic.to_string())
+        .map(|p| p.topic().to_string())
         .collect();
     assert_eq!(topics, vec!["will/silent"]);
     // The will was retained: a new subscriber gets it with RETAIN set.
@@ -346,7 +343,7 @@ fn retained_store_replace_delete() {
     assert_eq!(
         publishes(&got)
             .iter()
-            .map(|p| p.payload.clone())
+            .map(|p| p.payload_bytes())
             .collect::<Vec<_>>(),
         vec![Bytes::from_static(b"2")]
     );
@@ -404,7 +401,7 @@ fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
     b.broker
         .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
     assert_eq!(
-        publishes(&b.received(sub))[0].payload,
+        publishes(&b.received(sub))[0].payload(),
         Bytes::from_static(b"hi")
     );
 }
@@ -490,13 +487,11 @@ impl Harness {
     ) {
         self.send(
             id,
-            Packet::Publish(Publish {
-                qos,
-                packet_id: if qos == QoS::AtMostOnce { 0 } else { 7 },
-                topic: topic.into(),
-                payload: Bytes::from_static(payload),
-                properties: properties.into(),
-                ..Default::default()
+            Packet::Publish({
+                let packet_id = if qos == QoS::AtMostOnce { 0 } else { 7 };
+                let mut publish = Publish::new(topic, payload).with_qos(qos, packet_id);
+                publish.properties = properties.into();
+                publish
             }),
         );
     }
@@ -619,7 +614,7 @@ fn topic_aliases_inbound_and_outbound() {
     let got = h.received(sub);
     let got: Vec<_> = publishes(&got)
         .iter()
-        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
+        .map(|p| (p.topic().to_string(), p.properties.topic_alias))
         .collect();
     // One alias allowed: set, used, then replaced by the next topic.
     assert_eq!(
@@ -691,7 +686,7 @@ fn message_expiry_drops_stale_and_sends_the_remaining_interval() {
     let got = h.received(c);
     let got = publishes(&got);
     assert_eq!(got.len(), 1);
-    assert_eq!(&got[0].payload[..], b"long");
+    assert_eq!(got[0].payload(), b"long");
     assert_eq!(got[0].properties.message_expiry_interval, Some(20));
     assert_eq!(h.broker.counters.dropped_expired, 1);
 }

@@ -1,59 +1,157 @@
 //! PUBLISH (spec 3.3). Topic and payload are slices of the read buffer; encoding can be repeated
 //! for many subscribers over one shared payload `Bytes`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::{read_packet_id, write_fixed_header, PacketType, ProtocolVersion, QoS};
+use super::{write_fixed_header, PacketType, ProtocolVersion, QoS};
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::primitives::{prefixed_len, read_topic_name, write_string};
+use crate::protocol::primitives::{
+    parse_varint, prefixed_len, validate_topic_name, write_string, Varint,
+};
 use crate::protocol::properties::{Properties, PropertyContext};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Publish {
     pub dup: bool,
     pub qos: QoS,
     pub retain: bool,
-    /// Empty only in 5.0 when a topic alias stands for it.
-    pub topic: ByteString,
     /// 0 for QoS 0, non-zero otherwise.
     pub packet_id: u16,
     pub properties: Properties,
-    pub payload: Bytes,
+    /// The topic name's bytes and the payload's, in one buffer. A decoded PUBLISH keeps its
+    /// whole body here, a slice of the read buffer: one reference count per packet rather than
+    /// one per field, which was a third of the decode time.
+    data: Bytes,
+    /// `data[topic_start..topic_end]` is the topic name: valid UTF-8, checked on the way in.
+    /// Empty only in 5.0 when a topic alias stands for it.
+    topic_start: u32,
+    topic_end: u32,
+    /// `data[payload_start..]` is the payload.
+    payload_start: u32,
 }
 
 const DUP: u8 = 0b1000;
 const RETAIN: u8 = 0b0001;
 
 impl Publish {
-    pub fn read(
-        flags: u8,
-        mut body: Bytes,
-        version: ProtocolVersion,
-    ) -> Result<Publish, DecodeError> {
+    /// A QoS 0 PUBLISH of `payload` to `topic` (copied into one buffer); set the other fields
+    /// as needed.
+    pub fn new(topic: &str, payload: &[u8]) -> Publish {
+        let mut data = BytesMut::with_capacity(topic.len() + payload.len());
+        data.put_slice(topic.as_bytes());
+        data.put_slice(payload);
+        let topic_end = offset(topic.len());
+        Publish {
+            data: data.freeze(),
+            topic_start: 0,
+            topic_end,
+            payload_start: topic_end,
+            ..Default::default()
+        }
+    }
+
+    /// Sets QoS and packet identifier together, as they go together on the wire.
+    pub fn with_qos(mut self, qos: QoS, packet_id: u16) -> Publish {
+        self.qos = qos;
+        self.packet_id = packet_id;
+        self
+    }
+
+    pub fn topic(&self) -> &str {
+        let bytes = &self.data[self.topic_start as usize..self.topic_end as usize];
+        // SAFETY: checked by `read` (validate_topic_name) or taken from a `&str` by `new`.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.data[self.payload_start as usize..]
+    }
+
+    /// The payload as a slice of the buffer it was decoded from (no copy).
+    pub fn payload_bytes(&self) -> Bytes {
+        self.data.slice(self.payload_start as usize..)
+    }
+
+    /// Topic and payload, sharing this packet's buffer (no copy).
+    pub fn into_topic_and_payload(mut self) -> (ByteString, Bytes) {
+        let topic = self
+            .data
+            .slice(self.topic_start as usize..self.topic_end as usize);
+        self.data.advance(self.payload_start as usize);
+        // SAFETY: see `topic`.
+        (
+            unsafe { ByteString::from_bytes_unchecked(topic) },
+            self.data,
+        )
+    }
+
+    /// The payload, sharing this packet's buffer (no copy).
+    pub fn into_payload(mut self) -> Bytes {
+        self.data.advance(self.payload_start as usize);
+        self.data
+    }
+
+    #[inline]
+    pub fn read(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Publish, DecodeError> {
         let qos = QoS::from_u8((flags >> 1) & 0x03)?;
         let dup = flags & DUP != 0;
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
         }
-        let topic = read_topic_name(&mut body)?;
+        // Fields are read by offset, not split off: see `data`.
+        let topic_len = match body.get(..2) {
+            Some(len) => usize::from(u16::from_be_bytes([len[0], len[1]])),
+            None => return Err(DecodeError::Malformed("packet ends early")),
+        };
+        let topic_end = 2 + topic_len;
+        let Some(topic) = body.get(2..topic_end) else {
+            return Err(DecodeError::Malformed("length prefix runs past the packet"));
+        };
+        validate_topic_name(topic)?;
+        let mut pos = topic_end;
         let packet_id = if qos == QoS::AtMostOnce {
             0
         } else {
-            read_packet_id(&mut body)?
+            let Some(id) = body.get(pos..pos + 2) else {
+                return Err(DecodeError::Malformed("packet ends early"));
+            };
+            pos += 2;
+            match u16::from_be_bytes([id[0], id[1]]) {
+                0 => return Err(DecodeError::Protocol("packet identifier 0")),
+                id => id,
+            }
         };
-        let properties = Properties::read_in(&mut body, PropertyContext::Publish, version)?;
-        if topic.is_empty() && properties.topic_alias.is_none() {
+        let properties = if !version.is_v5() {
+            Properties::default()
+        } else {
+            match parse_varint(&body[pos..])? {
+                Varint::Complete(0, len) => {
+                    pos += len;
+                    Properties::default()
+                }
+                Varint::Complete(..) => {
+                    let mut rest = body.slice(pos..);
+                    let properties = Properties::read(&mut rest, PropertyContext::Publish)?;
+                    pos = body.len() - rest.len();
+                    properties
+                }
+                Varint::Incomplete => return Err(DecodeError::Malformed("packet ends early")),
+            }
+        };
+        if topic_len == 0 && properties.topic_alias.is_none() {
             return Err(DecodeError::TopicNameInvalid);
         }
         Ok(Publish {
             dup,
             qos,
             retain: flags & RETAIN != 0,
-            topic,
             packet_id,
             properties,
-            payload: body,
+            data: body,
+            topic_start: 2,
+            topic_end: offset(topic_end),
+            payload_start: offset(pos),
         })
     }
 
@@ -63,7 +161,7 @@ impl Publish {
             dup: self.dup,
             qos: self.qos,
             retain: self.retain,
-            topic: &self.topic,
+            topic: self.topic(),
             packet_id: self.packet_id,
             properties: &self.properties,
         }
@@ -71,7 +169,7 @@ impl Publish {
 
     /// Bytes of the whole packet on the wire.
     pub fn wire_len(&self, version: ProtocolVersion) -> usize {
-        self.header().wire_len(version, self.payload.len())
+        self.header().wire_len(version, self.payload().len())
     }
 
     /// Appends everything but the payload; the caller appends (or chains) the payload.
@@ -80,13 +178,47 @@ impl Publish {
         version: ProtocolVersion,
         dst: &mut BytesMut,
     ) -> Result<(), EncodeError> {
-        self.header().write(version, self.payload.len(), dst)
+        self.header().write(version, self.payload().len(), dst)
     }
 
     pub fn write(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
         self.write_header(version, dst)?;
-        dst.put_slice(&self.payload);
+        dst.put_slice(self.payload());
         Ok(())
+    }
+}
+
+/// Buffer offsets are `u32`: a packet is at most 268,435,460 bytes.
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).expect("a PUBLISH is smaller than 4 GiB")
+}
+
+/// Equal when every field on the wire is: where in its buffer each part sits does not matter.
+impl PartialEq for Publish {
+    fn eq(&self, other: &Publish) -> bool {
+        self.dup == other.dup
+            && self.qos == other.qos
+            && self.retain == other.retain
+            && self.packet_id == other.packet_id
+            && self.properties == other.properties
+            && self.topic() == other.topic()
+            && self.payload() == other.payload()
+    }
+}
+
+impl Eq for Publish {}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("dup", &self.dup)
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("topic", &self.topic())
+            .field("packet_id", &self.packet_id)
+            .field("properties", &self.properties)
+            .field("payload", &Bytes::copy_from_slice(self.payload()))
+            .finish()
     }
 }
 
@@ -171,5 +303,63 @@ impl PublishHeader<'_> {
         self.write(version, payload.len(), dst)?;
         dst.put_slice(payload);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(wire: &'static [u8], version: ProtocolVersion) -> (Bytes, Publish) {
+        let body = Bytes::from_static(wire);
+        (body.clone(), Publish::read(0b0010, body, version).unwrap())
+    }
+
+    #[test]
+    fn a_decoded_publish_equals_one_built_from_its_fields() {
+        // QoS 1, topic "a/b", packet id 7, 5.0 with an empty property block, payload "hi".
+        let (_, p) = decoded(b"\x00\x03a/b\x00\x07\x00hi", ProtocolVersion::V5);
+        assert_eq!(p, Publish::new("a/b", b"hi").with_qos(QoS::AtLeastOnce, 7));
+        assert_ne!(p, Publish::new("a/b", b"ho").with_qos(QoS::AtLeastOnce, 7));
+        assert_ne!(p, Publish::new("a/c", b"hi").with_qos(QoS::AtLeastOnce, 7));
+    }
+
+    #[test]
+    fn topic_and_payload_stay_in_the_packet_buffer() {
+        let (body, p) = decoded(b"\x00\x01t\x00\x07hello", ProtocolVersion::V3_1_1);
+        let base = body.as_ptr() as usize;
+        assert_eq!(p.topic().as_ptr() as usize, base + 2);
+        assert_eq!(p.payload_bytes().as_ptr() as usize, base + 5);
+        let (topic, payload) = p.into_topic_and_payload();
+        assert_eq!((&topic[..], &payload[..]), ("t", &b"hello"[..]));
+        assert_eq!(topic.as_bytes().as_ptr() as usize, base + 2);
+        assert_eq!(payload.as_ptr() as usize, base + 5);
+    }
+
+    #[test]
+    fn v5_properties_are_skipped_to_find_the_payload() {
+        // Message Expiry Interval 60 (5 bytes of properties) before the payload.
+        let (_, p) = decoded(
+            b"\x00\x01t\x00\x07\x05\x02\x00\x00\x00\x3Cpay",
+            ProtocolVersion::V5,
+        );
+        assert_eq!(p.properties.message_expiry_interval, Some(60));
+        assert_eq!(p.payload(), b"pay");
+    }
+
+    #[test]
+    fn truncated_fields_are_malformed_not_a_panic() {
+        for wire in [
+            &b"\x00"[..],
+            b"\x00\x05ab",
+            b"\x00\x01t\x00",
+            b"\x00\x01t\x00\x07\x05\x02",
+        ] {
+            let body = Bytes::copy_from_slice(wire);
+            assert!(
+                Publish::read(0b0010, body, ProtocolVersion::V5).is_err(),
+                "{wire:?}"
+            );
+        }
     }
 }
