@@ -1,18 +1,18 @@
 //! An application message as the broker stores and routes it: one allocation shared by every
-//! subscriber and every shard (the payload is a slice of the publisher's read buffer).
+//! subscriber and every shard.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::protocol::{Properties, Publish, QoS, Will};
+use crate::protocol::{Properties, Publish, QoS, TopicPayload, Will};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    pub topic: ByteString,
-    pub payload: Bytes,
+    /// Topic and payload. A QoS 0 message shares the publisher's read buffer until it is
+    /// queued; anything kept longer is compact (see `from_publish`).
+    pub content: TopicPayload,
     /// The QoS it was published with; each subscriber gets min(this, granted).
     pub qos: QoS,
     pub retain: bool,
@@ -28,27 +28,43 @@ pub struct Message {
 pub type SharedMessage = Arc<Message>;
 
 impl Message {
+    /// A message with a compact copy of `topic` and `payload` and no properties.
+    pub fn new(topic: &str, payload: &[u8], qos: QoS, now: Instant) -> Message {
+        Message {
+            content: TopicPayload::new(topic, payload),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+            expires_at: None,
+            published_at: now,
+        }
+    }
+
     /// `aliased_topic` is the topic a 5.0 topic alias stood for; without one the packet's own
     /// topic is used.
+    ///
+    /// A QoS 1 or 2 message is kept until every subscriber acknowledges it, so it gets a
+    /// compact copy: a slice would pin the whole read buffer it came from (up to 64 KiB for a
+    /// message of a few bytes) and queue limits would not bound memory. The copy costs about
+    /// what the reference counting of a slice did, and lets the read buffer be reused.
     pub fn from_publish(
-        mut publish: Publish,
+        publish: Publish,
         aliased_topic: Option<ByteString>,
         now: Instant,
     ) -> Message {
-        let mut properties = std::mem::take(&mut publish.properties);
+        let mut properties = publish.properties;
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
         }
-        let (qos, retain) = (publish.qos, publish.retain);
-        let (topic, payload) = match aliased_topic {
-            Some(topic) => (topic, publish.into_payload()),
-            None => publish.into_topic_and_payload(),
+        let content = match aliased_topic {
+            Some(topic) => TopicPayload::new(&topic, publish.content.payload()),
+            None if publish.qos == QoS::AtMostOnce => publish.content,
+            None => publish.content.compacted(),
         };
         Message {
-            topic,
-            payload,
-            qos,
-            retain,
+            content,
+            qos: publish.qos,
+            retain: publish.retain,
             expires_at: expiry(&properties, now),
             published_at: now,
             properties,
@@ -61,14 +77,32 @@ impl Message {
             properties.will_delay_interval = None;
         }
         Message {
-            topic: will.topic,
-            payload: will.payload,
+            content: TopicPayload::new(&will.topic, &will.payload),
             qos: will.qos,
             retain: will.retain,
             expires_at: expiry(&properties, now),
             published_at: now,
             properties,
         }
+    }
+
+    pub fn topic(&self) -> &str {
+        self.content.topic()
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        self.content.payload()
+    }
+
+    /// This message, or a copy of it that owns compact content, to be kept for long.
+    pub fn compacted(message: &SharedMessage) -> SharedMessage {
+        if message.content.is_compact() {
+            return message.clone();
+        }
+        Arc::new(Message {
+            content: message.content.compacted(),
+            ..Message::clone(message)
+        })
     }
 
     /// Whole seconds left before expiry, rounded up; `Some(0)` once expired.
@@ -80,7 +114,7 @@ impl Message {
 
     /// Bytes this message holds, for queue accounting.
     pub fn size(&self) -> usize {
-        self.topic.len() + self.payload.len()
+        self.content.len()
     }
 }
 
@@ -113,5 +147,56 @@ impl Delivery {
             subscription_ids: Vec::new(),
             shared_group: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Decoder, Packet, ProtocolVersion, MAX_PACKET_SIZE};
+    use bytes::BytesMut;
+
+    fn decoded(wire: &[u8]) -> Publish {
+        let mut buf = BytesMut::from(wire);
+        match Decoder::new(ProtocolVersion::V3_1_1, MAX_PACKET_SIZE).decode(&mut buf) {
+            Ok(Some(Packet::Publish(p))) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn qos0_shares_the_read_buffer_and_qos1_gets_a_compact_copy() {
+        let now = Instant::now();
+        let qos0 = Message::from_publish(decoded(b"\x30\x06\x00\x01tabc"), None, now);
+        assert!(!qos0.content.is_compact());
+        let qos1 = Message::from_publish(decoded(b"\x32\x08\x00\x01t\x00\x01abc"), None, now);
+        assert!(qos1.content.is_compact());
+        for m in [&qos0, &qos1] {
+            assert_eq!((m.topic(), m.payload(), m.size()), ("t", &b"abc"[..], 4));
+        }
+        let aliased = Message::from_publish(
+            decoded(b"\x30\x06\x00\x01tabc"),
+            Some("long/topic".into()),
+            now,
+        );
+        assert_eq!(
+            (aliased.topic(), aliased.payload()),
+            ("long/topic", &b"abc"[..])
+        );
+        assert!(aliased.content.is_compact());
+    }
+
+    #[test]
+    fn compacting_copies_only_what_is_not_compact() {
+        let now = Instant::now();
+        let sliced = Arc::new(Message::from_publish(
+            decoded(b"\x30\x06\x00\x01tabc"),
+            None,
+            now,
+        ));
+        let compact = Message::compacted(&sliced);
+        assert!(!Arc::ptr_eq(&sliced, &compact));
+        assert_eq!(compact.content, sliced.content);
+        assert!(Arc::ptr_eq(&Message::compacted(&compact), &compact));
     }
 }

@@ -4,10 +4,6 @@
 use ahash::AHashMap;
 use bytestring::ByteString;
 
-use std::sync::Arc;
-
-use bytes::Bytes;
-
 use super::message::{Message, SharedMessage};
 use crate::protocol::topic::matches;
 
@@ -18,20 +14,17 @@ pub struct RetainedStore {
 
 impl RetainedStore {
     /// Stores, replaces, or (empty payload, MQTT-3.3.1-10) deletes the topic's retained message.
-    /// The stored copy owns its topic and payload: a slice would keep the whole read buffer it
-    /// came from alive for as long as the message stays retained.
+    /// The stored message is compact: a slice would keep the whole read buffer it came from
+    /// alive for as long as the message stays retained.
     pub fn update(&mut self, message: &SharedMessage) {
-        if message.payload.is_empty() {
-            self.by_topic.remove(&message.topic);
+        if message.payload().is_empty() {
+            self.by_topic.remove(message.topic());
             return;
         }
-        let topic = ByteString::from(&*message.topic);
-        let stored = Message {
-            topic: topic.clone(),
-            payload: Bytes::copy_from_slice(&message.payload),
-            ..Message::clone(message)
-        };
-        self.by_topic.insert(topic, Arc::new(stored));
+        self.by_topic.insert(
+            ByteString::from(message.topic()),
+            Message::compacted(message),
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -56,17 +49,13 @@ mod tests {
     use super::*;
     use crate::core::message::Message;
     use crate::protocol::QoS;
+    use bytes::Bytes;
+    use std::sync::Arc;
 
     fn msg(topic: &str, payload: &'static [u8]) -> SharedMessage {
-        Arc::new(Message {
-            topic: topic.into(),
-            payload: Bytes::from_static(payload),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: Default::default(),
-            expires_at: None,
-            published_at: std::time::Instant::now(),
-        })
+        let mut message = Message::new(topic, payload, QoS::AtMostOnce, std::time::Instant::now());
+        message.retain = true;
+        Arc::new(message)
     }
 
     #[test]
@@ -77,7 +66,10 @@ mod tests {
         store.update(&msg("a/c", b"3"));
         store.update(&msg("$SYS/x", b"4"));
         assert_eq!(store.len(), 3);
-        let mut got: Vec<_> = store.matching("a/+").map(|m| m.payload.clone()).collect();
+        let mut got: Vec<_> = store
+            .matching("a/+")
+            .map(|m| Bytes::copy_from_slice(m.payload()))
+            .collect();
         got.sort();
         assert_eq!(
             got,

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use super::limits::Limits;
-use super::message::Delivery;
+use super::message::{Delivery, Message};
 use super::topic_alias::{OutboundAlias, OutboundAliases};
 use crate::protocol::{
     Ack, PacketType, Properties, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions,
@@ -181,6 +181,9 @@ impl Session {
             return DeliverOutcome::DroppedQueueFull;
         }
         self.queued_bytes += size;
+        // Queued for an unknown time: must not pin the read buffer it was decoded into.
+        let mut delivery = delivery;
+        delivery.message = Message::compacted(&delivery.message);
         self.queue.push_back(delivery);
         DeliverOutcome::Queued
     }
@@ -411,21 +414,21 @@ fn encode_publish(
         dup,
         qos: delivery.qos,
         retain: delivery.retain,
-        topic: &message.topic,
+        topic: message.topic(),
         packet_id,
         properties: &properties,
     }
-    .wire_len(link.version, message.payload.len());
+    .wire_len(link.version, message.payload().len());
     if full_len + alias_room > link.max_packet_size as usize {
         return DeliverOutcome::DroppedTooLarge;
     }
     let alias = if v5 {
         link.aliases
-            .assign(&message.topic, link.topic_alias_maximum)
+            .assign(message.topic(), link.topic_alias_maximum)
     } else {
         None
     };
-    let mut topic: &str = &message.topic;
+    let mut topic: &str = message.topic();
     if let Some(alias) = alias {
         let number = match alias {
             OutboundAlias::Set(n) => n,
@@ -445,7 +448,7 @@ fn encode_publish(
         properties: &properties,
     };
     // Topic and properties were decoded from packets of the same limits, so they encode.
-    match header.write_with_payload(link.version, &message.payload, &mut link.out) {
+    match header.write_with_payload(link.version, message.payload(), &mut link.out) {
         Ok(()) => DeliverOutcome::Sent,
         Err(_) => DeliverOutcome::DroppedTooLarge,
     }
@@ -456,20 +459,11 @@ mod tests {
     use super::*;
     use crate::core::message::Message;
     use crate::protocol::{Decoder, Packet, MAX_PACKET_SIZE};
-    use bytes::Bytes;
     use std::sync::Arc;
 
     fn delivery(n: u8, qos: QoS) -> Delivery {
         Delivery::new(
-            Arc::new(Message {
-                topic: "t".into(),
-                payload: Bytes::from(vec![n]),
-                qos,
-                retain: false,
-                properties: Default::default(),
-                expires_at: None,
-                published_at: Instant::now(),
-            }),
+            Arc::new(Message::new("t", &[n], qos, Instant::now())),
             qos,
             false,
         )
@@ -492,6 +486,49 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A QoS 0 message decoded from `read_buffer`, as the broker builds it.
+    fn sliced_message(read_buffer: &mut BytesMut) -> Arc<Message> {
+        let Some(Packet::Publish(p)) = Decoder::new(ProtocolVersion::V3_1_1, MAX_PACKET_SIZE)
+            .decode(read_buffer)
+            .unwrap()
+        else {
+            panic!("a PUBLISH");
+        };
+        Arc::new(Message::from_publish(p, None, Instant::now()))
+    }
+
+    #[test]
+    fn a_queued_message_does_not_pin_the_read_buffer_it_came_from() {
+        let mut read_buffer = BytesMut::from(&b"\x30\x06\x00\x01tabc"[..]);
+        let message = sliced_message(&mut read_buffer);
+        assert!(!message.content.is_compact(), "QoS 0 is routed zero-copy");
+        let limits = Limits::default();
+        // Offline: QoS 1 queued.
+        let mut s = Session::new("c".into(), u32::MAX);
+        let outcome = s.deliver(
+            Delivery::new(message.clone(), QoS::AtLeastOnce, false),
+            None,
+            &limits,
+            Instant::now(),
+        );
+        assert_eq!(outcome, DeliverOutcome::Queued);
+        let queued = &s.queue.front().unwrap().message;
+        assert!(queued.content.is_compact());
+        assert_eq!((queued.topic(), queued.payload()), ("t", &b"abc"[..]));
+        // Online but slow: QoS 0 queued behind a full write buffer.
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        link.unflushed = limits.write_high_water;
+        let mut s = Session::new("c".into(), u32::MAX);
+        let outcome = s.deliver(
+            Delivery::new(message, QoS::AtMostOnce, false),
+            Some(&mut link),
+            &limits,
+            Instant::now(),
+        );
+        assert_eq!(outcome, DeliverOutcome::Queued);
+        assert!(s.queue.front().unwrap().message.content.is_compact());
     }
 
     #[test]

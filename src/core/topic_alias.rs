@@ -56,7 +56,7 @@ pub enum OutboundAlias {
 
 impl OutboundAliases {
     /// The alias for `topic` within the client's `maximum` (None when it takes none).
-    pub fn assign(&mut self, topic: &ByteString, maximum: u16) -> Option<OutboundAlias> {
+    pub fn assign(&mut self, topic: &str, maximum: u16) -> Option<OutboundAlias> {
         if maximum == 0 {
             return None;
         }
@@ -73,7 +73,9 @@ impl OutboundAliases {
             self.by_topic.remove(&victim);
             alias
         };
-        self.by_topic.insert(topic.clone(), (alias, self.clock));
+        // An owned copy: a slice would pin the message's buffer for as long as the alias lives.
+        self.by_topic
+            .insert(ByteString::from(topic), (alias, self.clock));
         Some(OutboundAlias::Set(alias))
     }
 }
@@ -95,13 +97,13 @@ mod tests {
     #[test]
     fn outbound_reuses_and_evicts_least_recently_used() {
         let mut a = OutboundAliases::default();
-        assert_eq!(a.assign(&"a".into(), 0), None);
-        assert_eq!(a.assign(&"a".into(), 2), Some(OutboundAlias::Set(1)));
-        assert_eq!(a.assign(&"b".into(), 2), Some(OutboundAlias::Set(2)));
-        assert_eq!(a.assign(&"a".into(), 2), Some(OutboundAlias::Use(1)));
+        assert_eq!(a.assign("a", 0), None);
+        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Set(1)));
+        assert_eq!(a.assign("b", 2), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Use(1)));
         // "b" is the least recently used: "c" takes its alias.
-        assert_eq!(a.assign(&"c".into(), 2), Some(OutboundAlias::Set(2)));
-        assert_eq!(a.assign(&"a".into(), 2), Some(OutboundAlias::Use(1)));
-        assert_eq!(a.assign(&"b".into(), 2), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("c", 2), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Use(1)));
+        assert_eq!(a.assign("b", 2), Some(OutboundAlias::Set(2)));
     }
 }

@@ -2,6 +2,7 @@
 //! sessions; every rule a receiver must check is checked here and reported as a typed error.
 
 mod codec;
+mod content;
 pub mod error;
 pub mod packet;
 pub mod primitives;
@@ -10,6 +11,7 @@ pub mod reason;
 pub mod topic;
 
 pub use codec::{encode, read_frame, Decoder, Frame, MAX_PACKET_SIZE};
+pub use content::TopicPayload;
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use properties::{Properties, PropertyContext, PropertyValues};

@@ -45,7 +45,7 @@ impl Broker {
         }
         let mut plain = 0u64;
         let mut groups: Vec<(ByteString, u64)> = Vec::new();
-        self.routes.for_each_match(&message.topic, |route| {
+        self.routes.for_each_match(message.topic(), |route| {
             plain |= route.plain;
             groups.extend(route.shared.iter().map(|(g, mask)| (g.clone(), *mask)));
         });
@@ -72,7 +72,7 @@ impl Broker {
     ) -> usize {
         let mut matched = std::mem::take(&mut self.match_scratch);
         self.subscriptions
-            .for_each_match(&message.topic, |subscribers| {
+            .for_each_match(message.topic(), |subscribers| {
                 for (&key, &sub) in &subscribers.plain {
                     let own = sub.options.no_local && Some(key) == origin;
                     if own || sub.since > message.published_at {

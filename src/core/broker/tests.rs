@@ -248,7 +248,7 @@ fn persistent_session_queues_while_offline_and_redelivers_with_dup() {
     assert!(connack(&got).session_present);
     let got: Vec<_> = publishes(&got)
         .iter()
-        .map(|p| (p.payload_bytes(), p.dup))
+        .map(|p| (p.content.payload_bytes(), p.dup))
         .collect();
     assert_eq!(
         got,
@@ -343,7 +343,7 @@ fn retained_store_replace_delete() {
     assert_eq!(
         publishes(&got)
             .iter()
-            .map(|p| p.payload_bytes())
+            .map(|p| p.content.payload_bytes())
             .collect::<Vec<_>>(),
         vec![Bytes::from_static(b"2")]
     );
