@@ -36,6 +36,7 @@ impl TopicPayload {
     /// # Safety
     /// `body[topic_start..topic_end]` must be valid UTF-8, and the offsets in order and in
     /// bounds.
+    #[inline(always)]
     pub(crate) unsafe fn in_body(
         body: Bytes,
         topic_start: usize,
@@ -45,20 +46,24 @@ impl TopicPayload {
         debug_assert!(topic_start <= topic_end && topic_end <= payload_start);
         debug_assert!(payload_start <= body.len());
         debug_assert!(std::str::from_utf8(&body[topic_start..topic_end]).is_ok());
+        // A decoded packet is at most 268,435,460 bytes: the offsets fit.
+        debug_assert!(body.len() <= crate::protocol::MAX_PACKET_SIZE as usize);
         TopicPayload {
             data: body,
-            topic_start: offset(topic_start),
-            topic_end: offset(topic_end),
-            payload_start: offset(payload_start),
+            topic_start: topic_start as u32,
+            topic_end: topic_end as u32,
+            payload_start: payload_start as u32,
         }
     }
 
+    #[inline]
     pub fn topic(&self) -> &str {
         let bytes = &self.data[self.topic_start as usize..self.topic_end as usize];
         // SAFETY: checked by the decoder (see `in_body`) or taken from a `&str` by `new`.
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.data[self.payload_start as usize..]
     }
