@@ -1,6 +1,6 @@
-//! A client connection: the reader task decodes what arrives and feeds the broker; the writer
-//! task writes what the broker encoded for it, one write per wake-up, so all that one read batch
-//! produced (the PUBACKs of a batch included) goes out together.
+//! A client connection: one task reads, decodes what arrives and feeds the broker; the flush
+//! after each read batch writes what the broker encoded (see `writer`), so all that one batch
+//! produced, the PUBACKs of a batch included, goes out in one write.
 //!
 //! A connection accepted on a shard other than its client id's home is handed over right after
 //! CONNECT: the socket (duplicated) and the bytes read so far travel over the mesh.
@@ -10,8 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
-use glommio::channels::local_channel::{self, LocalReceiver};
+use futures_lite::io::AsyncReadExt;
 use glommio::net::TcpStream;
 use glommio::{spawn_local, timer};
 
@@ -28,13 +27,19 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves a connection accepted by this shard.
+///
+/// The connection's lasting task is spawned only once CONNECT is in: a future is as large as
+/// its largest state, so one task for both phases made every idle connection carry the
+/// CONNECT-phase state too (1,080 bytes instead of 464).
 pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
     spawn_local(async move {
         let mut buf = BytesMut::new();
         let mut stream = stream;
         match read_first_packet(&shard, &mut stream, &mut buf).await {
             Some(FirstPacket::HandOff(home)) => hand_off(&shard, stream, home, buf).await,
-            Some(FirstPacket::Serve) => serve(shard, stream, buf).await,
+            Some(FirstPacket::Serve) => {
+                spawn_local(serve(shard, stream, buf)).detach();
+            }
             None => {}
         }
     })
@@ -127,9 +132,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut) {
     let fd = stream.as_raw_fd();
     let id = shard.broker.borrow_mut().open(Instant::now());
     let (mut reader, writer) = futures_lite::io::split(stream);
-    let (wake_tx, wake_rx) = local_channel::new_bounded(1);
-    shard.register_writer(id, wake_tx);
-    let writer_task = spawn_local(write_loop(shard.clone(), id, writer, wake_rx, fd));
+    shard.writers.register(id, fd, writer);
 
     // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
     // start of a packet still incomplete is kept here.
@@ -182,11 +185,13 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut) {
     }
     let closing_by_us = shard.broker.borrow().is_closing(id);
     if closing_by_us {
-        // Let the writer deliver the last words (CONNACK refusal, DISCONNECT) and close.
-        writer_task.await;
+        // Let a drain still writing deliver the last words (CONNACK refusal, DISCONNECT).
+        if let Some(drain) = shard.writers.take_drain(id) {
+            drain.await;
+        }
     }
     drop(reader);
-    shard.unregister_writer(id);
+    shard.writers.unregister(id);
     shard.broker.borrow_mut().closed(id, Instant::now());
     shard.flush();
 }
@@ -210,7 +215,7 @@ async fn read_into<R: futures_lite::AsyncRead + Unpin>(
 }
 
 /// Decodes and handles every whole packet in `buf`. False once the connection is closing.
-fn process(shard: &Shard, id: ConnId, buf: &mut BytesMut) -> bool {
+fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> bool {
     let now = Instant::now();
     let mut broker = shard.broker.borrow_mut();
     let max_packet_size = shard.config.max_packet_size;
@@ -233,46 +238,4 @@ fn process(shard: &Shard, id: ConnId, buf: &mut BytesMut) -> bool {
     drop(broker);
     shard.flush();
     open
-}
-
-async fn write_loop(
-    shard: Rc<Shard>,
-    id: ConnId,
-    mut writer: WriteHalf<TcpStream>,
-    wake: LocalReceiver<()>,
-    fd: RawFd,
-) {
-    while wake.recv().await.is_some() {
-        loop {
-            let Some(output) = shard.broker.borrow_mut().take_output(id) else {
-                return;
-            };
-            let n = output.bytes.len();
-            if n > 0 {
-                if writer.write_all(&output.bytes).await.is_err() {
-                    shutdown(fd);
-                    return;
-                }
-                shard
-                    .broker
-                    .borrow_mut()
-                    .output_written(id, n, Instant::now());
-                shard.flush();
-            }
-            if output.close {
-                let _ = writer.flush().await;
-                shutdown(fd);
-                return;
-            }
-            if n == 0 {
-                break;
-            }
-        }
-    }
-}
-
-/// Ends both directions, so the reader sees EOF and the peer sees the close.
-fn shutdown(fd: RawFd) {
-    // SAFETY: shutdown on the connection's own fd, which stays open until both halves drop.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }

@@ -7,6 +7,7 @@ mod heartbeat;
 mod listener;
 mod mesh;
 mod shard;
+mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

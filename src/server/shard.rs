@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
 use bytes::BytesMut;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -13,6 +12,7 @@ use glommio::{spawn_local, timer};
 
 use super::connection;
 use super::mesh::Envelope;
+use super::writer::{self, Writers};
 use crate::config::Config;
 use crate::core::{Broker, ConnId};
 
@@ -28,8 +28,8 @@ pub struct Shard {
     pub shards: usize,
     pub config: Config,
     pub broker: RefCell<Broker>,
-    /// Wakes each connection's writer task.
-    writers: RefCell<AHashMap<ConnId, LocalSender<()>>>,
+    /// How each connection's output reaches its socket.
+    pub writers: Writers,
     /// Wakes the task that sends to each peer shard.
     peer_wakers: Vec<Option<LocalSender<()>>>,
     pub senders: Senders<Envelope>,
@@ -39,23 +39,17 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Wakes the writers of connections with output and the senders of non-empty outboxes.
+    /// Writes out what connections have to send and wakes the senders of non-empty outboxes.
     /// Never blocks: call it after every change to the broker.
-    pub fn flush(&self) {
+    pub fn flush(self: &Rc<Self>) {
         let mut ids = self.flush_scratch.borrow_mut();
-        let has_outbox = {
-            let mut broker = self.broker.borrow_mut();
-            broker.drain_flush_queue(&mut ids);
-            broker.has_outbox()
-        };
-        let writers = self.writers.borrow();
+        self.broker.borrow_mut().drain_flush_queue(&mut ids);
+        let now = Instant::now();
         for id in ids.drain(..) {
-            if let Some(waker) = writers.get(&id) {
-                // A full (size 1) channel means a wake-up is already pending.
-                let _ = waker.try_send(());
-            }
+            writer::write_out(self, id, now);
         }
-        if has_outbox {
+        drop(ids);
+        if self.broker.borrow().has_outbox() {
             for waker in self.peer_wakers.iter().flatten() {
                 let _ = waker.try_send(());
             }
@@ -69,14 +63,6 @@ impl Shard {
 
     pub fn return_scratch(&self, buffer: BytesMut) {
         *self.read_buffer.borrow_mut() = buffer;
-    }
-
-    pub fn register_writer(&self, id: ConnId, waker: LocalSender<()>) {
-        self.writers.borrow_mut().insert(id, waker);
-    }
-
-    pub fn unregister_writer(&self, id: ConnId) {
-        self.writers.borrow_mut().remove(&id);
     }
 
     /// Waits while the messages bound for other shards pile up (a slow peer shard).
@@ -129,7 +115,7 @@ pub async fn run(
         shards,
         broker: RefCell::new(Broker::new(id, shards, limits).with_features(features)),
         config,
-        writers: RefCell::new(AHashMap::new()),
+        writers: Writers::default(),
         peer_wakers,
         senders,
         flush_scratch: RefCell::new(Vec::new()),
