@@ -1,5 +1,7 @@
 //! Start-up failures give a clear error and a non-zero exit, never a panic or a hang.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -168,4 +170,21 @@ fn spawn_on_port(port: u16) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn ringmq")
+}
+
+/// Transparent huge pages are off for the broker process unless `--huge-pages` asks for them
+/// (the kernel reports the process flag as `THP_enabled` in /proc/<pid>/status).
+#[test]
+fn huge_pages_are_off_unless_asked_for() {
+    for (args, expected) in [(&[][..], "0"), (&["--huge-pages"][..], "1")] {
+        // Ready means listening, well after main set the flag.
+        let broker = common::Broker::start(args);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", broker.pid()))
+            .expect("read the broker's status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("THP_enabled:"))
+            .expect("kernel reports THP_enabled");
+        assert_eq!(line.split_whitespace().nth(1), Some(expected), "{args:?}");
+    }
 }
