@@ -74,6 +74,9 @@ pub struct Config {
     /// How a shared subscription group picks the member for a message.
     #[arg(long, value_enum, default_value_t = SharedPolicyArg::RoundRobin)]
     pub shared_policy: SharedPolicyArg,
+    /// Seconds between updates of the `$SYS/broker/...` topics (0: none).
+    #[arg(long, default_value_t = 10)]
+    pub sys_interval: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +90,11 @@ pub enum SharedPolicyArg {
 impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
+    }
+
+    /// How often the `$SYS` topics are published, if at all.
+    pub fn sys_interval(&self) -> Option<std::time::Duration> {
+        (self.sys_interval > 0).then(|| std::time::Duration::from_secs(self.sys_interval.into()))
     }
 
     pub fn shard_count(&self) -> usize {
@@ -155,5 +163,13 @@ mod tests {
             (QoS::AtLeastOnce, false, SharedPolicy::Publisher)
         );
         assert!(Config::try_parse_from(["ringmq", "--max-qos", "3"]).is_err());
+    }
+
+    #[test]
+    fn sys_interval_defaults_to_ten_seconds_and_zero_turns_it_off() {
+        let c = Config::try_parse_from(["ringmq"]).unwrap();
+        assert_eq!(c.sys_interval(), Some(std::time::Duration::from_secs(10)));
+        let c = Config::try_parse_from(["ringmq", "--sys-interval", "0"]).unwrap();
+        assert_eq!(c.sys_interval(), None);
     }
 }

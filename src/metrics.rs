@@ -1,9 +1,11 @@
-//! Counters of one shard. Drops are counted here and logged at most once a second, so a flood
-//! of drops neither goes unnoticed nor floods the log.
+//! Counters of one shard, and the board where every shard posts its figures for the broker-wide
+//! `$SYS` topics. Drops are counted here and logged at most once a second, so a flood of drops
+//! neither goes unnoticed nor floods the log.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub connections_opened: u64,
     pub connections_closed: u64,
@@ -16,6 +18,72 @@ pub struct Counters {
     /// Shared-subscription messages that reached a shard whose members had all left.
     pub dropped_no_member: u64,
     pub protocol_errors: u64,
+}
+
+impl Counters {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full
+            + self.dropped_offline_qos0
+            + self.dropped_too_large
+            + self.dropped_expired
+            + self.dropped_no_member
+    }
+
+    fn add(&mut self, other: &Counters) {
+        self.connections_opened += other.connections_opened;
+        self.connections_closed += other.connections_closed;
+        self.publishes_received += other.publishes_received;
+        self.messages_sent += other.messages_sent;
+        self.dropped_queue_full += other.dropped_queue_full;
+        self.dropped_offline_qos0 += other.dropped_offline_qos0;
+        self.dropped_too_large += other.dropped_too_large;
+        self.dropped_expired += other.dropped_expired;
+        self.dropped_no_member += other.dropped_no_member;
+        self.protocol_errors += other.protocol_errors;
+    }
+}
+
+/// One shard's figures at a moment, or (from [`StatsBoard::totals`]) the whole broker's.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    pub counters: Counters,
+    pub clients_connected: u64,
+    /// Sessions, connected or not.
+    pub sessions: u64,
+    /// Retained messages. Every shard holds all of them, so totals take the largest count.
+    pub retained: u64,
+}
+
+/// Where each shard posts its latest figures (on its clock tick) and one shard reads them all.
+/// A mutex per shard: written ten times a second, read every few seconds, never contended.
+#[derive(Debug)]
+pub struct StatsBoard {
+    shards: Vec<Mutex<ShardStats>>,
+}
+
+impl StatsBoard {
+    pub fn new(shards: usize) -> StatsBoard {
+        StatsBoard {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    pub fn post(&self, shard: usize, stats: ShardStats) {
+        *self.shards[shard].lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    }
+
+    /// The broker's figures: shard figures added up, retained messages counted once.
+    pub fn totals(&self) -> ShardStats {
+        let mut total = ShardStats::default();
+        for slot in &self.shards {
+            let shard = slot.lock().unwrap_or_else(|e| e.into_inner());
+            total.counters.add(&shard.counters);
+            total.clients_connected += shard.clients_connected;
+            total.sessions += shard.sessions;
+            total.retained = total.retained.max(shard.retained);
+        }
+        total
+    }
 }
 
 /// Rate-limits the log line about dropped messages.
@@ -46,6 +114,28 @@ impl DropLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_add_shards_up_and_count_replicated_retained_once() {
+        let board = StatsBoard::new(2);
+        let mut a = ShardStats {
+            clients_connected: 3,
+            sessions: 5,
+            retained: 7,
+            ..Default::default()
+        };
+        a.counters.publishes_received = 10;
+        a.counters.dropped_expired = 1;
+        let mut b = a.clone();
+        b.clients_connected = 1;
+        b.counters.dropped_queue_full = 2;
+        board.post(0, a);
+        board.post(1, b);
+        let t = board.totals();
+        assert_eq!((t.clients_connected, t.sessions, t.retained), (4, 10, 7));
+        assert_eq!(t.counters.publishes_received, 20);
+        assert_eq!(t.counters.dropped(), 4);
+    }
 
     #[test]
     fn drop_log_reports_at_most_once_a_second_and_loses_no_count() {

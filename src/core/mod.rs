@@ -9,6 +9,7 @@ pub mod message;
 pub mod retained;
 pub mod session;
 pub mod shard_msg;
+pub mod sys_topics;
 pub mod topic_alias;
 pub mod trie;
 

@@ -7,15 +7,18 @@ mod heartbeat;
 mod listener;
 mod mesh;
 mod shard;
+mod stats;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
+use crate::metrics::StatsBoard;
 use mesh::Envelope;
 
 /// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
@@ -64,6 +67,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (clock, clock_control) = heartbeat::start(shards)
         .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
     let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
+    let stats = Arc::new(StatsBoard::new(shards));
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -77,7 +81,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             let mesh = mesh.clone();
             let ready = ready_tx.clone();
             let clock = clock.clone();
-            async move { shard::run(config, mesh, ready, clock).await }
+            let stats = stats.clone();
+            async move { shard::run(config, mesh, ready, clock, stats).await }
         })
         .map_err(|e| StartError::Executor(e.to_string()))?;
 

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -12,9 +13,11 @@ use glommio::{spawn_local, timer};
 
 use super::connection;
 use super::mesh::Envelope;
+use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
 use crate::core::{Broker, ConnId};
+use crate::metrics::StatsBoard;
 
 /// How long a stopping shard waits for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -78,6 +81,7 @@ pub async fn run(
     mesh: MeshBuilder<Envelope, Full>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
     clock: super::heartbeat::ShardEnds,
+    stats: Arc<StatsBoard>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
@@ -174,6 +178,7 @@ pub async fn run(
     };
     {
         let shard = shard.clone();
+        let mut reporter = StatsReporter::new(stats, shard.config.sys_interval(), Instant::now());
         spawn_local(async move {
             let mut bytes = [0u8; 64];
             let mut stopping = false;
@@ -182,7 +187,12 @@ pub async fn run(
             while let Ok(n @ 1..) =
                 futures_lite::io::AsyncReadExt::read(&mut ticks, &mut bytes).await
             {
-                shard.broker.borrow_mut().tick(Instant::now());
+                let now = Instant::now();
+                {
+                    let mut broker = shard.broker.borrow_mut();
+                    broker.tick(now);
+                    reporter.on_tick(&mut broker, now);
+                }
                 shard.flush();
                 let stop =
                     bytes[..n].contains(&super::heartbeat::STOP) || super::shutdown_requested();

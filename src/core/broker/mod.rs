@@ -189,6 +189,16 @@ impl Broker {
         self.sessions.len()
     }
 
+    /// This shard's figures, for the broker-wide `$SYS` topics.
+    pub fn stats(&self) -> crate::metrics::ShardStats {
+        crate::metrics::ShardStats {
+            counters: self.counters.clone(),
+            clients_connected: self.connected as u64,
+            sessions: self.sessions.len() as u64,
+            retained: self.retained.len() as u64,
+        }
+    }
+
     /// Registers a new connection.
     pub fn open(&mut self, now: Instant) -> ConnId {
         self.now = now;

@@ -3,14 +3,17 @@
 //! A shared subscription group gets each message once: the publishing shard picks one shard
 //! with members, that shard picks one member.
 
+use std::sync::Arc;
+
 use bytestring::ByteString;
 
 use super::{effective_qos, Broker, Route, SessionKey, SharedGroup, Subscribers};
 use crate::core::features::SharedPolicy;
-use crate::core::message::{Delivery, SharedMessage};
+use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::session::{DeliverOutcome, Subscription};
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::topic::parse_shared;
+use crate::protocol::QoS;
 
 /// What one session gets from one publish: its best subscription, all their identifiers.
 #[derive(Debug)]
@@ -23,6 +26,13 @@ impl Broker {
     /// Routes a message published on this shard (or a will). `origin` is the publishing
     /// session (for No Local), `publisher` its client id hash (for the by-publisher shared
     /// policy). Returns whether any subscriber anywhere matched.
+    /// Publishes a broker message (a `$SYS` figure): retained, QoS 0, from no client.
+    pub fn publish_system(&mut self, topic: &str, payload: &[u8]) {
+        let mut message = Message::new(topic, payload, QoS::AtMostOnce, self.now);
+        message.retain = true;
+        self.publish_message(Arc::new(message), None, 0);
+    }
+
     pub(super) fn publish_message(
         &mut self,
         message: SharedMessage,
