@@ -6,6 +6,7 @@
 # Usage: perf/race.sh                      (from anywhere; needs jq)
 #   BROKERS="ringmq mosquitto"  subset      DURATION=10  seconds per load scenario
 #   CONNS=10000  idle connections           SKIP_BUILD=1 use the existing release binaries
+#   SCENARIOS="latency conn"  subset of fanin0 fanin1 fanout latency conn
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,7 +105,7 @@ declare -A ARGS=(
     [fanout]="fanout --subscribers 100 --qos 0"
     [latency]="fanin --pairs 4 --qos 1 --rate 20000"
 )
-SCENARIOS=(fanin0 fanin1 fanout latency conn)
+read -r -a SCENARIOS <<< "${SCENARIOS:-fanin0 fanin1 fanout latency conn}"
 
 run_scenario() { # scenario broker
     local sc=$1 b=$2 json rc=0 before after
