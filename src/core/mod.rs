@@ -19,6 +19,13 @@ pub use limits::Limits;
 pub use message::{Delivery, Message, SharedMessage};
 pub use shard_msg::ShardMsg;
 
+/// A map for per-connection and per-session state: ahash with fixed keys, so an empty map is
+/// 32 bytes rather than 64 (no per-map random state). Its keys come from one client and hurt
+/// only that client if crafted to collide.
+pub type SmallMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<ahash::AHasher>>;
+pub type SmallSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<ahash::AHasher>>;
+
 /// The shard a client id's session lives on. Every shard computes the same answer (fixed seeds),
 /// so a connection can be handed to its home shard right after CONNECT.
 pub fn home_shard(client_id: &[u8], shards: usize) -> usize {

@@ -6,13 +6,13 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use ahash::{AHashMap, AHashSet};
 use bytes::BytesMut;
 use bytestring::ByteString;
 
 use super::limits::Limits;
 use super::message::{Delivery, Message};
 use super::topic_alias::{OutboundAlias, OutboundAliases};
+use super::{SmallMap, SmallSet};
 use crate::protocol::{
     Ack, PacketType, Properties, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions,
 };
@@ -127,11 +127,11 @@ pub struct Session {
     /// When an offline session ends.
     pub expires_at: Option<Instant>,
     /// Filter (`$share/...` included) -> options and subscription identifier.
-    pub subscriptions: AHashMap<ByteString, Subscription>,
+    pub subscriptions: SmallMap<ByteString, Subscription>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
-    awaiting_pubrel: AHashSet<u16>,
+    awaiting_pubrel: SmallSet<u16>,
     next_packet_id: u16,
 }
 
@@ -142,11 +142,11 @@ impl Session {
             conn: None,
             expiry_interval,
             expires_at: None,
-            subscriptions: AHashMap::new(),
+            subscriptions: SmallMap::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            awaiting_pubrel: AHashSet::new(),
+            awaiting_pubrel: SmallSet::default(),
             next_packet_id: 1,
         }
     }

@@ -1,12 +1,12 @@
 //! MQTT 5.0 topic aliases (3.3.2.3.4), one map per direction per connection.
 
-use ahash::AHashMap;
+use crate::core::SmallMap;
 use bytestring::ByteString;
 
 /// Aliases the client set towards us: alias -> topic.
 #[derive(Debug, Default)]
 pub struct InboundAliases {
-    topics: AHashMap<u16, ByteString>,
+    topics: SmallMap<u16, ByteString>,
 }
 
 /// Why an inbound alias was refused.
@@ -41,7 +41,7 @@ impl InboundAliases {
 /// Aliases we assign towards the client, least recently used replaced first.
 #[derive(Debug, Default)]
 pub struct OutboundAliases {
-    by_topic: AHashMap<ByteString, (u16, u64)>,
+    by_topic: SmallMap<ByteString, (u16, u64)>,
     clock: u64,
 }
 

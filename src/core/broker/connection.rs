@@ -107,7 +107,7 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("connection exists");
         conn.session = Some(key);
         self.connected += 1;
-        conn.will = connect.will;
+        conn.will = connect.will.map(keep_will);
         conn.keep_alive_limit =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         conn.last_seen = now;
@@ -200,7 +200,7 @@ impl Broker {
         let will = conn.will.take();
         self.disconnect(old, ReasonCode::SessionTakenOver);
         if let Some(will) = will.filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0) {
-            self.publish_will(will);
+            self.publish_will(*will);
         }
     }
 
@@ -277,7 +277,7 @@ impl Broker {
         if let Some(will) = conn.will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             if delay == 0 {
-                self.publish_will(will);
+                self.publish_will(*will);
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
                 self.pending_wills
@@ -312,4 +312,14 @@ impl Broker {
             self.by_client_id.remove(&session.client_id);
         }
     }
+}
+
+/// A will to keep until the connection ends: boxed, with its own copy of topic and payload, as
+/// slices would keep the whole CONNECT read buffer alive for the connection's lifetime.
+fn keep_will(will: Will) -> Box<Will> {
+    Box::new(Will {
+        topic: ByteString::from(&*will.topic),
+        payload: bytes::Bytes::copy_from_slice(&will.payload),
+        ..will
+    })
 }

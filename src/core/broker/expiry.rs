@@ -53,7 +53,7 @@ impl Broker {
             .collect();
         for client_id in due {
             if let Some(pending) = self.pending_wills.remove(&client_id) {
-                self.publish_will(pending.will);
+                self.publish_will(*pending.will);
             }
         }
     }
@@ -69,7 +69,7 @@ impl Broker {
             // A will still delayed is published when its session ends (MQTT-3.1.3-9).
             let client_id = self.sessions[&key].client_id.clone();
             if let Some(pending) = self.pending_wills.remove(&client_id) {
-                self.publish_will(pending.will);
+                self.publish_will(*pending.will);
             }
             tracing::debug!(shard = self.shard, client = %client_id, "session expired");
             self.destroy_session(key);

@@ -39,7 +39,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Conn {
     link: Link,
     session: Option<SessionKey>,
-    will: Option<Will>,
+    /// Boxed: most clients have none. Owns its topic and payload (see `keep_will`).
+    will: Option<Box<Will>>,
     /// 1.5 x the keep alive in force (MQTT-3.1.2-24); None for 0.
     keep_alive_limit: Option<Duration>,
     opened: Instant,
@@ -73,7 +74,7 @@ struct PendingSubscribe {
 #[derive(Debug)]
 struct PendingWill {
     due: Instant,
-    will: Will,
+    will: Box<Will>,
 }
 
 /// The local subscribers of one filter.

@@ -886,3 +886,26 @@ fn a_message_published_before_a_subscription_is_not_delivered_to_it() {
         .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
     assert!(publishes(&s1.received(sub)).is_empty());
 }
+
+#[test]
+fn a_kept_will_owns_its_topic_and_payload() {
+    let mut h = Harness::new();
+    // Topic and payload as the decoder gives them: slices of the CONNECT's read buffer.
+    let read_buffer = Bytes::from(b"will/topicpayload".to_vec());
+    let will = Will {
+        topic: ByteString::try_from(read_buffer.slice(..10)).unwrap(),
+        payload: read_buffer.slice(10..),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    let id = h.connect_with("c", true, V4, Some(will), 0);
+    let kept = h.broker.conns[&id].will.as_ref().expect("will kept");
+    assert_eq!(
+        (&kept.topic[..], &kept.payload[..]),
+        ("will/topic", &b"payload"[..])
+    );
+    let range = read_buffer.as_ptr_range();
+    assert!(!range.contains(&kept.topic.as_bytes().as_ptr()));
+    assert!(!range.contains(&kept.payload.as_ptr()));
+}
