@@ -74,6 +74,13 @@ pub struct Config {
     /// How a shared subscription group picks the member for a message.
     #[arg(long, value_enum, default_value_t = SharedPolicyArg::RoundRobin)]
     pub shared_policy: SharedPolicyArg,
+    /// Mosquitto password file (`mosquitto_passwd`): clients must give a user name and password
+    /// from it.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// With --password-file, also let in clients that give no user name.
+    #[arg(long)]
+    pub allow_anonymous: bool,
     /// Seconds between updates of the `$SYS/broker/...` topics (0: none).
     #[arg(long, default_value_t = 10)]
     pub sys_interval: u32,

@@ -374,3 +374,58 @@ fn mosquitto_many_messages_in_order() {
         }
     });
 }
+
+/// mosquitto_pub against a broker with a password file written by mosquitto_passwd: the right
+/// user name and password get through, a wrong password is refused (non-zero exit).
+#[test]
+fn mosquitto_pub_with_a_password_file() {
+    require_mosquitto_clients();
+    run_bounded(secs(60), || {
+        let file = format!(
+            "{}/tests/fixtures/passwords.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let broker = Broker::start_sharded(&["--password-file", &file]);
+        for version in ["mqttv311", "mqttv5"] {
+            let good = [
+                "-u",
+                "sensor-1",
+                "-P",
+                "s3cret!",
+                "-t",
+                "interop/auth",
+                "-m",
+                "x",
+            ];
+            mosquitto_pub(broker.port, version, &good, None);
+            let (status, out, err) = run(
+                Command::new("mosquitto_pub")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &broker.port.to_string(),
+                        "-V",
+                        version,
+                    ])
+                    .args([
+                        "-u",
+                        "sensor-1",
+                        "-P",
+                        "wrong",
+                        "-t",
+                        "interop/auth",
+                        "-m",
+                        "x",
+                    ]),
+                None,
+                secs(20),
+            );
+            assert!(
+                !status.success(),
+                "{version}: wrong password accepted\n{out}\n{err}"
+            );
+        }
+        broker.assert_alive();
+    });
+}

@@ -68,6 +68,29 @@ fn memlock_too_low_is_a_clear_error() {
 }
 
 #[test]
+fn a_missing_or_bad_password_file_is_a_clear_error() {
+    let run_with = |path: &str| {
+        let args = ["--bind", "127.0.0.1", "-p", "0", "--shards", "1"];
+        run_ringmq(&[&args[..], &["--password-file", path]].concat(), None)
+    };
+    let out = run_with("/nonexistent/passwords.txt");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("password file /nonexistent/passwords.txt"));
+
+    let bad = std::env::temp_dir().join(format!("ringmq-bad-passwords-{}", std::process::id()));
+    std::fs::write(&bad, "# ok so far\nsensor-1:plain-text-password\n").unwrap();
+    let out = run_with(bad.to_str().unwrap());
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2:") && err.contains("mosquitto_passwd -U"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn bad_flag_is_a_usage_error() {
     let out = run_ringmq(&["--no-such-flag"], None);
     assert_eq!(out.status.code(), Some(2));

@@ -18,6 +18,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
+use crate::core::auth::{Authenticator, PasswordFile};
 use crate::metrics::StatsBoard;
 use mesh::Envelope;
 
@@ -46,6 +47,23 @@ pub enum StartError {
     },
     #[error("cannot start the shards: {0}")]
     Executor(String),
+    #[error("password file {path}: {why}")]
+    PasswordFile { path: String, why: String },
+}
+
+/// The CONNECT credentials policy from the command line; the password file is read once, here.
+fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
+    let Some(path) = &config.password_file else {
+        return Ok(Authenticator::default());
+    };
+    let fail = |why: String| StartError::PasswordFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let passwords = PasswordFile::parse(&text).map_err(fail)?;
+    tracing::info!(users = passwords.len(), "password file loaded");
+    Ok(Authenticator::new(Some(passwords), config.allow_anonymous))
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -68,6 +86,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
     let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
     let stats = Arc::new(StatsBoard::new(shards));
+    let auth = Arc::new(authenticator(&config)?);
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -82,7 +101,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             let ready = ready_tx.clone();
             let clock = clock.clone();
             let stats = stats.clone();
-            async move { shard::run(config, mesh, ready, clock, stats).await }
+            let auth = auth.clone();
+            async move { shard::run(config, mesh, ready, clock, stats, auth).await }
         })
         .map_err(|e| StartError::Executor(e.to_string()))?;
 

@@ -16,6 +16,7 @@ use super::mesh::Envelope;
 use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
+use crate::core::auth::Authenticator;
 use crate::core::{Broker, ConnId};
 use crate::metrics::StatsBoard;
 
@@ -82,6 +83,7 @@ pub async fn run(
     ready: crossbeam_channel::Sender<Result<(), String>>,
     clock: super::heartbeat::ShardEnds,
     stats: Arc<StatsBoard>,
+    auth: Arc<Authenticator>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
@@ -117,7 +119,11 @@ pub async fn run(
     let shard = Rc::new(Shard {
         id,
         shards,
-        broker: RefCell::new(Broker::new(id, shards, limits).with_features(features)),
+        broker: RefCell::new(
+            Broker::new(id, shards, limits)
+                .with_features(features)
+                .with_auth(auth),
+        ),
         config,
         writers: Writers::default(),
         peer_wakers,

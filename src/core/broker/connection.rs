@@ -32,6 +32,16 @@ impl Broker {
             self.refuse(id, ReasonCode::BadAuthenticationMethod);
             return;
         }
+        let username = connect.username.as_deref();
+        if let Err(code) = self.auth.check(username, connect.password.as_deref()) {
+            tracing::info!(
+                shard = self.shard,
+                user = username,
+                "CONNECT refused: credentials"
+            );
+            self.refuse(id, code);
+            return;
+        }
         if self.connected >= self.limits.max_connections {
             tracing::warn!(
                 shard = self.shard,

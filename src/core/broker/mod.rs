@@ -12,12 +12,14 @@ mod routing;
 mod subscribe;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+use super::auth::Authenticator;
 use super::features::Features;
 use super::limits::Limits;
 use super::retained::RetainedStore;
@@ -135,6 +137,8 @@ pub struct Broker {
     assigned_ids: u64,
     pub counters: Counters,
     drop_log: DropLog,
+    /// Who may connect; shared by every shard.
+    auth: Arc<Authenticator>,
 }
 
 impl Broker {
@@ -166,11 +170,17 @@ impl Broker {
             assigned_ids: 0,
             counters: Counters::default(),
             drop_log: DropLog::default(),
+            auth: Arc::default(),
         }
     }
 
     pub fn with_features(mut self, features: Features) -> Broker {
         self.features = features;
+        self
+    }
+
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Broker {
+        self.auth = auth;
         self
     }
 

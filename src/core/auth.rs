@@ -1,0 +1,230 @@
+//! Who may connect: user names and passwords from a Mosquitto password file (as written by
+//! `mosquitto_passwd`), and whether clients without a user name are let in.
+
+use ahash::AHashMap;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
+
+use crate::protocol::ReasonCode;
+
+/// The CONNECT credentials policy.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    passwords: Option<PasswordFile>,
+    allow_anonymous: bool,
+}
+
+impl Default for Authenticator {
+    /// Everyone in, as with no password file.
+    fn default() -> Self {
+        Authenticator {
+            passwords: None,
+            allow_anonymous: true,
+        }
+    }
+}
+
+impl Authenticator {
+    /// With a password file, clients must name a user in it (with the right password) unless
+    /// `allow_anonymous`, which then admits clients that name no user at all.
+    pub fn new(passwords: Option<PasswordFile>, allow_anonymous: bool) -> Authenticator {
+        let allow_anonymous = allow_anonymous || passwords.is_none();
+        Authenticator {
+            passwords,
+            allow_anonymous,
+        }
+    }
+
+    /// `Ok` to let the client in, else the CONNACK refusal.
+    pub fn check(&self, username: Option<&str>, password: Option<&[u8]>) -> Result<(), ReasonCode> {
+        let Some(passwords) = &self.passwords else {
+            return Ok(());
+        };
+        match username {
+            None if self.allow_anonymous => Ok(()),
+            None => Err(ReasonCode::NotAuthorized),
+            Some(user) if passwords.verify(user, password.unwrap_or_default()) => Ok(()),
+            Some(_) => Err(ReasonCode::BadUserNameOrPassword),
+        }
+    }
+}
+
+/// A parsed password file: `user:$7$iterations$salt$hash` (PBKDF2-HMAC-SHA512, the default of
+/// mosquitto_passwd 2.x) or `user:$6$salt$hash` (SHA-512 of password then salt, 1.6 and
+/// earlier), base64; blank lines and `#` comments ignored.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordFile {
+    users: AHashMap<String, PasswordHash>,
+}
+
+#[derive(Debug, Clone)]
+enum PasswordHash {
+    Pbkdf2Sha512 {
+        iterations: u32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+    Sha512 {
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+}
+
+impl PasswordFile {
+    pub fn parse(text: &str) -> Result<PasswordFile, String> {
+        let mut users = AHashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let entry = (|| {
+                let (user, hash) = line.split_once(':').ok_or("no ':' after the user name")?;
+                Ok::<_, String>((user.to_string(), PasswordHash::parse(hash)?))
+            })();
+            let (user, hash) = entry.map_err(|why| format!("line {}: {why}", n + 1))?;
+            users.insert(user, hash);
+        }
+        Ok(PasswordFile { users })
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether `password` is `user`'s. An unknown user costs a hash too, so the answer's
+    /// timing does not tell which user names exist.
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        match self.users.get(user) {
+            Some(hash) => hash.matches(password),
+            None => {
+                let _ = DECOY.with(|decoy| decoy.matches(password));
+                false
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Checked against for unknown users, at the cost of a real entry.
+    static DECOY: PasswordHash = PasswordHash::Pbkdf2Sha512 {
+        iterations: 101,
+        salt: vec![0; 12],
+        hash: vec![0; 64],
+    };
+}
+
+impl PasswordHash {
+    fn parse(text: &str) -> Result<PasswordHash, String> {
+        let parts: Vec<&str> = text.split('$').collect();
+        let decode = |what: &str, b64: &str| {
+            BASE64
+                .decode(b64)
+                .map_err(|e| format!("{what} is not base64: {e}"))
+        };
+        match parts.as_slice() {
+            ["", "7", iterations, salt, hash] => Ok(PasswordHash::Pbkdf2Sha512 {
+                iterations: iterations
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("bad iteration count")?,
+                salt: decode("salt", salt)?,
+                hash: decode("hash", hash)?,
+            }),
+            ["", "6", salt, hash] => Ok(PasswordHash::Sha512 {
+                salt: decode("salt", salt)?,
+                hash: decode("hash", hash)?,
+            }),
+            _ => Err(
+                "not a $7$ (sha512-pbkdf2) or $6$ (sha512) hash; plain text passwords \
+                      must be hashed with mosquitto_passwd -U"
+                    .into(),
+            ),
+        }
+    }
+
+    fn matches(&self, password: &[u8]) -> bool {
+        let (expected, got) = match self {
+            PasswordHash::Pbkdf2Sha512 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                let mut out = vec![0u8; hash.len()];
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, *iterations, &mut out);
+                (hash, out)
+            }
+            PasswordHash::Sha512 { salt, hash } => {
+                let mut digest = Sha512::new();
+                digest.update(password);
+                digest.update(salt);
+                (hash, digest.finalize().to_vec())
+            }
+        };
+        expected.ct_eq(&got).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written by `mosquitto_passwd` 2.0.11: sensor-1 / `s3cret!` and ops / `pässwörd` with
+    /// the default sha512-pbkdf2, legacy / `old-style` with `-H sha512`.
+    const FILE: &str = include_str!("../../tests/fixtures/passwords.txt");
+
+    #[test]
+    fn mosquitto_passwd_hashes_verify() {
+        let file = PasswordFile::parse(FILE).unwrap();
+        assert_eq!(file.len(), 3);
+        assert!(file.verify("sensor-1", b"s3cret!"));
+        assert!(file.verify("ops", "pässwörd".as_bytes()));
+        assert!(file.verify("legacy", b"old-style"));
+        assert!(!file.verify("sensor-1", b"s3cret"));
+        assert!(!file.verify("ops", b"s3cret!"));
+        assert!(!file.verify("legacy", b""));
+        assert!(!file.verify("nobody", b"s3cret!"));
+    }
+
+    #[test]
+    fn policy_refuses_with_the_right_reason() {
+        let file = PasswordFile::parse(FILE).unwrap();
+        let strict = Authenticator::new(Some(file.clone()), false);
+        assert_eq!(strict.check(Some("sensor-1"), Some(b"s3cret!")), Ok(()));
+        assert_eq!(
+            strict.check(Some("sensor-1"), Some(b"wrong")),
+            Err(ReasonCode::BadUserNameOrPassword)
+        );
+        assert_eq!(
+            strict.check(Some("sensor-1"), None),
+            Err(ReasonCode::BadUserNameOrPassword)
+        );
+        assert_eq!(strict.check(None, None), Err(ReasonCode::NotAuthorized));
+        let lenient = Authenticator::new(Some(file), true);
+        assert_eq!(lenient.check(None, None), Ok(()));
+        assert_eq!(
+            lenient.check(Some("nobody"), Some(b"x")),
+            Err(ReasonCode::BadUserNameOrPassword)
+        );
+        let open = Authenticator::new(None, false);
+        assert_eq!(open.check(Some("anyone"), Some(b"anything")), Ok(()));
+        assert_eq!(open.check(None, None), Ok(()));
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number() {
+        let err =
+            PasswordFile::parse("# users\n\nok:$6$c2FsdA==$aGFzaA==\nplain:secret\n").unwrap_err();
+        assert!(err.starts_with("line 4:"), "{err}");
+        assert!(PasswordFile::parse("x:$7$0$c2FsdA==$aGFzaA==").is_err());
+        assert!(PasswordFile::parse("x:$7$101$!!$aGFzaA==").is_err());
+        assert!(PasswordFile::parse("no-colon").is_err());
+    }
+}

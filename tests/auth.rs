@@ -1,0 +1,119 @@
+//! Password authentication: a Mosquitto password file (`--password-file`), refusals with the
+//! right CONNACK code in 3.1.1 and 5.0, and `--allow-anonymous`.
+
+mod common;
+
+use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG};
+use common::{bounded, connect_with, opts, recv_one, secs, text, try_connect_with, Broker};
+use rumqttc::{ConnectReturnCode, ConnectionError};
+
+/// Users written by `mosquitto_passwd` (see src/core/auth.rs): sensor-1 / `s3cret!`,
+/// ops / `pässwörd`, legacy / `old-style` (the older sha512 format).
+fn password_file() -> String {
+    format!(
+        "{}/tests/fixtures/passwords.txt",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_from_the_password_file_get_in_and_others_are_refused() {
+    bounded(secs(60), async {
+        let file = password_file();
+        let broker = Broker::start_sharded(&["--password-file", &file]);
+        let port = broker.port;
+        let mut good = Vec::new();
+        for (i, (user, password)) in [
+            ("sensor-1", "s3cret!"),
+            ("ops", "pässwörd"),
+            ("legacy", "old-style"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut o = opts(port, &format!("auth-good-{i}"));
+            o.set_credentials(user, password);
+            good.push(connect_with(o).await);
+        }
+        // They work: one subscribes, another publishes.
+        good[0].subscribe_ok("auth/t", 1).await;
+        good[1].publish("auth/t", 1, false, "in").await;
+        assert_eq!(
+            text(&recv_one(&mut good[0].publishes, secs(10)).await),
+            "in"
+        );
+
+        for (user, password) in [("sensor-1", "wrong"), ("nobody", "s3cret!")] {
+            let mut o = opts(port, "auth-bad");
+            o.set_credentials(user, password);
+            match try_connect_with(o).await {
+                Err(ConnectionError::ConnectionRefused(code)) => {
+                    assert_eq!(code, ConnectReturnCode::BadUserNamePassword, "{user}")
+                }
+                Ok(_) => panic!("{user} / {password} was let in"),
+                Err(other) => panic!("{user}: {other:?}"),
+            }
+        }
+        match try_connect_with(opts(port, "auth-anonymous")).await {
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, ConnectReturnCode::NotAuthorized)
+            }
+            other => panic!("anonymous: {:?}", other.map(|_| "connected")),
+        }
+        broker.assert_alive();
+    })
+    .await;
+}
+
+/// 3.1.1 return codes 4 and 5, 5.0 reason codes 0x86 and 0x87, each followed by the close.
+#[test]
+fn refusals_carry_the_spec_codes_then_close() {
+    common::run_bounded(secs(60), || {
+        let broker = Broker::start(&["--password-file", &password_file()]);
+        let cases: [(u8, Option<&[u8]>, u8); 4] = [
+            (4, Some(b"wrong"), 4),
+            (4, None, 5),
+            (5, Some(b"wrong"), 0x86),
+            (5, None, 0x87),
+        ];
+        for (level, password, expected) in cases {
+            let connect = enc::connect(&enc::Connect {
+                level,
+                client_id: b"auth-raw",
+                username: password.map(|_| &b"sensor-1"[..]),
+                password,
+                ..Default::default()
+            });
+            let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
+            let ack = ack.expect("a CONNACK");
+            assert_eq!(ack.kind(), kind::CONNACK);
+            let code = if level == 5 {
+                parse_connack_v5(&ack).1
+            } else {
+                ack.connack().1
+            };
+            assert_eq!(code, expected, "level {level}, password {password:?}");
+            c.expect_closed(LONG, "refused connection");
+        }
+        broker.assert_alive();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_anonymous_admits_clients_without_a_user_name_only() {
+    bounded(secs(60), async {
+        let broker = Broker::start(&["--password-file", &password_file(), "--allow-anonymous"]);
+        let port = broker.port;
+        let anonymous = try_connect_with(opts(port, "auth-anon-ok")).await;
+        assert!(anonymous.is_ok(), "anonymous refused");
+        let mut o = opts(port, "auth-anon-bad");
+        o.set_credentials("sensor-1", "wrong");
+        assert!(matches!(
+            try_connect_with(o).await,
+            Err(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::BadUserNamePassword
+            ))
+        ));
+    })
+    .await;
+}
