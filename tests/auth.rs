@@ -117,3 +117,51 @@ async fn allow_anonymous_admits_clients_without_a_user_name_only() {
     })
     .await;
 }
+
+/// SIGHUP rereads the password file: a user added to it gets in without a restart; a file that
+/// no longer parses is reported and the passwords in force stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_password_file() {
+    bounded(secs(60), async {
+        let path = std::env::temp_dir().join(format!("ringmq-passwords-{}", std::process::id()));
+        let original = std::fs::read_to_string(password_file()).unwrap();
+        std::fs::write(&path, &original).unwrap();
+        let broker = Broker::start(&["--password-file", path.to_str().unwrap()]);
+        let port = broker.port;
+        let new_user = |id: &str| {
+            let mut o = opts(port, id);
+            o.set_credentials("newcomer", "s3cret!");
+            o
+        };
+        assert!(try_connect_with(new_user("hup-before")).await.is_err());
+
+        // The same salted hash under another name: the password is "s3cret!" again.
+        let hash = original.lines().next().unwrap().split_once(':').unwrap().1;
+        std::fs::write(&path, format!("{original}newcomer:{hash}\n")).unwrap();
+        broker.signal("HUP");
+        let mut attempt = 0;
+        let newcomer = loop {
+            attempt += 1;
+            match try_connect_with(new_user(&format!("hup-after-{attempt}"))).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(common::millis(50)).await,
+            }
+        };
+        drop(newcomer);
+
+        std::fs::write(&path, "newcomer:not-a-hash\n").unwrap();
+        broker.signal("HUP");
+        let deadline = tokio::time::Instant::now() + secs(20);
+        while !broker.log_tail().contains("reload failed") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reload error logged"
+            );
+            tokio::time::sleep(common::millis(50)).await;
+        }
+        assert!(try_connect_with(new_user("hup-kept")).await.is_ok());
+        let _ = std::fs::remove_file(&path);
+        broker.assert_alive();
+    })
+    .await;
+}

@@ -1,6 +1,8 @@
 //! Who may connect: user names and passwords from a Mosquitto password file (as written by
 //! `mosquitto_passwd`), and whether clients without a user name are let in.
 
+use std::sync::{Arc, RwLock};
+
 use ahash::AHashMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -48,6 +50,25 @@ impl Authenticator {
             Some(user) if passwords.verify(user, password.unwrap_or_default()) => Ok(()),
             Some(_) => Err(ReasonCode::BadUserNameOrPassword),
         }
+    }
+}
+
+/// The policy every shard reads on CONNECT, replaced whole when the password file is reloaded
+/// (SIGHUP): connections already in keep going, new ones meet the new file.
+#[derive(Debug, Default)]
+pub struct AuthHandle(RwLock<Arc<Authenticator>>);
+
+impl AuthHandle {
+    pub fn new(auth: Authenticator) -> AuthHandle {
+        AuthHandle(RwLock::new(Arc::new(auth)))
+    }
+
+    pub fn current(&self) -> Arc<Authenticator> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, auth: Authenticator) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
     }
 }
 

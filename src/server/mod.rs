@@ -18,7 +18,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::core::auth::{Authenticator, PasswordFile};
+use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::metrics::StatsBoard;
 use mesh::Envelope;
 
@@ -86,7 +86,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
     let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
     let stats = Arc::new(StatsBoard::new(shards));
-    let auth = Arc::new(authenticator(&config)?);
+    let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
+    let reload = (config.clone(), auth.clone());
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -125,15 +126,33 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| StartError::Executor(format!("cannot handle signals: {e}")))?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            if signal == signal_hook::consts::SIGHUP {
+                let (config, auth) = &reload;
+                if config.password_file.is_none() {
+                    continue;
+                }
+                match authenticator(config) {
+                    Ok(new) => {
+                        auth.replace(new);
+                        tracing::info!("password file reloaded");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reload failed; keeping the old passwords")
+                    }
+                }
+                continue;
+            }
             // Stop first, log after: a log write must never keep the broker from stopping.
             SHUTDOWN.store(true, Ordering::Relaxed);
             heartbeat::send(&clock_control, heartbeat::STOP);
             tracing::info!(signal, "stopping");
+            return;
         }
     });
     for result in handles.join_all() {

@@ -16,7 +16,7 @@ use super::mesh::Envelope;
 use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
-use crate::core::auth::Authenticator;
+use crate::core::auth::AuthHandle;
 use crate::core::{Broker, ConnId};
 use crate::metrics::StatsBoard;
 
@@ -83,7 +83,7 @@ pub async fn run(
     ready: crossbeam_channel::Sender<Result<(), String>>,
     clock: super::heartbeat::ShardEnds,
     stats: Arc<StatsBoard>,
-    auth: Arc<Authenticator>,
+    auth: Arc<AuthHandle>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,

@@ -33,7 +33,8 @@ impl Broker {
             return;
         }
         let username = connect.username.as_deref();
-        if let Err(code) = self.auth.check(username, connect.password.as_deref()) {
+        let auth = self.auth.current();
+        if let Err(code) = auth.check(username, connect.password.as_deref()) {
             tracing::info!(
                 shard = self.shard,
                 user = username,

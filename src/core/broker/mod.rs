@@ -19,7 +19,7 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
-use super::auth::Authenticator;
+use super::auth::AuthHandle;
 use super::features::Features;
 use super::limits::Limits;
 use super::retained::RetainedStore;
@@ -138,7 +138,7 @@ pub struct Broker {
     pub counters: Counters,
     drop_log: DropLog,
     /// Who may connect; shared by every shard.
-    auth: Arc<Authenticator>,
+    auth: Arc<AuthHandle>,
 }
 
 impl Broker {
@@ -179,7 +179,7 @@ impl Broker {
         self
     }
 
-    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Broker {
+    pub fn with_auth(mut self, auth: Arc<AuthHandle>) -> Broker {
         self.auth = auth;
         self
     }
