@@ -183,7 +183,9 @@ impl Session {
         self.queued_bytes += size;
         // Queued for an unknown time: must not pin the read buffer it was decoded into.
         let mut delivery = delivery;
-        delivery.message = Message::compacted(&delivery.message);
+        if !delivery.message.content.is_compact() {
+            delivery.message = Message::compacted(&delivery.message);
+        }
         self.queue.push_back(delivery);
         DeliverOutcome::Queued
     }

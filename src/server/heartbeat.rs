@@ -17,8 +17,11 @@ pub const STOP: u8 = b's';
 /// The shards' ends of the socket pairs, taken once by each shard.
 pub type ShardEnds = Arc<Mutex<Vec<Option<UnixStream>>>>;
 
+/// The clock thread's ends, through which `send` reaches every shard.
+pub type ClockControl = Arc<Mutex<Vec<UnixStream>>>;
+
 /// Starts the clock thread; returns each shard's end and a handle to ask for a stop.
-pub fn start(shards: usize) -> std::io::Result<(ShardEnds, Arc<Mutex<Vec<UnixStream>>>)> {
+pub fn start(shards: usize) -> std::io::Result<(ShardEnds, ClockControl)> {
     let mut shard_ends = Vec::with_capacity(shards);
     let mut clock_ends = Vec::with_capacity(shards);
     for _ in 0..shards {

@@ -51,7 +51,8 @@ pub enum StartError {
     PasswordFile { path: String, why: String },
 }
 
-/// The CONNECT credentials policy from the command line; the password file is read once, here.
+/// The CONNECT credentials policy from the command line; the password file is read here, at
+/// start and on SIGHUP.
 fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
     let Some(path) = &config.password_file else {
         return Ok(Authenticator::default());
@@ -123,38 +124,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
     }
-    let mut signals = signal_hook::iterator::Signals::new([
+    let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| StartError::Executor(format!("cannot handle signals: {e}")))?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            if signal == signal_hook::consts::SIGHUP {
-                let (config, auth) = &reload;
-                if config.password_file.is_none() {
-                    continue;
-                }
-                match authenticator(config) {
-                    Ok(new) => {
-                        auth.replace(new);
-                        tracing::info!("password file reloaded");
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "reload failed; keeping the old passwords")
-                    }
-                }
-                continue;
-            }
-            // Stop first, log after: a log write must never keep the broker from stopping.
-            SHUTDOWN.store(true, Ordering::Relaxed);
-            heartbeat::send(&clock_control, heartbeat::STOP);
-            tracing::info!(signal, "stopping");
-            return;
-        }
-    });
+    std::thread::spawn(move || handle_signals(signals, reload, clock_control));
     for result in handles.join_all() {
         if let Err(e) = result {
             return Err(StartError::Executor(e.to_string()));
@@ -162,6 +139,33 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP rereads the password file; SIGTERM or SIGINT stops the shards.
+fn handle_signals(
+    mut signals: signal_hook::iterator::Signals,
+    (config, auth): (Config, Arc<AuthHandle>),
+    clock_control: heartbeat::ClockControl,
+) {
+    for signal in signals.forever() {
+        if signal != signal_hook::consts::SIGHUP {
+            // Stop first, log after: a log write must never keep the broker from stopping.
+            SHUTDOWN.store(true, Ordering::Relaxed);
+            heartbeat::send(&clock_control, heartbeat::STOP);
+            tracing::info!(signal, "stopping");
+            return;
+        }
+        if config.password_file.is_none() {
+            continue;
+        }
+        match authenticator(&config) {
+            Ok(new) => {
+                auth.replace(new);
+                tracing::info!("password file reloaded");
+            }
+            Err(error) => tracing::error!(%error, "reload failed; keeping the old passwords"),
+        }
+    }
 }
 
 /// Raises the soft RLIMIT_MEMLOCK to what the shards need, or explains why it cannot.
