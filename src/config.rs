@@ -81,6 +81,10 @@ pub struct Config {
     /// With --password-file, also let in clients that give no user name.
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Mosquitto ACL file: what each client may publish and subscribe to (everything else is
+    /// denied).
+    #[arg(long, value_name = "PATH")]
+    pub acl_file: Option<std::path::PathBuf>,
     /// Seconds between updates of the `$SYS/broker/...` topics (0: none).
     #[arg(long, default_value_t = 10)]
     pub sys_interval: u32,

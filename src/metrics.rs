@@ -17,6 +17,8 @@ pub struct Counters {
     pub dropped_expired: u64,
     /// Shared-subscription messages that reached a shard whose members had all left.
     pub dropped_no_member: u64,
+    /// PUBLISHes an ACL did not allow.
+    pub dropped_not_authorized: u64,
     pub protocol_errors: u64,
 }
 
@@ -27,6 +29,7 @@ impl Counters {
             + self.dropped_too_large
             + self.dropped_expired
             + self.dropped_no_member
+            + self.dropped_not_authorized
     }
 
     fn add(&mut self, other: &Counters) {
@@ -39,6 +42,7 @@ impl Counters {
         self.dropped_too_large += other.dropped_too_large;
         self.dropped_expired += other.dropped_expired;
         self.dropped_no_member += other.dropped_no_member;
+        self.dropped_not_authorized += other.dropped_not_authorized;
         self.protocol_errors += other.protocol_errors;
     }
 }

@@ -165,3 +165,145 @@ async fn sighup_reloads_the_password_file() {
     })
     .await;
 }
+
+fn acl_file() -> String {
+    format!("{}/tests/fixtures/acl.txt", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn login(port: u16, client_id: &str, user: &str, password: &str) -> common::Mqtt {
+    let mut o = opts(port, client_id);
+    o.set_credentials(user, password);
+    connect_with(o).await
+}
+
+/// tests/fixtures/acl.txt: grants per user, a pattern with %c, and a deny inside a grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_file_limits_what_each_client_publishes_and_receives() {
+    bounded(secs(60), async {
+        let broker = Broker::start_sharded(&[
+            "--password-file",
+            &password_file(),
+            "--acl-file",
+            &acl_file(),
+        ]);
+        let port = broker.port;
+        let mut sensor = login(port, "acl-sensor", "sensor-1", "s3cret!").await;
+        let mut ops = login(port, "acl-ops", "ops", "pässwörd").await;
+        let mut legacy = login(port, "acl-legacy", "legacy", "old-style").await;
+
+        // Subscriptions: wider than a read grant, or inside none, are refused.
+        assert_eq!(
+            sensor.subscribe("telemetry/#", 1).await,
+            [rumqttc::SubscribeReasonCode::Failure]
+        );
+        sensor.subscribe_ok("commands/sensor-1", 1).await;
+        sensor.subscribe_ok("devices/acl-sensor/#", 1).await;
+        // `#` is within ops's `readwrite #`; its deny applies message by message.
+        ops.subscribe_ok("telemetry/#", 1).await;
+
+        // Not allowed to write: acked as usual in 3.1.1, but never delivered. Each publisher's
+        // messages arrive in order, so its last one marks the end of what it sent.
+        sensor
+            .publish("telemetry/sensor-2/temp", 1, false, "forged")
+            .await;
+        sensor
+            .publish("telemetry/sensor-1/temp", 1, false, "21.5")
+            .await;
+        legacy
+            .publish("telemetry/secret/key", 1, false, "hidden")
+            .await;
+        legacy
+            .publish("telemetry/legacy/done", 1, false, "end")
+            .await;
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let m = recv_one(&mut ops.publishes, secs(10)).await;
+            got.push(format!("{} {}", m.topic, text(&m)));
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            ["telemetry/legacy/done end", "telemetry/sensor-1/temp 21.5"]
+        );
+
+        ops.publish("commands/sensor-1", 1, false, "reboot").await;
+        ops.publish("devices/acl-sensor/led", 1, false, "on").await;
+        let got = common::recv_n(&mut sensor.publishes, 2, secs(10)).await;
+        assert_eq!(common::texts(&got), ["reboot", "on"]);
+        broker.assert_alive();
+    })
+    .await;
+}
+
+/// In 5.0 a refused PUBLISH is acked with 0x87 (not authorized) and a refused SUBSCRIBE gets
+/// 0x87 in its SUBACK; clients without a user name get the anonymous rules.
+#[test]
+fn v5_refusals_say_not_authorized() {
+    common::run_bounded(secs(60), || {
+        let broker = Broker::start(&[
+            "--password-file",
+            &password_file(),
+            "--allow-anonymous",
+            "--acl-file",
+            &acl_file(),
+        ]);
+        let connect = enc::connect(&enc::Connect {
+            level: 5,
+            client_id: b"acl-v5",
+            username: Some(b"sensor-1"),
+            password: Some(b"s3cret!"),
+            ..Default::default()
+        });
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
+        assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
+        c.send_ok(&enc::publish_v5(b"commands/sensor-1", b"x", 1, false, 7));
+        let puback = c.expect_kind(kind::PUBACK, LONG);
+        assert_eq!(puback.body[..3], [0, 7, 0x87]);
+        c.send_ok(&enc::subscribe_v5(
+            8,
+            &[("telemetry/#", 1), ("commands/sensor-1", 1)],
+        ));
+        let suback = c.expect_kind(kind::SUBACK, LONG);
+        assert_eq!(suback.body[suback.body.len() - 2..], [0x87, 0x01]);
+
+        let (mut anonymous, ack) = RawClient::connect_raw(
+            broker.port,
+            &enc::connect(&enc::Connect {
+                level: 5,
+                client_id: b"acl-anon",
+                ..Default::default()
+            }),
+        );
+        assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
+        anonymous.send_ok(&enc::subscribe_v5(1, &[("public/#", 0), ("commands/#", 0)]));
+        let suback = anonymous.expect_kind(kind::SUBACK, LONG);
+        assert_eq!(suback.body[suback.body.len() - 2..], [0x00, 0x87]);
+        broker.assert_alive();
+    });
+}
+
+/// 3.1.1 has no way to refuse a PUBLISH: a QoS 2 one the ACL denies still completes its
+/// PUBREC / PUBREL / PUBCOMP exchange, and the connection stays up.
+#[test]
+fn a_refused_qos2_publish_completes_its_exchange_in_3_1_1() {
+    common::run_bounded(secs(60), || {
+        let broker = Broker::start(&[
+            "--password-file",
+            &password_file(),
+            "--acl-file",
+            &acl_file(),
+        ]);
+        let connect = enc::connect(&enc::Connect {
+            client_id: b"acl-q2",
+            username: Some(b"sensor-1"),
+            password: Some(b"s3cret!"),
+            ..Default::default()
+        });
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
+        assert_eq!(ack.expect("CONNACK").connack().1, 0);
+        // Completes PUBREC / PUBREL / PUBCOMP and checks their bytes.
+        c.publish(2, 9, "commands/sensor-1", b"denied", false);
+        c.ping();
+        broker.assert_alive();
+    });
+}

@@ -1,5 +1,6 @@
 //! Who may connect: user names and passwords from a Mosquitto password file (as written by
-//! `mosquitto_passwd`), and whether clients without a user name are let in.
+//! `mosquitto_passwd`), whether clients without a user name are let in, and the ACL file that
+//! says what each may publish and subscribe to.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,6 +10,7 @@ use base64::Engine;
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 
+use super::acl::{AclFile, ClientAcl};
 use crate::protocol::ReasonCode;
 
 /// The CONNECT credentials policy.
@@ -16,6 +18,7 @@ use crate::protocol::ReasonCode;
 pub struct Authenticator {
     passwords: Option<PasswordFile>,
     allow_anonymous: bool,
+    acl: Option<AclFile>,
 }
 
 impl Default for Authenticator {
@@ -24,6 +27,7 @@ impl Default for Authenticator {
         Authenticator {
             passwords: None,
             allow_anonymous: true,
+            acl: None,
         }
     }
 }
@@ -36,7 +40,18 @@ impl Authenticator {
         Authenticator {
             passwords,
             allow_anonymous,
+            acl: None,
         }
+    }
+
+    pub fn with_acl(mut self, acl: Option<AclFile>) -> Authenticator {
+        self.acl = acl;
+        self
+    }
+
+    /// The client's access rules; `None` when no ACL file is in force (everything allowed).
+    pub fn client_acl(&self, username: Option<&str>, client_id: &str) -> Option<Arc<ClientAcl>> {
+        Some(self.acl.as_ref()?.for_client(username, client_id))
     }
 
     /// `Ok` to let the client in, else the CONNACK refusal.

@@ -2,6 +2,7 @@
 //! machines. Packets and messages in, encoded bytes and shard messages out; the caller supplies
 //! the clock. Nothing here touches a socket or an executor.
 
+pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod features;

@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+use super::acl::ClientAcl;
 use super::limits::Limits;
 use super::message::{Delivery, Message};
 use super::topic_alias::{OutboundAlias, OutboundAliases};
@@ -128,6 +130,9 @@ pub struct Session {
     pub expires_at: Option<Instant>,
     /// Filter (`$share/...` included) -> options and subscription identifier.
     pub subscriptions: SmallMap<ByteString, Subscription>,
+    /// What the client may publish and receive, from the ACL file as of its last CONNECT;
+    /// `None`: no ACL file, everything allowed.
+    pub acl: Option<Arc<ClientAcl>>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
@@ -143,12 +148,18 @@ impl Session {
             expiry_interval,
             expires_at: None,
             subscriptions: SmallMap::default(),
+            acl: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             awaiting_pubrel: SmallSet::default(),
             next_packet_id: 1,
         }
+    }
+
+    /// Whether the ACL lets a message on `topic` reach this client.
+    pub fn may_receive(&self, topic: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.may_receive(topic))
     }
 
     pub fn inflight_len(&self) -> usize {

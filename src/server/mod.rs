@@ -18,6 +18,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
+use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::metrics::StatsBoard;
 use mesh::Envelope;
@@ -47,24 +48,45 @@ pub enum StartError {
     },
     #[error("cannot start the shards: {0}")]
     Executor(String),
-    #[error("password file {path}: {why}")]
-    PasswordFile { path: String, why: String },
+    #[error("{what} {path}: {why}")]
+    ConfigFile {
+        what: &'static str,
+        path: String,
+        why: String,
+    },
 }
 
-/// The CONNECT credentials policy from the command line; the password file is read here, at
-/// start and on SIGHUP.
+/// The credentials and access policy from the command line; its files are read here, at start
+/// and on SIGHUP.
 fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
-    let Some(path) = &config.password_file else {
-        return Ok(Authenticator::default());
-    };
-    let fail = |why: String| StartError::PasswordFile {
+    let passwords = config
+        .password_file
+        .as_deref()
+        .map(|path| read_config_file("password file", path, PasswordFile::parse))
+        .transpose()?;
+    let acl = config
+        .acl_file
+        .as_deref()
+        .map(|path| read_config_file("ACL file", path, AclFile::parse))
+        .transpose()?;
+    if let Some(passwords) = &passwords {
+        tracing::info!(users = passwords.len(), "password file loaded");
+    }
+    Ok(Authenticator::new(passwords, config.allow_anonymous).with_acl(acl))
+}
+
+fn read_config_file<T>(
+    what: &'static str,
+    path: &std::path::Path,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, StartError> {
+    let fail = |why: String| StartError::ConfigFile {
+        what,
         path: path.display().to_string(),
         why,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let passwords = PasswordFile::parse(&text).map_err(fail)?;
-    tracing::info!(users = passwords.len(), "password file loaded");
-    Ok(Authenticator::new(Some(passwords), config.allow_anonymous))
+    parse(&text).map_err(fail)
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -141,7 +163,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// SIGHUP rereads the password file; SIGTERM or SIGINT stops the shards.
+/// SIGHUP rereads the password and ACL files; SIGTERM or SIGINT stops the shards.
 fn handle_signals(
     mut signals: signal_hook::iterator::Signals,
     (config, auth): (Config, Arc<AuthHandle>),
@@ -155,15 +177,15 @@ fn handle_signals(
             tracing::info!(signal, "stopping");
             return;
         }
-        if config.password_file.is_none() {
+        if config.password_file.is_none() && config.acl_file.is_none() {
             continue;
         }
         match authenticator(&config) {
             Ok(new) => {
                 auth.replace(new);
-                tracing::info!("password file reloaded");
+                tracing::info!("password and ACL files reloaded");
             }
-            Err(error) => tracing::error!(%error, "reload failed; keeping the old passwords"),
+            Err(error) => tracing::error!(%error, "reload failed; keeping the old rules"),
         }
     }
 }

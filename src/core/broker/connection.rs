@@ -104,6 +104,10 @@ impl Broker {
                 key
             }
         };
+        let acl = auth.client_acl(connect.username.as_deref(), &client_id);
+        if let Some(session) = self.sessions.get_mut(&key) {
+            session.acl = acl;
+        }
 
         let max_keep_alive = self.features.max_keep_alive;
         let keep_alive = if max_keep_alive > 0

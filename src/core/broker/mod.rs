@@ -391,7 +391,8 @@ impl Broker {
                 queue_full_total = self.counters.dropped_queue_full,
                 too_large_total = self.counters.dropped_too_large,
                 expired_total = self.counters.dropped_expired,
-                "messages dropped by limits"
+                not_authorized_total = self.counters.dropped_not_authorized,
+                "messages dropped by limits or the ACL"
             );
         }
     }

@@ -120,6 +120,9 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
+        if !session.may_receive(delivery.message.topic()) {
+            return;
+        }
         let conn_id = session.conn;
         let link = conn_id
             .and_then(|c| self.conns.get_mut(&c))

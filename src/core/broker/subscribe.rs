@@ -42,6 +42,11 @@ impl Broker {
                 codes.push(ReasonCode::WildcardSubscriptionsNotSupported);
                 continue;
             }
+            let acl = self.sessions.get(&key).and_then(|s| s.acl.as_ref());
+            if acl.is_some_and(|acl| !acl.may_subscribe(inner)) {
+                codes.push(ReasonCode::NotAuthorized);
+                continue;
+            }
             let mut options = f.options;
             options.qos = options.qos.min(self.features.max_qos);
             let Some(session) = self.sessions.get_mut(&key) else {
@@ -129,7 +134,15 @@ impl Broker {
             return;
         };
         for (filter, subscription) in pending.retained_for {
-            let messages: Vec<_> = self.retained.matching(&filter).cloned().collect();
+            let Some(session) = self.sessions.get(&key) else {
+                return;
+            };
+            let messages: Vec<_> = self
+                .retained
+                .matching(&filter)
+                .filter(|m| session.may_receive(m.topic()))
+                .cloned()
+                .collect();
             for message in messages {
                 let qos = effective_qos(message.qos, subscription.options.qos);
                 let mut delivery = Delivery::new(message, qos, true);
