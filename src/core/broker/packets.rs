@@ -182,11 +182,12 @@ impl Broker {
             );
         }
         let topic = aliased_topic.as_deref().unwrap_or(publish.topic());
-        let allowed = self
-            .sessions
-            .get(&key)
-            .and_then(|s| s.acl.as_ref())
-            .is_none_or(|acl| acl.may_publish(topic));
+        // One session lookup for both: who publishes (for by-publisher shared groups) and
+        // whether the ACL lets it.
+        let (publisher, allowed) = self.sessions.get(&key).map_or((0, true), |s| {
+            let allowed = s.acl.as_ref().is_none_or(|acl| acl.may_publish(topic));
+            (client_hash(&s.client_id), allowed)
+        });
         if !allowed {
             return self.refuse_publish(id, qos, packet_id);
         }
@@ -209,10 +210,6 @@ impl Broker {
         };
         let mut matched = true;
         if route {
-            let publisher = self
-                .sessions
-                .get(&key)
-                .map_or(0, |s| client_hash(&s.client_id));
             publish.properties.topic_alias = None;
             let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
             matched = self.publish_message(message, Some(key), publisher);
