@@ -307,3 +307,37 @@ fn a_refused_qos2_publish_completes_its_exchange_in_3_1_1() {
         broker.assert_alive();
     });
 }
+
+/// A will is a publish made later: its topic must be one the client may write to, or the
+/// CONNECT is refused (3.1.1 code 5).
+#[test]
+fn a_will_on_a_topic_the_acl_denies_refuses_the_connect() {
+    common::run_bounded(secs(60), || {
+        let broker = Broker::start(&[
+            "--password-file",
+            &password_file(),
+            "--acl-file",
+            &acl_file(),
+        ]);
+        for (topic, expected) in [
+            (&b"commands/sensor-1"[..], 5),
+            (&b"telemetry/sensor-1/status"[..], 0),
+        ] {
+            let connect = enc::connect(&enc::Connect {
+                client_id: b"acl-will",
+                username: Some(b"sensor-1"),
+                password: Some(b"s3cret!"),
+                will: Some(enc::Will {
+                    topic,
+                    payload: b"gone",
+                    qos: 0,
+                    retain: false,
+                }),
+                ..Default::default()
+            });
+            let (_c, ack) = RawClient::connect_raw(broker.port, &connect);
+            assert_eq!(ack.expect("CONNACK").connack().1, expected, "{topic:?}");
+        }
+        broker.assert_alive();
+    });
+}

@@ -70,6 +70,18 @@ impl Broker {
             // Copied: a slice would keep the whole read buffer alive as long as the session.
             ByteString::from(&*connect.client_id)
         };
+        // A will is a PUBLISH made later: the ACL must allow its topic now, or a client could
+        // publish anywhere through it.
+        let acl = auth.client_acl(username, &client_id);
+        let will_denied = connect.will.as_ref().is_some_and(|will| {
+            acl.as_ref()
+                .is_some_and(|acl| !acl.may_publish(&will.topic))
+        });
+        if will_denied {
+            tracing::info!(shard = self.shard, client = %client_id, "CONNECT refused: will topic not allowed");
+            self.refuse(id, ReasonCode::NotAuthorized);
+            return;
+        }
         // A new connection for this client id cancels a will still waiting out its delay.
         self.pending_wills.remove(&client_id);
 
@@ -104,7 +116,6 @@ impl Broker {
                 key
             }
         };
-        let acl = auth.client_acl(connect.username.as_deref(), &client_id);
         if let Some(session) = self.sessions.get_mut(&key) {
             session.acl = acl;
         }
