@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG};
 use common::{bounded, client_id_on_shard, connect, recv_until, secs, text, Broker, SHARDS};
 
 /// Waits for a `$SYS` figure on `topic` that satisfies `ok`.
@@ -59,4 +60,31 @@ async fn sys_topics_count_clients_and_drops_over_all_shards() {
         broker.assert_alive();
     })
     .await;
+}
+
+/// `$SYS` is the broker's: a client's PUBLISH there is refused (5.0: PUBACK 0x87), even with
+/// no ACL file, so the figures cannot be forged.
+#[test]
+fn clients_cannot_publish_to_sys_topics() {
+    common::run_bounded(secs(30), || {
+        let broker = Broker::start(&[]);
+        let connect = enc::connect(&enc::Connect {
+            level: 5,
+            client_id: b"sys-forger",
+            ..Default::default()
+        });
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
+        assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
+        c.send_ok(&enc::publish_v5(
+            b"$SYS/broker/version",
+            b"fake",
+            1,
+            true,
+            9,
+        ));
+        assert_eq!(c.expect_kind(kind::PUBACK, LONG).body[..3], [0, 9, 0x87]);
+        // Other `$` topics are ordinary ones.
+        c.send_ok(&enc::publish_v5(b"$app/x", b"ok", 1, false, 10));
+        assert_eq!(c.expect_kind(kind::PUBACK, LONG).body[..3], [0, 10, 0x10]);
+    });
 }

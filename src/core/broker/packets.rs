@@ -184,8 +184,10 @@ impl Broker {
         let topic = aliased_topic.as_deref().unwrap_or(publish.topic());
         // One session lookup for both: who publishes (for by-publisher shared groups) and
         // whether the ACL lets it.
+        // `$SYS` is the broker's own: no client writes there, ACL or not.
         let (publisher, allowed) = self.sessions.get(&key).map_or((0, true), |s| {
-            let allowed = s.acl.as_ref().is_none_or(|acl| acl.may_publish(topic));
+            let allowed =
+                !is_sys_topic(topic) && s.acl.as_ref().is_none_or(|acl| acl.may_publish(topic));
             (client_hash(&s.client_id), allowed)
         });
         if !allowed {
@@ -265,4 +267,8 @@ impl Broker {
 /// A stable hash of a client id, for the by-publisher shared subscription policy.
 pub(super) fn client_hash(client_id: &str) -> u64 {
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(client_id)
+}
+
+fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }
