@@ -26,10 +26,12 @@ pub enum ShardMsg {
         shard: usize,
         sync: u64,
     },
-    /// `shard` lost its last local subscriber on `filter`.
+    /// `shard` lost its last local subscriber on `filter`. A non-zero `sync` asks for a
+    /// [`ShardMsg::RouteAck`]: the UNSUBACK waits for every shard's.
     RouteRemove {
         filter: ByteString,
         shard: usize,
+        sync: u64,
     },
     RouteAck {
         sync: u64,

@@ -289,7 +289,7 @@ impl Broker {
             return;
         };
         self.counters.connections_closed += 1;
-        self.pending_subscribes.retain(|_, p| p.conn != id);
+        self.pending_replies.retain(|_, p| p.conn != id);
         let Some(key) = conn.session else {
             return;
         };
@@ -331,7 +331,7 @@ impl Broker {
         };
         let filters: Vec<ByteString> = session.subscriptions.keys().cloned().collect();
         for filter in &filters {
-            self.remove_subscriber(filter, key);
+            self.remove_subscriber(filter, key, 0);
         }
         self.redistribute_shared(key);
         if let Some(session) = self.sessions.remove(&key) {

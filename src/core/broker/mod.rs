@@ -63,12 +63,14 @@ pub struct Output {
     pub close: bool,
 }
 
-/// A SUBACK waiting for every shard to acknowledge the routes its filters added.
+/// A SUBACK (or UNSUBACK) waiting for every shard to acknowledge the routes its filters added
+/// (or removed): a client that publishes after it must find the routes as it says.
 #[derive(Debug)]
-struct PendingSubscribe {
+struct PendingReply {
     conn: ConnId,
     acks_missing: usize,
-    suback: BytesMut,
+    reply: BytesMut,
+    /// Filters whose retained messages follow a SUBACK.
     retained_for: Vec<(ByteString, Subscription)>,
 }
 
@@ -128,7 +130,7 @@ pub struct Broker {
     shared_turn: AHashMap<ByteString, usize>,
     retained: RetainedStore,
     outbox: Vec<VecDeque<ShardMsg>>,
-    pending_subscribes: AHashMap<u64, PendingSubscribe>,
+    pending_replies: AHashMap<u64, PendingReply>,
     pending_wills: AHashMap<ByteString, PendingWill>,
     next_sync: u64,
     flush_queue: Vec<ConnId>,
@@ -162,7 +164,7 @@ impl Broker {
             shared_turn: AHashMap::new(),
             retained: RetainedStore::default(),
             outbox: (0..shards).map(|_| VecDeque::new()).collect(),
-            pending_subscribes: AHashMap::new(),
+            pending_replies: AHashMap::new(),
             pending_wills: AHashMap::new(),
             next_sync: 1,
             flush_queue: Vec::new(),

@@ -287,11 +287,14 @@ impl Broker {
         false
     }
 
-    pub(super) fn remove_subscriber(&mut self, filter: &str, key: SessionKey) {
+    /// Removes `key`'s subscription from the local trie. When it was the shard's last on
+    /// `filter`, the other shards drop their route (acknowledging `sync` if non-zero) and this
+    /// returns true.
+    pub(super) fn remove_subscriber(&mut self, filter: &str, key: SessionKey, sync: u64) -> bool {
         let shared = parse_shared(filter).and_then(Result::ok);
         let inner = shared.map_or(filter, |s| s.filter);
         let Some(subscribers) = self.subscriptions.get_mut(inner) else {
-            return;
+            return false;
         };
         let last = match shared {
             None => subscribers.plain.remove(&key).is_some() && subscribers.plain.is_empty(),
@@ -310,15 +313,18 @@ impl Broker {
         if subscribers.is_empty() {
             self.subscriptions.remove(inner);
         }
-        if last && self.shards > 1 {
-            self.remove_route(filter, self.shard);
-            for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push_back(ShardMsg::RouteRemove {
-                    filter: filter.into(),
-                    shard: self.shard,
-                });
-            }
+        if !last || self.shards == 1 {
+            return false;
         }
+        self.remove_route(filter, self.shard);
+        for to in (0..self.shards).filter(|&s| s != self.shard) {
+            self.outbox[to].push_back(ShardMsg::RouteRemove {
+                filter: filter.into(),
+                shard: self.shard,
+                sync,
+            });
+        }
+        true
     }
 
     fn add_route(&mut self, filter: &str, shard: usize) {
@@ -378,9 +384,18 @@ impl Broker {
                         self.outbox[from].push_back(ShardMsg::RouteAck { sync });
                     }
                 }
-                ShardMsg::RouteRemove { filter, shard } => self.remove_route(&filter, shard),
+                ShardMsg::RouteRemove {
+                    filter,
+                    shard,
+                    sync,
+                } => {
+                    self.remove_route(&filter, shard);
+                    if sync != 0 {
+                        self.outbox[from].push_back(ShardMsg::RouteAck { sync });
+                    }
+                }
                 ShardMsg::RouteAck { sync } => {
-                    let done = match self.pending_subscribes.get_mut(&sync) {
+                    let done = match self.pending_replies.get_mut(&sync) {
                         Some(p) => {
                             p.acks_missing -= 1;
                             p.acks_missing == 0
@@ -388,8 +403,8 @@ impl Broker {
                         None => false,
                     };
                     if done {
-                        let pending = self.pending_subscribes.remove(&sync).expect("present");
-                        self.finish_subscribe(pending);
+                        let pending = self.pending_replies.remove(&sync).expect("present");
+                        self.finish_reply(pending);
                     }
                 }
             }

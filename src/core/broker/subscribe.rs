@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use bytestring::ByteString;
 
-use super::{effective_qos, Broker, ConnId, PendingSubscribe, SessionKey};
+use super::{effective_qos, Broker, ConnId, PendingReply, SessionKey};
 use crate::core::message::Delivery;
 use crate::core::session::Subscription;
 use crate::core::shard_msg::ShardMsg;
@@ -92,14 +92,14 @@ impl Broker {
             properties,
         }
         .write(version, &mut suback);
-        let pending = PendingSubscribe {
+        let pending = PendingReply {
             conn: id,
             acks_missing: new_routes.len() * (self.shards - 1),
-            suback,
+            reply: suback,
             retained_for,
         };
         if pending.acks_missing == 0 {
-            self.finish_subscribe(pending);
+            self.finish_reply(pending);
             return;
         }
         // New routes must reach every shard before the SUBACK: a client that publishes after
@@ -115,11 +115,11 @@ impl Broker {
                 });
             }
         }
-        self.pending_subscribes.insert(sync, pending);
+        self.pending_replies.insert(sync, pending);
     }
 
-    /// Writes the SUBACK, then the retained messages for the new subscriptions.
-    pub(super) fn finish_subscribe(&mut self, pending: PendingSubscribe) {
+    /// Writes the SUBACK (or UNSUBACK), then the retained messages for new subscriptions.
+    pub(super) fn finish_reply(&mut self, pending: PendingReply) {
         let id = pending.conn;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -127,7 +127,7 @@ impl Broker {
         if conn.closing {
             return;
         }
-        conn.link.out.extend_from_slice(&pending.suback);
+        conn.link.out.extend_from_slice(&pending.reply);
         let session = conn.session;
         self.queue_flush(id);
         let Some(key) = session else {
@@ -161,13 +161,17 @@ impl Broker {
 
     pub(super) fn on_unsubscribe(&mut self, id: ConnId, key: SessionKey, unsubscribe: Unsubscribe) {
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+        // Routes removed on other shards are acknowledged before the UNSUBACK, as for SUBACK:
+        // a PUBLISH right after it then gets 0x10 (no matching subscribers) where it should.
+        let sync = self.next_sync;
+        let mut removed_routes = 0;
         for filter in &unsubscribe.filters {
             let existed = self
                 .sessions
                 .get_mut(&key)
                 .is_some_and(|s| s.subscriptions.remove(filter).is_some());
             if existed {
-                self.remove_subscriber(filter, key);
+                removed_routes += usize::from(self.remove_subscriber(filter, key, sync));
                 if parse_shared(filter).is_some() {
                     self.redistribute_group(key, filter);
                 }
@@ -178,14 +182,24 @@ impl Broker {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        let conn = self.conns.get_mut(&id).expect("caller checked");
-        let version = conn.link.version;
+        let version = self.conns[&id].link.version;
+        let mut unsuback = BytesMut::new();
         let _ = UnsubAck {
             packet_id: unsubscribe.packet_id,
             codes: if version.is_v5() { codes } else { Vec::new() },
             ..UnsubAck::default()
         }
-        .write(version, &mut conn.link.out);
-        self.queue_flush(id);
+        .write(version, &mut unsuback);
+        let pending = PendingReply {
+            conn: id,
+            acks_missing: removed_routes * (self.shards - 1),
+            reply: unsuback,
+            retained_for: Vec::new(),
+        };
+        if pending.acks_missing == 0 {
+            return self.finish_reply(pending);
+        }
+        self.next_sync += 1;
+        self.pending_replies.insert(sync, pending);
     }
 }

@@ -360,7 +360,7 @@ fn dollar_topics_and_unsubscribe() {
     h.subscribe(s, "#", QoS::AtMostOnce);
     h.received(s);
     let p = h.connect("p", true, V4);
-    h.publish(p, "$SYS/x", b"1", QoS::AtMostOnce, 0, false);
+    h.publish(p, "$app/x", b"1", QoS::AtMostOnce, 0, false);
     h.publish(p, "a", b"2", QoS::AtMostOnce, 0, false);
     assert_eq!(publishes(&h.received(s)).len(), 1);
     h.send(
@@ -908,4 +908,41 @@ fn a_kept_will_owns_its_topic_and_payload() {
     let range = read_buffer.as_ptr_range();
     assert!(!range.contains(&kept.topic.as_bytes().as_ptr()));
     assert!(!range.contains(&kept.payload.as_ptr()));
+}
+
+#[test]
+fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers() {
+    let mut a = Harness::with(0, 2);
+    let mut b = Harness::with(1, 2);
+    b.now = a.now;
+    let exchange = |a: &mut Harness, b: &mut Harness| {
+        a.broker
+            .remote(1, b.broker.take_outbox(0, usize::MAX), a.now);
+        b.broker
+            .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
+    };
+    let sub = b.connect("sub", true, V5);
+    b.received(sub);
+    b.subscribe(sub, "t", QoS::AtMostOnce);
+    exchange(&mut a, &mut b);
+    b.received(sub);
+    b.send(
+        sub,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: 5,
+            filters: vec!["t".into()],
+            ..Default::default()
+        }),
+    );
+    assert!(b.received(sub).is_empty(), "UNSUBACK waits for shard 0");
+    exchange(&mut a, &mut b);
+    assert!(matches!(b.received(sub)[..], [Packet::UnsubAck(_)]));
+    // Shard 0 has dropped the route: a 5.0 publisher there hears "no matching subscribers".
+    let p = a.connect("pub", true, V5);
+    a.received(p);
+    a.publish(p, "t", b"x", QoS::AtLeastOnce, 1, false);
+    let Packet::PubAck(ack) = &a.received(p)[0] else {
+        panic!("PUBACK expected");
+    };
+    assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);
 }
