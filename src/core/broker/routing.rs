@@ -327,6 +327,13 @@ impl Broker {
         true
     }
 
+    /// Tells shard `to` that a route change it asked to hear about (`sync` non-zero) is in.
+    fn ack_route(&mut self, to: usize, sync: u64) {
+        if sync != 0 {
+            self.outbox[to].push_back(ShardMsg::RouteAck { sync });
+        }
+    }
+
     fn add_route(&mut self, filter: &str, shard: usize) {
         let shared = parse_shared(filter).and_then(Result::ok);
         let route = self
@@ -380,9 +387,7 @@ impl Broker {
                     sync,
                 } => {
                     self.add_route(&filter, shard);
-                    if sync != 0 {
-                        self.outbox[from].push_back(ShardMsg::RouteAck { sync });
-                    }
+                    self.ack_route(from, sync);
                 }
                 ShardMsg::RouteRemove {
                     filter,
@@ -390,9 +395,7 @@ impl Broker {
                     sync,
                 } => {
                     self.remove_route(&filter, shard);
-                    if sync != 0 {
-                        self.outbox[from].push_back(ShardMsg::RouteAck { sync });
-                    }
+                    self.ack_route(from, sync);
                 }
                 ShardMsg::RouteAck { sync } => {
                     let done = match self.pending_replies.get_mut(&sync) {
