@@ -110,8 +110,10 @@ impl Broker {
             _ => {
                 let key = self.next_session;
                 self.next_session += 1;
-                self.sessions
-                    .insert(key, Session::new(client_id.clone(), expiry_interval));
+                self.sessions.insert(
+                    key,
+                    Box::new(Session::new(client_id.clone(), expiry_interval)),
+                );
                 self.by_client_id.insert(client_id.clone(), key);
                 key
             }

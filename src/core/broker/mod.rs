@@ -117,11 +117,13 @@ pub struct Broker {
     features: Features,
     /// The clock as of the last call in.
     now: Instant,
-    conns: AHashMap<ConnId, Conn>,
+    /// Boxed, like `sessions`: a hash table holds its values in place, so unboxed the table's
+    /// spare capacity cost a few hundred bytes per connection.
+    conns: AHashMap<ConnId, Box<Conn>>,
     /// Connections with a session attached (counted against `max_connections`).
     connected: usize,
     next_conn: ConnId,
-    sessions: AHashMap<SessionKey, Session>,
+    sessions: AHashMap<SessionKey, Box<Session>>,
     by_client_id: AHashMap<ByteString, SessionKey>,
     next_session: SessionKey,
     subscriptions: Trie<Subscribers>,
@@ -219,7 +221,7 @@ impl Broker {
         self.next_conn += 1;
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 link: Link::new(ProtocolVersion::V3_1_1),
                 session: None,
                 will: None,
@@ -231,7 +233,7 @@ impl Broker {
                 inbound_aliases: InboundAliases::default(),
                 problem_information: true,
                 connect_expiry: 0,
-            },
+            }),
         );
         self.counters.connections_opened += 1;
         id
@@ -295,7 +297,7 @@ impl Broker {
     /// Backlog figures for diagnostics: (messages queued in sessions, connections with bytes
     /// not yet written, bytes taken by writers and not yet written, outbox messages).
     pub fn backlog(&self) -> (usize, usize, usize, usize) {
-        let queued = self.sessions.values().map(Session::queued_len).sum();
+        let queued = self.sessions.values().map(|s| s.queued_len()).sum();
         let pending_out = self
             .conns
             .values()
