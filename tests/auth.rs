@@ -170,6 +170,23 @@ fn acl_file() -> String {
     format!("{}/tests/fixtures/acl.txt", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A broker with both fixture files, plus `extra` flags.
+fn broker_with_acl(extra: &[&str]) -> Broker {
+    let (passwords, acl) = (password_file(), acl_file());
+    let files = ["--password-file", &passwords, "--acl-file", &acl];
+    Broker::start(&[&files[..], extra].concat())
+}
+
+/// A raw CONNECT as sensor-1 (password `s3cret!`); callers set the rest.
+fn as_sensor(client_id: &[u8]) -> enc::Connect<'_> {
+    enc::Connect {
+        client_id,
+        username: Some(b"sensor-1"),
+        password: Some(b"s3cret!"),
+        ..Default::default()
+    }
+}
+
 async fn login(port: u16, client_id: &str, user: &str, password: &str) -> common::Mqtt {
     let mut o = opts(port, client_id);
     o.set_credentials(user, password);
@@ -240,19 +257,10 @@ async fn the_acl_file_limits_what_each_client_publishes_and_receives() {
 #[test]
 fn v5_refusals_say_not_authorized() {
     common::run_bounded(secs(60), || {
-        let broker = Broker::start(&[
-            "--password-file",
-            &password_file(),
-            "--allow-anonymous",
-            "--acl-file",
-            &acl_file(),
-        ]);
+        let broker = broker_with_acl(&["--allow-anonymous"]);
         let connect = enc::connect(&enc::Connect {
             level: 5,
-            client_id: b"acl-v5",
-            username: Some(b"sensor-1"),
-            password: Some(b"s3cret!"),
-            ..Default::default()
+            ..as_sensor(b"acl-v5")
         });
         let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
@@ -287,18 +295,8 @@ fn v5_refusals_say_not_authorized() {
 #[test]
 fn a_refused_qos2_publish_completes_its_exchange_in_3_1_1() {
     common::run_bounded(secs(60), || {
-        let broker = Broker::start(&[
-            "--password-file",
-            &password_file(),
-            "--acl-file",
-            &acl_file(),
-        ]);
-        let connect = enc::connect(&enc::Connect {
-            client_id: b"acl-q2",
-            username: Some(b"sensor-1"),
-            password: Some(b"s3cret!"),
-            ..Default::default()
-        });
+        let broker = broker_with_acl(&[]);
+        let connect = enc::connect(&as_sensor(b"acl-q2"));
         let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
         assert_eq!(ack.expect("CONNACK").connack().1, 0);
         // Completes PUBREC / PUBREL / PUBCOMP and checks their bytes.
@@ -313,27 +311,19 @@ fn a_refused_qos2_publish_completes_its_exchange_in_3_1_1() {
 #[test]
 fn a_will_on_a_topic_the_acl_denies_refuses_the_connect() {
     common::run_bounded(secs(60), || {
-        let broker = Broker::start(&[
-            "--password-file",
-            &password_file(),
-            "--acl-file",
-            &acl_file(),
-        ]);
+        let broker = broker_with_acl(&[]);
         for (topic, expected) in [
             (&b"commands/sensor-1"[..], 5),
             (&b"telemetry/sensor-1/status"[..], 0),
         ] {
             let connect = enc::connect(&enc::Connect {
-                client_id: b"acl-will",
-                username: Some(b"sensor-1"),
-                password: Some(b"s3cret!"),
                 will: Some(enc::Will {
                     topic,
                     payload: b"gone",
                     qos: 0,
                     retain: false,
                 }),
-                ..Default::default()
+                ..as_sensor(b"acl-will")
             });
             let (_c, ack) = RawClient::connect_raw(broker.port, &connect);
             assert_eq!(ack.expect("CONNACK").connack().1, expected, "{topic:?}");
