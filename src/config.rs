@@ -34,9 +34,47 @@ pub struct Config {
     /// Largest packet accepted from a client, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(16..=268_435_460))]
     pub max_packet_size: u32,
-    /// Most connected clients per shard; further CONNECTs are refused (5.0: Quota exceeded).
+    /// Most sockets per shard, CONNECT sent or not; further CONNECTs are refused (5.0: Quota
+    /// exceeded) and, a few beyond, sockets are closed at once.
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Most sessions (connected or not) in the whole broker; new ones beyond it are refused
+    /// (5.0: Quota exceeded).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_sessions: usize,
+    /// Most subscriptions per session; further ones are refused (5.0: Quota exceeded).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+    /// Most levels in a topic name or filter; deeper ones are refused (5.0: Topic Name /
+    /// Topic Filter invalid).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub max_topic_levels: u32,
+    /// Seconds a socket has to send CONNECT before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_timeout: u32,
+    /// Seconds within which a connection's pending output must be written, else it is closed
+    /// (a client that stopped reading).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_timeout: u32,
+    /// Seconds after which sessions that would never expire (3.x clean session 0, 5.0
+    /// 0xFFFFFFFF) expire once their client is gone (Mosquitto's
+    /// persistent_client_expiration). Default: never.
+    #[arg(long, value_name = "SECS")]
+    pub persistent_client_expiration: Option<u32>,
+    /// Longest Session Expiry Interval granted to a 5.0 client, in seconds (the CONNACK says
+    /// so when it is cut). Default: what the client asks.
+    #[arg(long, value_name = "SECS")]
+    pub max_session_expiry: Option<u32>,
+    /// Most retained messages (all topics); further new topics are delivered but not retained.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_retained_messages: usize,
+    /// Most bytes (topic, payload, properties) of all retained messages.
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    pub max_retained_bytes: usize,
+    /// Use the user name as the client id, so that sessions belong to users; clients without
+    /// a user name are refused (Mosquitto's use_username_as_clientid).
+    #[arg(long)]
+    pub use_username_as_clientid: bool,
     /// Outgoing QoS 1/2 messages in flight per client (lowered to a 5.0 client's Receive Maximum).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_inflight: u16,
@@ -124,6 +162,15 @@ impl Config {
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
             max_connections: self.max_connections,
+            max_sessions: self.max_sessions,
+            max_subscriptions: self.max_subscriptions,
+            max_topic_levels: self.max_topic_levels as usize,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout.into()),
+            write_timeout: std::time::Duration::from_secs(self.write_timeout.into()),
+            persistent_client_expiration: self.persistent_client_expiration,
+            max_session_expiry: self.max_session_expiry,
+            max_retained_messages: self.max_retained_messages,
+            max_retained_bytes: self.max_retained_bytes,
             ..Limits::default()
         }
     }
@@ -142,6 +189,7 @@ impl Config {
                 SharedPolicyArg::RoundRobin => SharedPolicy::RoundRobin,
                 SharedPolicyArg::Publisher => SharedPolicy::Publisher,
             },
+            use_username_as_clientid: self.use_username_as_clientid,
         }
     }
 }
@@ -174,6 +222,51 @@ mod tests {
             (QoS::AtLeastOnce, false, SharedPolicy::Publisher)
         );
         assert!(Config::try_parse_from(["ringmq", "--max-qos", "3"]).is_err());
+    }
+
+    #[test]
+    fn limits_flags_reach_the_core() {
+        let c = Config::try_parse_from(["ringmq"]).unwrap();
+        let l = c.limits();
+        assert_eq!(
+            (
+                l.max_topic_levels,
+                l.connect_timeout.as_secs(),
+                l.persistent_client_expiration
+            ),
+            (128, 10, None)
+        );
+        let c = Config::try_parse_from([
+            "ringmq",
+            "--max-topic-levels",
+            "8",
+            "--max-subscriptions",
+            "3",
+            "--max-sessions",
+            "5",
+            "--connect-timeout",
+            "2",
+            "--write-timeout",
+            "4",
+            "--persistent-client-expiration",
+            "3600",
+            "--max-session-expiry",
+            "60",
+            "--use-username-as-clientid",
+        ])
+        .unwrap();
+        let l = c.limits();
+        assert_eq!(
+            (l.max_topic_levels, l.max_subscriptions, l.max_sessions),
+            (8, 3, 5)
+        );
+        assert_eq!(
+            (l.connect_timeout.as_secs(), l.write_timeout.as_secs()),
+            (2, 4)
+        );
+        assert_eq!(l.granted_expiry(u32::MAX), 60);
+        assert!(c.features().use_username_as_clientid);
+        assert!(Config::try_parse_from(["ringmq", "--max-topic-levels", "0"]).is_err());
     }
 
     #[test]

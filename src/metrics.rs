@@ -17,8 +17,14 @@ pub struct Counters {
     pub dropped_expired: u64,
     /// Shared-subscription messages that reached a shard whose members had all left.
     pub dropped_no_member: u64,
-    /// PUBLISHes an ACL did not allow.
+    /// Messages an ACL did not allow: PUBLISHes refused, deliveries a subscriber may not read.
     pub dropped_not_authorized: u64,
+    /// Messages still queued or unacknowledged when their session expired.
+    pub dropped_session_expired: u64,
+    /// Retained messages delivered but not retained: the retained store was full.
+    pub retained_refused: u64,
+    /// Connections closed because their output made no progress for the write timeout.
+    pub write_timeouts: u64,
     pub protocol_errors: u64,
 }
 
@@ -30,6 +36,7 @@ impl Counters {
             + self.dropped_expired
             + self.dropped_no_member
             + self.dropped_not_authorized
+            + self.dropped_session_expired
     }
 
     fn add(&mut self, other: &Counters) {
@@ -43,6 +50,9 @@ impl Counters {
         self.dropped_expired += other.dropped_expired;
         self.dropped_no_member += other.dropped_no_member;
         self.dropped_not_authorized += other.dropped_not_authorized;
+        self.dropped_session_expired += other.dropped_session_expired;
+        self.retained_refused += other.retained_refused;
+        self.write_timeouts += other.write_timeouts;
         self.protocol_errors += other.protocol_errors;
     }
 }

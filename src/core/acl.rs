@@ -80,14 +80,22 @@ impl AclFile {
     }
 
     /// The rules of one client: its user's (or the anonymous ones) and the patterns, with
-    /// `%c` and `%u` filled in. A pattern naming `%u` does not apply to a client without one.
+    /// `%c` and `%u` filled in. A pattern naming `%u` does not apply to a client without one,
+    /// and one naming a value that holds `+`, `#` or `/` applies to no one: filled in, it
+    /// would grant a wildcard or another client's levels (Mosquitto's CVE-2017-7650).
     pub fn for_client(&self, username: Option<&str>, client_id: &str) -> Arc<ClientAcl> {
         let own = match username {
             Some(user) => self.users.get(user).map_or(&[][..], Vec::as_slice),
             None => &self.anonymous,
         };
+        let unsafe_value = |v: &str| v.contains(['+', '#', '/']);
         let patterns = self.patterns.iter().filter_map(|rule| {
-            if rule.filter.contains("%u") && username.is_none() {
+            let uses_user = rule.filter.contains("%u");
+            let uses_client = rule.filter.contains("%c");
+            if uses_user && username.is_none_or(unsafe_value) {
+                return None;
+            }
+            if uses_client && unsafe_value(client_id) {
                 return None;
             }
             let filter = rule
@@ -249,6 +257,32 @@ pattern read users/%u/inbox
             stranger.may_publish("devices/x/state"),
             "patterns apply to everyone"
         );
+    }
+
+    #[test]
+    fn wildcards_or_separators_in_a_name_void_the_patterns_that_use_it() {
+        let acl = AclFile::parse(FILE).unwrap();
+        for id in ["+", "#", "a/b", "x/+", "dev+"] {
+            let client = acl.for_client(Some("sensor-1"), id);
+            assert!(
+                !client.may_subscribe("devices/+/#") && !client.may_subscribe("devices/#"),
+                "client id {id:?} widens devices/%c/#"
+            );
+            assert!(!client.may_publish("devices/a/b/state"), "client id {id:?}");
+            assert!(!client.may_publish(&format!("devices/{id}/state")));
+            // Its other rules still hold.
+            assert!(client.may_publish("telemetry/sensor-1/temp"));
+            assert!(client.may_subscribe("users/sensor-1/inbox"), "%u pattern");
+        }
+        for user in ["+", "#", "a/b"] {
+            let client = acl.for_client(Some(user), "dev-1");
+            assert!(!client.may_subscribe("users/+/inbox"), "user {user:?}");
+            assert!(!client.may_receive("users/a/b/inbox"), "user {user:?}");
+            assert!(
+                client.may_publish("devices/dev-1/state"),
+                "%c pattern still applies"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Features {
     /// Longest keep alive granted, in seconds (0: whatever the client asks).
     pub max_keep_alive: u16,
     pub shared_policy: SharedPolicy,
+    /// Sessions belong to user names: the client id is replaced by the user name, and
+    /// clients without one are refused (Mosquitto's `use_username_as_clientid`).
+    pub use_username_as_clientid: bool,
 }
 
 impl Default for Features {
@@ -41,6 +44,7 @@ impl Default for Features {
             receive_maximum: 1024,
             max_keep_alive: 0,
             shared_policy: SharedPolicy::RoundRobin,
+            use_username_as_clientid: false,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct Message {
     /// When the broker accepted it: subscriptions made later do not get it, even if the
     /// message reaches their shard after them.
     pub published_at: Instant,
+    /// Content and properties own their bytes (no slice of a read buffer): fit to be kept.
+    compact: bool,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -37,6 +39,7 @@ impl Message {
             properties: Properties::default(),
             expires_at: None,
             published_at: now,
+            compact: true,
         }
     }
 
@@ -56,12 +59,18 @@ impl Message {
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
         }
+        // QoS 0 is routed and written at once: it may share the read buffer.
+        let keep = publish.qos != QoS::AtMostOnce;
         let content = match aliased_topic {
             Some(topic) => TopicPayload::new(&topic, publish.content.payload()),
-            None if publish.qos == QoS::AtMostOnce => publish.content,
-            None => publish.content.compacted(),
+            None if keep => publish.content.compacted(),
+            None => publish.content,
         };
+        if keep {
+            properties = properties.compacted();
+        }
         Message {
+            compact: content.is_compact() && (keep || properties.is_empty()),
             content,
             qos: publish.qos,
             retain: publish.retain,
@@ -82,7 +91,8 @@ impl Message {
             retain: will.retain,
             expires_at: expiry(&properties, now),
             published_at: now,
-            properties,
+            properties: properties.compacted(),
+            compact: true,
         }
     }
 
@@ -94,13 +104,20 @@ impl Message {
         self.content.payload()
     }
 
-    /// This message, or a copy of it that owns compact content, to be kept for long.
+    /// True when content and properties own their bytes.
+    pub fn is_compact(&self) -> bool {
+        self.compact
+    }
+
+    /// This message, or a copy of it that owns all its bytes, to be kept for long.
     pub fn compacted(message: &SharedMessage) -> SharedMessage {
-        if message.content.is_compact() {
+        if message.compact {
             return message.clone();
         }
         Arc::new(Message {
             content: message.content.compacted(),
+            properties: message.properties.compacted(),
+            compact: true,
             ..Message::clone(message)
         })
     }
@@ -112,9 +129,10 @@ impl Message {
         Some(left.as_secs() as u32 + u32::from(left.subsec_nanos() > 0))
     }
 
-    /// Bytes this message holds, for queue accounting.
+    /// Bytes this message holds (topic, payload and property values), for queue and
+    /// retained limits.
     pub fn size(&self) -> usize {
-        self.content.len()
+        self.content.len() + self.properties.stored_len()
     }
 }
 

@@ -8,25 +8,40 @@ pub mod broker;
 pub mod features;
 pub mod limits;
 pub mod message;
+pub mod quota;
 pub mod retained;
 pub mod session;
 pub mod shard_msg;
 pub mod sys_topics;
+pub mod timers;
 pub mod topic_alias;
 pub mod trie;
 
-pub use broker::{Broker, ConnId, Output};
+pub use broker::{Broker, ConnId, Output, ReadPause};
 pub use features::{Features, SharedPolicy};
 pub use limits::Limits;
 pub use message::{Delivery, Message, SharedMessage};
 pub use shard_msg::ShardMsg;
 
-/// A map for per-connection and per-session state: ahash with fixed keys, so an empty map is
-/// 32 bytes rather than 64 (no per-map random state). Its keys come from one client and hurt
-/// only that client if crafted to collide.
-pub type SmallMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<ahash::AHasher>>;
-pub type SmallSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<ahash::AHasher>>;
+/// A map for per-connection and per-session state. Its hasher is a zero-sized handle on one
+/// random per-process ahash key, so an empty map is 32 bytes rather than 64 (no per-map random
+/// state), and keys a client chooses cannot be crafted to collide: the key is not known
+/// outside the process.
+pub type SmallMap<K, V> = std::collections::HashMap<K, V, ProcessSeed>;
+pub type SmallSet<K> = std::collections::HashSet<K, ProcessSeed>;
+
+/// Builds hashers from one random key drawn once per process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessSeed;
+
+impl std::hash::BuildHasher for ProcessSeed {
+    type Hasher = ahash::AHasher;
+
+    fn build_hasher(&self) -> ahash::AHasher {
+        static STATE: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+        STATE.get_or_init(ahash::RandomState::new).build_hasher()
+    }
+}
 
 /// The shard a client id's session lives on. Every shard computes the same answer (fixed seeds),
 /// so a connection can be handed to its home shard right after CONNECT.
@@ -43,6 +58,28 @@ pub fn home_shard(client_id: &[u8], shards: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn small_maps_hash_with_a_random_key() {
+        let fixed = std::hash::BuildHasherDefault::<ahash::AHasher>::default();
+        let keys = ["sensor-1", "a/b/c", "+", ""];
+        let differs = keys
+            .iter()
+            .filter(|k| super::ProcessSeed.hash_one(k) != fixed.hash_one(k))
+            .count();
+        assert_eq!(
+            differs,
+            keys.len(),
+            "the per-process key is not the fixed one"
+        );
+        assert_eq!(
+            super::ProcessSeed.hash_one("x"),
+            super::ProcessSeed.hash_one("x"),
+            "one key for the whole process"
+        );
+    }
+
     #[test]
     fn home_shard_is_stable_and_spreads() {
         let a = super::home_shard(b"sensor-1", 4);

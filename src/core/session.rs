@@ -34,6 +34,8 @@ pub struct Link {
     /// The client's Topic Alias Maximum (5.0): aliases we may assign.
     pub topic_alias_maximum: u16,
     pub aliases: OutboundAliases,
+    /// Bytes of topics the outbound aliases may hold.
+    pub alias_budget: usize,
 }
 
 impl Link {
@@ -46,6 +48,7 @@ impl Link {
             max_packet_size: u32::MAX,
             topic_alias_maximum: 0,
             aliases: OutboundAliases::default(),
+            alias_budget: 0,
         }
     }
 
@@ -84,6 +87,22 @@ pub struct Subscription {
     pub since: Instant,
 }
 
+/// The retained messages of one new subscription not sent yet.
+#[derive(Debug)]
+pub struct RetainedBacklog {
+    pub filter: ByteString,
+    pub subscription: Subscription,
+    /// The last topic walked; `None` before the first step.
+    pub cursor: Option<String>,
+}
+
+/// A will to publish at `due` unless the client comes back first (MQTT-3.1.3-9).
+#[derive(Debug)]
+pub struct PendingWill {
+    pub due: Instant,
+    pub will: Box<crate::protocol::Will>,
+}
+
 /// What became of a message handed to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
@@ -105,6 +124,9 @@ pub struct PumpReport {
     pub sent: usize,
     pub too_large: usize,
     pub expired: usize,
+    /// Queued or in flight, but the ACL of the connection now attached does not let the
+    /// client read them.
+    pub not_authorized: usize,
 }
 
 impl PumpReport {
@@ -133,6 +155,14 @@ pub struct Session {
     /// What the client may publish and receive, from the ACL file as of its last CONNECT;
     /// `None`: no ACL file, everything allowed.
     pub acl: Option<Arc<ClientAcl>>,
+    /// Retained messages still to send for new subscriptions, walked in steps.
+    pub retained: Vec<RetainedBacklog>,
+    /// Whether the broker has this session on its list of retained work to do.
+    pub retained_scheduled: bool,
+    /// A will waiting out its Will Delay Interval while the client is away.
+    pub pending_will: Option<PendingWill>,
+    /// The earliest time the broker's timers will look at this session, if any.
+    pub timer_armed: Option<Instant>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
@@ -149,6 +179,10 @@ impl Session {
             expires_at: None,
             subscriptions: SmallMap::default(),
             acl: None,
+            retained: Vec::new(),
+            retained_scheduled: false,
+            pending_will: None,
+            timer_armed: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -194,7 +228,7 @@ impl Session {
         self.queued_bytes += size;
         // Queued for an unknown time: must not pin the read buffer it was decoded into.
         let mut delivery = delivery;
-        if !delivery.message.content.is_compact() {
+        if !delivery.message.is_compact() {
             delivery.message = Message::compacted(&delivery.message);
         }
         self.queue.push_back(delivery);
@@ -214,9 +248,31 @@ impl Session {
             }
             let delivery = self.queue.pop_front().expect("front exists");
             self.queued_bytes -= delivery.message.size();
+            // Queued under the ACL of an earlier connection: the current one decides.
+            if !self.may_receive(delivery.message.topic()) {
+                report.not_authorized += 1;
+                continue;
+            }
             report.add(self.send(delivery, link, now));
         }
         report
+    }
+
+    /// Whether the link can take more and nothing queued is ahead: room for retained messages.
+    pub fn ready_for_more(&self, link: &Link, limits: &Limits) -> bool {
+        self.queue.is_empty()
+            && link.has_room(limits)
+            && self.inflight.len() < usize::from(link.receive_maximum)
+    }
+
+    /// Messages that end with the session: queued, or sent and not yet acknowledged.
+    pub fn undelivered(&self) -> usize {
+        self.queue.len()
+            + self
+                .inflight
+                .iter()
+                .filter(|i| i.awaiting == AwaitingFromClient::Ack)
+                .count()
     }
 
     fn send(&mut self, delivery: Delivery, link: &mut Link, now: Instant) -> DeliverOutcome {
@@ -319,9 +375,20 @@ impl Session {
     }
 
     /// After a reconnect: resend every unacknowledged message in its original order, with DUP
-    /// set, and PUBREL for those already received (MQTT-4.4.0-1); then the queue.
+    /// set, and PUBREL for those already received (MQTT-4.4.0-1); then the queue. A message
+    /// the connection's ACL no longer lets the client read is dropped, and its packet id freed.
     pub fn resume(&mut self, link: &mut Link, limits: &Limits, now: Instant) -> PumpReport {
         let mut report = PumpReport::default();
+        let acl = self.acl.clone();
+        let readable = |i: &Inflight| {
+            i.awaiting == AwaitingFromClient::Complete
+                || acl
+                    .as_ref()
+                    .is_none_or(|acl| acl.may_receive(i.delivery.message.topic()))
+        };
+        let before = self.inflight.len();
+        self.inflight.retain(readable);
+        report.not_authorized += before - self.inflight.len();
         // Once sent, a message is resent even if it has expired meanwhile: the client may
         // have it already, and the packet id must be completed either way.
         for inflight in &self.inflight {
@@ -344,6 +411,7 @@ impl Session {
         report.sent += more.sent;
         report.too_large += more.too_large;
         report.expired += more.expired;
+        report.not_authorized += more.not_authorized;
         report
     }
 
@@ -437,7 +505,7 @@ fn encode_publish(
     }
     let alias = if v5 {
         link.aliases
-            .assign(message.topic(), link.topic_alias_maximum)
+            .assign(message.topic(), link.topic_alias_maximum, link.alias_budget)
     } else {
         None
     };
@@ -516,7 +584,7 @@ mod tests {
     fn a_queued_message_does_not_pin_the_read_buffer_it_came_from() {
         let mut read_buffer = BytesMut::from(&b"\x30\x06\x00\x01tabc"[..]);
         let message = sliced_message(&mut read_buffer);
-        assert!(!message.content.is_compact(), "QoS 0 is routed zero-copy");
+        assert!(!message.is_compact(), "QoS 0 is routed zero-copy");
         let limits = Limits::default();
         // Offline: QoS 1 queued.
         let mut s = Session::new("c".into(), u32::MAX);
@@ -528,7 +596,7 @@ mod tests {
         );
         assert_eq!(outcome, DeliverOutcome::Queued);
         let queued = &s.queue.front().unwrap().message;
-        assert!(queued.content.is_compact());
+        assert!(queued.is_compact());
         assert_eq!((queued.topic(), queued.payload()), ("t", &b"abc"[..]));
         // Online but slow: QoS 0 queued behind a full write buffer.
         let mut link = Link::new(ProtocolVersion::V3_1_1);
@@ -541,7 +609,7 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(outcome, DeliverOutcome::Queued);
-        assert!(s.queue.front().unwrap().message.content.is_compact());
+        assert!(s.queue.front().unwrap().message.is_compact());
     }
 
     #[test]

@@ -38,6 +38,16 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
             "$SYS/broker/publish/messages/dropped/no_shared_member",
             c.dropped_no_member,
         ),
+        (
+            "$SYS/broker/publish/messages/dropped/not_authorized",
+            c.dropped_not_authorized,
+        ),
+        (
+            "$SYS/broker/publish/messages/dropped/session_expired",
+            c.dropped_session_expired,
+        ),
+        ("$SYS/broker/retained messages/refused", c.retained_refused),
+        ("$SYS/broker/connections/write_timeouts", c.write_timeouts),
         ("$SYS/broker/protocol_errors", c.protocol_errors),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];

@@ -38,11 +38,20 @@ impl InboundAliases {
     }
 }
 
-/// Aliases we assign towards the client, least recently used replaced first.
+/// Aliases we assign towards the client, least recently used replaced first, holding at most
+/// a byte budget of topics. Allocated on first use: most clients never take aliases.
 #[derive(Debug, Default)]
-pub struct OutboundAliases {
-    by_topic: SmallMap<ByteString, (u16, u64)>,
-    clock: u64,
+pub struct OutboundAliases(Option<Box<AliasCache>>);
+
+#[derive(Debug)]
+struct AliasCache {
+    by_topic: lru::LruCache<ByteString, u16>,
+    /// Bytes of the topics held.
+    bytes: usize,
+    /// Alias numbers given up by evicted topics, reused before new ones.
+    free: Vec<u16>,
+    /// The highest alias number handed out so far.
+    highest: u16,
 }
 
 /// How to send a topic: in full with a new alias, or by an alias the client knows.
@@ -55,28 +64,44 @@ pub enum OutboundAlias {
 }
 
 impl OutboundAliases {
-    /// The alias for `topic` within the client's `maximum` (None when it takes none).
-    pub fn assign(&mut self, topic: &str, maximum: u16) -> Option<OutboundAlias> {
-        if maximum == 0 {
+    /// The alias for `topic` within the client's `maximum` and `budget` bytes of topics (None
+    /// when it takes none, or the topic alone exceeds the budget). Evicting is O(1).
+    pub fn assign(&mut self, topic: &str, maximum: u16, budget: usize) -> Option<OutboundAlias> {
+        if maximum == 0 || topic.len() > budget {
             return None;
         }
-        self.clock += 1;
-        if let Some(entry) = self.by_topic.get_mut(topic) {
-            entry.1 = self.clock;
-            return Some(OutboundAlias::Use(entry.0));
+        let cache = self.0.get_or_insert_with(|| {
+            Box::new(AliasCache {
+                by_topic: lru::LruCache::unbounded(),
+                bytes: 0,
+                free: Vec::new(),
+                highest: 0,
+            })
+        });
+        if let Some(&alias) = cache.by_topic.get(topic) {
+            return Some(OutboundAlias::Use(alias));
         }
-        let alias = if self.by_topic.len() < usize::from(maximum) {
-            self.by_topic.len() as u16 + 1
-        } else {
-            let (victim, &(alias, _)) = self.by_topic.iter().min_by_key(|(_, (_, used))| *used)?;
-            let victim = victim.clone();
-            self.by_topic.remove(&victim);
-            alias
+        while cache.by_topic.len() >= usize::from(maximum) || cache.bytes + topic.len() > budget {
+            let (evicted, alias) = cache.by_topic.pop_lru()?;
+            cache.bytes -= evicted.len();
+            cache.free.push(alias);
+        }
+        let alias = match cache.free.pop() {
+            Some(alias) => alias,
+            None => {
+                cache.highest += 1;
+                cache.highest
+            }
         };
         // An owned copy: a slice would pin the message's buffer for as long as the alias lives.
-        self.by_topic
-            .insert(ByteString::from(topic), (alias, self.clock));
+        cache.by_topic.put(ByteString::from(topic), alias);
+        cache.bytes += topic.len();
         Some(OutboundAlias::Set(alias))
+    }
+
+    /// Bytes of topics held, for tests and diagnostics.
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |c| c.bytes)
     }
 }
 
@@ -97,13 +122,35 @@ mod tests {
     #[test]
     fn outbound_reuses_and_evicts_least_recently_used() {
         let mut a = OutboundAliases::default();
-        assert_eq!(a.assign("a", 0), None);
-        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Set(1)));
-        assert_eq!(a.assign("b", 2), Some(OutboundAlias::Set(2)));
-        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Use(1)));
+        const ANY: usize = 1 << 20;
+        assert_eq!(a.assign("a", 0, ANY), None);
+        assert_eq!(a.assign("a", 2, ANY), Some(OutboundAlias::Set(1)));
+        assert_eq!(a.assign("b", 2, ANY), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("a", 2, ANY), Some(OutboundAlias::Use(1)));
         // "b" is the least recently used: "c" takes its alias.
-        assert_eq!(a.assign("c", 2), Some(OutboundAlias::Set(2)));
-        assert_eq!(a.assign("a", 2), Some(OutboundAlias::Use(1)));
-        assert_eq!(a.assign("b", 2), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("c", 2, ANY), Some(OutboundAlias::Set(2)));
+        assert_eq!(a.assign("a", 2, ANY), Some(OutboundAlias::Use(1)));
+        assert_eq!(a.assign("b", 2, ANY), Some(OutboundAlias::Set(2)));
+    }
+
+    #[test]
+    fn outbound_topics_stay_within_the_byte_budget() {
+        let mut a = OutboundAliases::default();
+        let topic = |i: usize| format!("t/{i:04}"); // 6 bytes each
+        for i in 0..1000 {
+            assert!(a.assign(&topic(i), 1000, 60).is_some());
+            assert!(a.bytes() <= 60, "{} bytes held", a.bytes());
+        }
+        // The ten most recent fit; older ones were evicted, their alias numbers reused.
+        assert!(matches!(
+            a.assign(&topic(999), 1000, 60),
+            Some(OutboundAlias::Use(_))
+        ));
+        assert!(matches!(a.assign(&topic(0), 1000, 60), Some(OutboundAlias::Set(n)) if n <= 10));
+        assert_eq!(
+            a.assign(&"x".repeat(61), 1000, 60),
+            None,
+            "larger than the budget"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! subscription index (value: subscribers) and the replicated route table (value: shard set).
 
 use ahash::AHashMap;
+use smallvec::SmallVec;
 
 #[derive(Debug)]
 struct Node<T> {
@@ -73,90 +74,139 @@ impl<T> Trie<T> {
     pub fn get_mut(&mut self, filter: &str) -> Option<&mut T> {
         let mut node = &mut self.root;
         for level in filter.split('/') {
-            node = match level {
-                "+" => node.plus.as_deref_mut()?,
-                "#" => node.hash.as_deref_mut()?,
-                _ => node.exact.get_mut(level)?,
-            };
+            node = node.child_mut(level)?;
         }
         node.value.as_mut()
     }
 
-    /// Removes the value of `filter` and prunes the nodes left empty.
+    /// Removes the value of `filter` and prunes the nodes left empty. Two passes down the
+    /// path, no recursion: the depth of a filter costs no stack.
     pub fn remove(&mut self, filter: &str) -> Option<T> {
-        let levels: Vec<&str> = filter.split('/').collect();
-        let removed = remove_at(&mut self.root, &levels);
-        if removed.is_some() {
-            self.len -= 1;
+        let removed = self.get_mut_node(filter)?.value.take()?;
+        self.len -= 1;
+        // The start of the run of nodes, down to the end of the path, that hold nothing but
+        // the path: `cut` is the depth of its parent.
+        let depth_of_end = filter.split('/').count() - 1;
+        let mut cut: Option<usize> = None;
+        let mut node = &self.root;
+        for (depth, level) in filter.split('/').enumerate() {
+            let child = node.child(level).expect("the path exists");
+            let only_path = if depth == depth_of_end {
+                child.is_empty()
+            } else {
+                child.only_child_is_path()
+            };
+            if !only_path {
+                cut = None;
+            } else if cut.is_none() {
+                cut = Some(depth);
+            }
+            node = child;
         }
-        removed
+        if let Some(depth) = cut {
+            let mut parent = &mut self.root;
+            let mut levels = filter.split('/');
+            for level in levels.by_ref().take(depth) {
+                parent = parent.child_mut(level).expect("the path exists");
+            }
+            let level = levels.next().expect("cut is on the path");
+            if let Some(subtree) = parent.take_child(level) {
+                dismantle(subtree);
+            }
+        }
+        Some(removed)
     }
 
-    /// Calls `visit` with the value of every filter that matches topic `name`.
+    fn get_mut_node(&mut self, filter: &str) -> Option<&mut Node<T>> {
+        let mut node = &mut self.root;
+        for level in filter.split('/') {
+            node = node.child_mut(level)?;
+        }
+        Some(node)
+    }
+
+    /// Calls `visit` with the value of every filter that matches topic `name`. An explicit
+    /// stack (inline for usual depths) instead of recursion: no topic depth can exhaust the
+    /// thread's stack.
     pub fn for_each_match<'a>(&'a self, name: &str, mut visit: impl FnMut(&'a T)) {
+        let levels: SmallVec<[&str; 16]> = name.split('/').collect();
         // A filter starting with a wildcard does not match a `$` topic (MQTT-4.7.2-1).
         let dollar = name.starts_with('$');
-        let levels = name.split('/');
-        match_levels(&self.root, levels, !dollar, &mut visit);
-    }
-}
-
-fn remove_at<T>(node: &mut Node<T>, levels: &[&str]) -> Option<T> {
-    let Some((&level, rest)) = levels.split_first() else {
-        return node.value.take();
-    };
-    let (removed, now_empty) = match level {
-        "+" | "#" => {
-            let slot = if level == "+" {
-                &mut node.plus
-            } else {
-                &mut node.hash
-            };
-            let child = slot.as_deref_mut()?;
-            let removed = remove_at(child, rest);
-            let empty = child.is_empty();
-            if empty {
-                *slot = None;
+        let mut stack: SmallVec<[(&'a Node<T>, usize); 16]> = SmallVec::new();
+        stack.push((&self.root, 0));
+        while let Some((node, depth)) = stack.pop() {
+            let wildcards = depth > 0 || !dollar;
+            // `#` matches this level and everything below, including the parent ("a/#" ~ "a").
+            if wildcards {
+                if let Some(value) = node.hash.as_ref().and_then(|h| h.value.as_ref()) {
+                    visit(value);
+                }
             }
-            (removed, false)
+            let Some(level) = levels.get(depth) else {
+                if let Some(value) = &node.value {
+                    visit(value);
+                }
+                continue;
+            };
+            if let Some(child) = node.exact.get(*level) {
+                stack.push((child, depth + 1));
+            }
+            if wildcards {
+                if let Some(plus) = &node.plus {
+                    stack.push((plus, depth + 1));
+                }
+            }
         }
-        _ => {
-            let child = node.exact.get_mut(level)?;
-            let removed = remove_at(child, rest);
-            (removed, child.is_empty())
-        }
-    };
-    if now_empty {
-        node.exact.remove(level);
     }
-    removed
 }
 
-fn match_levels<'a, 'n, T>(
-    node: &'a Node<T>,
-    mut levels: std::str::Split<'n, char>,
-    wildcards: bool,
-    visit: &mut impl FnMut(&'a T),
-) {
-    // `#` matches this level and everything below, including the parent itself ("a/#" ~ "a").
-    if wildcards {
-        if let Some(value) = node.hash.as_ref().and_then(|h| h.value.as_ref()) {
-            visit(value);
+impl<T> Node<T> {
+    fn child(&self, level: &str) -> Option<&Node<T>> {
+        match level {
+            "+" => self.plus.as_deref(),
+            "#" => self.hash.as_deref(),
+            _ => self.exact.get(level),
         }
     }
-    let Some(level) = levels.next() else {
-        if let Some(value) = &node.value {
-            visit(value);
-        }
-        return;
-    };
-    if wildcards {
-        if let Some(plus) = &node.plus {
-            match_levels(plus, levels.clone(), true, visit);
+
+    fn child_mut(&mut self, level: &str) -> Option<&mut Node<T>> {
+        match level {
+            "+" => self.plus.as_deref_mut(),
+            "#" => self.hash.as_deref_mut(),
+            _ => self.exact.get_mut(level),
         }
     }
-    if let Some(child) = node.exact.get(level) {
-        match_levels(child, levels, true, visit);
+
+    fn take_child(&mut self, level: &str) -> Option<Node<T>> {
+        match level {
+            "+" => self.plus.take().map(|b| *b),
+            "#" => self.hash.take().map(|b| *b),
+            _ => self.exact.remove(level),
+        }
+    }
+
+    fn children(&self) -> usize {
+        self.exact.len() + usize::from(self.plus.is_some()) + usize::from(self.hash.is_some())
+    }
+
+    fn only_child_is_path(&self) -> bool {
+        self.value.is_none() && self.children() == 1
+    }
+}
+
+/// Drops a subtree node by node: the default drop recurses once per level.
+fn dismantle<T>(node: Node<T>) {
+    let mut stack = vec![node];
+    while let Some(mut node) = stack.pop() {
+        stack.extend(node.exact.drain().map(|(_, child)| child));
+        stack.extend(node.plus.take().map(|b| *b));
+        stack.extend(node.hash.take().map(|b| *b));
+    }
+}
+
+impl<T> Drop for Trie<T> {
+    fn drop(&mut self) {
+        dismantle(std::mem::take(&mut self.root));
     }
 }
 
@@ -210,5 +260,43 @@ mod tests {
         assert_eq!(trie.remove("a/b"), Some(2));
         assert!(trie.root.is_empty());
         assert!(trie.is_empty());
+    }
+
+    #[test]
+    fn remove_keeps_what_other_filters_still_need() {
+        let mut trie = Trie::default();
+        for f in ["a/b/c/d", "a/b", "a/b/x", "a/+/c"] {
+            trie.get_or_insert_with(f, || f.to_string());
+        }
+        assert_eq!(trie.remove("a/b/c/d").as_deref(), Some("a/b/c/d"));
+        assert!(trie.root.exact["a"].exact["b"].exact.get("c").is_none());
+        assert_eq!(matched(&trie, "a/b/x"), ["a/b/x"]);
+        assert_eq!(trie.remove("a/b").as_deref(), Some("a/b"));
+        assert_eq!(matched(&trie, "a/b/x"), ["a/b/x"], "a/b/x hangs below a/b");
+        assert_eq!(matched(&trie, "a/b/c"), ["a/+/c"]);
+        assert_eq!(trie.remove("a/nothing"), None);
+        assert_eq!(trie.remove("a/b/x").as_deref(), Some("a/b/x"));
+        assert_eq!(trie.remove("a/+/c").as_deref(), Some("a/+/c"));
+        assert!(trie.root.is_empty());
+    }
+
+    /// Far beyond any topic-level limit: every operation walks without recursion, and the
+    /// trie drops without it.
+    #[test]
+    fn deep_filters_cost_no_stack() {
+        let levels = 200_000;
+        let deep = "x/".repeat(levels) + "#";
+        let plus = "+/".repeat(levels) + "y";
+        let name = "x/".repeat(levels) + "y";
+        let mut trie = Trie::default();
+        trie.get_or_insert_with(&deep, || "deep".to_string());
+        trie.get_or_insert_with(&plus, || "plus".to_string());
+        assert_eq!(matched(&trie, &name), ["deep", "plus"]);
+        assert!(trie.get_mut(&deep).is_some());
+        assert_eq!(trie.remove(&deep).as_deref(), Some("deep"));
+        assert_eq!(matched(&trie, &name), ["plus"]);
+        let mut left = Trie::default();
+        left.get_or_insert_with(&deep, || 1);
+        drop(left);
     }
 }

@@ -240,6 +240,59 @@ impl Properties {
         self.0.as_deref().is_none_or(PropertyValues::is_empty)
     }
 
+    /// A copy whose strings and binary values own their bytes. Decoded ones are slices of the
+    /// read buffer: kept for long (queued, in flight, retained, a will), one user property
+    /// would keep the whole buffer alive.
+    pub fn compacted(&self) -> Properties {
+        let Some(values) = self.0.as_deref() else {
+            return Properties(None);
+        };
+        let text = |s: &Option<ByteString>| s.as_deref().map(ByteString::from);
+        let binary = |b: &Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
+        Properties(Some(Box::new(PropertyValues {
+            content_type: text(&values.content_type),
+            response_topic: text(&values.response_topic),
+            correlation_data: binary(&values.correlation_data),
+            assigned_client_identifier: text(&values.assigned_client_identifier),
+            authentication_method: text(&values.authentication_method),
+            authentication_data: binary(&values.authentication_data),
+            response_information: text(&values.response_information),
+            server_reference: text(&values.server_reference),
+            reason_string: text(&values.reason_string),
+            user_properties: values
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
+            subscription_identifiers: values.subscription_identifiers.clone(),
+            ..values.clone()
+        })))
+    }
+
+    /// Bytes held by variable-length values (strings, binary data, user properties): what a
+    /// stored message's properties cost, for queue and retained limits.
+    pub fn stored_len(&self) -> usize {
+        let Some(v) = self.0.as_deref() else {
+            return 0;
+        };
+        let text = |s: &Option<ByteString>| s.as_ref().map_or(0, |s| s.len());
+        let binary = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        text(&v.content_type)
+            + text(&v.response_topic)
+            + binary(&v.correlation_data)
+            + text(&v.assigned_client_identifier)
+            + text(&v.authentication_method)
+            + binary(&v.authentication_data)
+            + text(&v.response_information)
+            + text(&v.server_reference)
+            + text(&v.reason_string)
+            + v.user_properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 4 * v.subscription_identifiers.len()
+    }
+
     /// Bytes on the wire including the length prefix.
     pub fn wire_len(&self) -> usize {
         self.0.as_deref().map_or(1, PropertyValues::wire_len)
@@ -703,5 +756,33 @@ mod tests {
             Properties::read(&mut buf, PropertyContext::Publish).unwrap(),
             props
         );
+    }
+
+    #[test]
+    fn compacted_properties_own_their_bytes_and_are_equal() {
+        let buffer = Bytes::from_static(b"text/plainreply/toCORRkeyvalue");
+        let slice = |a: usize, b: usize| buffer.slice(a..b);
+        let text = |a: usize, b: usize| ByteString::try_from(slice(a, b)).unwrap();
+        let properties: Properties = PropertyValues {
+            content_type: Some(text(0, 10)),
+            response_topic: Some(text(10, 18)),
+            correlation_data: Some(slice(18, 22)),
+            user_properties: vec![(text(22, 25), text(25, 30))],
+            message_expiry_interval: Some(9),
+            ..PropertyValues::default()
+        }
+        .into();
+        let compact = properties.compacted();
+        assert_eq!(compact, properties);
+        assert_eq!(compact.stored_len(), 30);
+        assert_eq!(Properties::default().stored_len(), 0);
+        let inside = |p: &[u8]| buffer.as_ptr_range().contains(&p.as_ptr());
+        let c = &*compact;
+        assert!(!inside(c.content_type.as_ref().unwrap().as_bytes()));
+        assert!(!inside(c.response_topic.as_ref().unwrap().as_bytes()));
+        assert!(!inside(c.correlation_data.as_ref().unwrap()));
+        assert!(!inside(c.user_properties[0].0.as_bytes()));
+        assert!(!inside(c.user_properties[0].1.as_bytes()));
+        assert!(inside(properties.content_type.as_ref().unwrap().as_bytes()));
     }
 }

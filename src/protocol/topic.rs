@@ -5,6 +5,11 @@ pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 65_535 && !name.bytes().any(|b| b == b'+' || b == b'#')
 }
 
+/// Levels of a topic name or filter: one more than its `/` separators.
+pub fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
 /// A topic filter: `+` fills a whole level, `#` is a whole level and the last one.
 pub fn valid_topic_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.len() > 65_535 {
@@ -75,6 +80,14 @@ pub fn matches(filter: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_are_counted_by_separators() {
+        assert_eq!(topic_levels("a"), 1);
+        assert_eq!(topic_levels("/"), 2);
+        assert_eq!(topic_levels("a/b/#"), 3);
+        assert_eq!(topic_levels(&"/".repeat(65_000)), 65_001);
+    }
 
     #[test]
     fn names() {

@@ -2,12 +2,12 @@
 //! after each read batch writes what the broker encoded (see `writer`), so all that one batch
 //! produced, the PUBACKs of a batch included, goes out in one write.
 //!
-//! A connection accepted on a shard other than its client id's home is handed over right after
+//! A connection accepted on a shard other than its session's home is handed over right after
 //! CONNECT: the socket (duplicated) and the bytes read so far travel over the mesh.
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncReadExt, ReadHalf};
@@ -16,31 +16,36 @@ use glommio::{spawn_local, timer};
 
 use super::mesh::Envelope;
 use super::shard::Shard;
+use crate::core::broker::session_home;
 use crate::core::{home_shard, ConnId};
-use crate::protocol::{Decoder, Packet, ProtocolVersion};
+use crate::protocol::{read_frame, Decoder, Packet, ProtocolVersion};
 
-/// Bytes asked of the socket per read before CONNECT (the connection's own small buffer).
+/// Bytes asked of the socket per read before CONNECT, unless the packet is known to be longer.
 const FIRST_READ_CHUNK: usize = 512;
 /// Spare room in the shard's read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
-/// A socket that accepts no bytes for this long is closed.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Serves a connection accepted by this shard.
+/// Serves a connection accepted by this shard. It counts against the connection limit from
+/// now on, CONNECT or not.
 ///
 /// The connection's lasting task is spawned only once CONNECT is in: a future is as large as
 /// its largest state, so one task for both phases made every idle connection carry the
 /// CONNECT-phase state too (1,080 bytes; the read loop's future is 232).
 pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
+    let id = shard.broker.borrow_mut().open(Instant::now());
     spawn_local(async move {
         let mut buf = BytesMut::new();
         let mut stream = stream;
         match read_first_packet(&shard, &mut stream, &mut buf).await {
-            Some(FirstPacket::HandOff(home)) => hand_off(&shard, stream, home, buf).await,
-            Some(FirstPacket::Serve) => {
-                serve(shard, stream, buf);
+            Some(FirstPacket::HandOff(home)) => {
+                shard.broker.borrow_mut().forget(id);
+                hand_off(&shard, stream, home, buf).await
             }
-            None => {}
+            Some(FirstPacket::Serve) => serve(shard, stream, buf, Some(id)),
+            None => {
+                shard.broker.borrow_mut().closed(id, Instant::now());
+                shard.flush();
+            }
         }
     })
     .detach();
@@ -50,7 +55,7 @@ pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
 pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>) {
     // SAFETY: the fd was dup'ed for us by the sending shard, which no longer uses it.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    serve(shard, stream, BytesMut::from(&buffered[..]));
+    serve(shard, stream, BytesMut::from(&buffered[..]), None);
 }
 
 enum FirstPacket {
@@ -58,34 +63,29 @@ enum FirstPacket {
     HandOff(usize),
 }
 
-/// Reads until the first packet is whole. A CONNECT whose client id lives on another shard is
-/// handed there; anything else (including bad input) is served here, where the broker gives
-/// the right reaction. `None`: the socket closed first.
+/// Reads until the first packet is whole, in time linear in its size: the fixed header says
+/// how long it is, and it is decoded once, when all there. A CONNECT for a session homed on
+/// another shard is handed there; anything else (bad input included) is served here, where
+/// the broker gives the right reaction. `None`: the socket closed first, or no packet came
+/// within the connect timeout.
 async fn read_first_packet(
     shard: &Shard,
     reader: &mut TcpStream,
     buf: &mut BytesMut,
 ) -> Option<FirstPacket> {
-    let deadline = Instant::now() + crate::core::broker::CONNECT_TIMEOUT;
+    let deadline = Instant::now() + shard.broker.borrow().limits().connect_timeout;
+    let max_packet_size = shard.config.max_packet_size;
     loop {
-        let decoder = Decoder::new(ProtocolVersion::V3_1_1, shard.config.max_packet_size);
-        let mut probe = buf.clone();
-        match decoder.decode(&mut probe) {
-            Ok(Some(Packet::Connect(connect)))
-                if shard.shards > 1 && !connect.client_id.is_empty() =>
-            {
-                let home = home_shard(connect.client_id.as_bytes(), shard.shards);
-                return Some(if home == shard.id {
-                    FirstPacket::Serve
-                } else {
-                    FirstPacket::HandOff(home)
-                });
+        let want = match read_frame(buf, max_packet_size) {
+            Err(_) => return Some(FirstPacket::Serve),
+            Ok(Some(frame)) if buf.len() >= frame.total_len() => {
+                return Some(route_first_packet(shard, buf));
             }
-            Ok(None) => {}
-            _ => return Some(FirstPacket::Serve),
-        }
+            Ok(Some(frame)) => (frame.total_len() - buf.len()).clamp(FIRST_READ_CHUNK, READ_CHUNK),
+            Ok(None) => FIRST_READ_CHUNK,
+        };
         let remaining = deadline.checked_duration_since(Instant::now())?;
-        let read = futures_lite::future::or(read_some(reader, buf), async {
+        let read = futures_lite::future::or(read_some(reader, buf, want), async {
             timer::sleep(remaining).await;
             Ok(0)
         });
@@ -93,6 +93,26 @@ async fn read_first_packet(
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
+    }
+}
+
+/// Where a whole first packet is served.
+fn route_first_packet(shard: &Shard, buf: &BytesMut) -> FirstPacket {
+    if shard.shards == 1 {
+        return FirstPacket::Serve;
+    }
+    let decoder = Decoder::new(ProtocolVersion::V3_1_1, shard.config.max_packet_size);
+    let mut probe = BytesMut::from(&buf[..]);
+    let Ok(Some(Packet::Connect(connect))) = decoder.decode(&mut probe) else {
+        return FirstPacket::Serve;
+    };
+    let home_id = session_home(&connect, shard.config.use_username_as_clientid);
+    if home_id.is_empty() {
+        return FirstPacket::Serve;
+    }
+    match home_shard(home_id.as_bytes(), shard.shards) {
+        home if home == shard.id => FirstPacket::Serve,
+        home => FirstPacket::HandOff(home),
     }
 }
 
@@ -118,21 +138,22 @@ async fn hand_off(shard: &Shard, stream: TcpStream, home: usize, buf: BytesMut) 
 async fn read_some<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    want: usize,
 ) -> std::io::Result<usize> {
     let start = buf.len();
-    buf.resize(start + FIRST_READ_CHUNK, 0);
+    buf.resize(start + want, 0);
     let result = reader.read(&mut buf[start..]).await;
     buf.truncate(start + *result.as_ref().unwrap_or(&0));
     result
 }
 
-/// Registers the connection with the broker and the writers, then spawns its read loop. The
-/// setup is done here, outside the task, so the task's future does not hold the whole socket.
-fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut) {
+/// Registers the connection with the broker (unless `opened` already) and the writers, then
+/// spawns its read loop. The setup is done here, outside the task, so the task's future does
+/// not hold the whole socket.
+fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut, opened: Option<ConnId>) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let fd = stream.as_raw_fd();
-    let id = shard.broker.borrow_mut().open(Instant::now());
+    let id = opened.unwrap_or_else(|| shard.broker.borrow_mut().open(Instant::now()));
     let (reader, writer) = futures_lite::io::split(stream);
     shard.writers.register(id, fd, writer);
     spawn_local(read_loop(shard, id, reader, buf)).detach();
@@ -142,12 +163,15 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
     // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
     // start of a packet still incomplete is kept here.
     let mut pending = buf;
-    let mut open = process(&shard, id, &mut pending);
-    while open {
+    process(&shard, id, &mut pending);
+    loop {
         if pending.is_empty() {
             pending = BytesMut::new();
         }
-        shard.outbox_backpressure().await;
+        let pause = shard.broker.borrow_mut().read_pause(id);
+        if let Some(pause) = pause {
+            shard.gates.wait(id, pause).await;
+        }
         // A socket with data always ready never makes the read pend, so without this a busy
         // publisher would starve the writers and the mesh tasks of its shard.
         futures_lite::future::yield_now().await;
@@ -177,14 +201,13 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
             shard.return_scratch(scratch);
             break;
         }
-        open = if pending.is_empty() {
-            let open = process(&shard, id, &mut scratch);
+        if pending.is_empty() {
+            process(&shard, id, &mut scratch);
             pending.extend_from_slice(&scratch);
-            open
         } else {
             pending.extend_from_slice(&scratch);
-            process(&shard, id, &mut pending)
-        };
+            process(&shard, id, &mut pending);
+        }
         scratch.clear();
         shard.return_scratch(scratch);
     }
@@ -196,6 +219,7 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
         }
     }
     drop(reader);
+    shard.gates.release(id);
     shard.writers.unregister(id);
     shard.broker.borrow_mut().closed(id, Instant::now());
     shard.flush();
@@ -219,13 +243,16 @@ async fn read_into<R: futures_lite::AsyncRead + Unpin>(
     Ok(n)
 }
 
-/// Decodes and handles every whole packet in `buf`. False once the connection is closing.
-fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> bool {
+/// Decodes and handles every whole packet in `buf`. Once the broker closes the connection,
+/// what the client still sends is read and discarded: the socket closes when the client
+/// closes its side, or when the writer's linger runs out.
+fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) {
     let now = Instant::now();
     let mut broker = shard.broker.borrow_mut();
     let max_packet_size = shard.config.max_packet_size;
     loop {
         if broker.is_closing(id) {
+            buf.clear();
             break;
         }
         // The version changes once, at CONNECT: read it per packet.
@@ -235,12 +262,11 @@ fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> bool {
             Ok(None) => break,
             Err(error) => {
                 broker.decode_failed(id, &error);
+                buf.clear();
                 break;
             }
         }
     }
-    let open = !broker.is_closing(id);
     drop(broker);
     shard.flush();
-    open
 }

@@ -3,6 +3,7 @@
 //! and connections over glommio's channel mesh.
 
 mod connection;
+mod gate;
 mod heartbeat;
 mod listener;
 mod mesh;
@@ -20,6 +21,7 @@ use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use crate::config::Config;
 use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
+use crate::core::quota::Quota;
 use crate::metrics::StatsBoard;
 use mesh::Envelope;
 
@@ -102,7 +104,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     ensure_memlock(shards)?;
     let addr = config.listen_addr();
     // Fail early and clearly when the port is taken (glommio would report it per shard).
-    std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+    listener::probe(addr, listener::PORT_WAIT)
+        .map_err(|source| StartError::Bind { addr, source })?;
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
     let (clock, clock_control) = heartbeat::start(shards)
@@ -110,6 +113,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
     let stats = Arc::new(StatsBoard::new(shards));
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
+    if config.acl_file.is_some() && config.password_file.is_none() {
+        tracing::warn!(
+            "an ACL file without a password file: user names are not authenticated, so any \
+             client can claim any user's rules"
+        );
+    }
+    let quota = Arc::new(Quota::default());
     let reload = (config.clone(), auth.clone());
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
@@ -126,7 +136,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             let clock = clock.clone();
             let stats = stats.clone();
             let auth = auth.clone();
-            async move { shard::run(config, mesh, ready, clock, stats, auth).await }
+            let quota = quota.clone();
+            async move { shard::run(config, mesh, ready, clock, stats, auth, quota).await }
         })
         .map_err(|e| StartError::Executor(e.to_string()))?;
 

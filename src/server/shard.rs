@@ -12,11 +12,13 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::{spawn_local, timer};
 
 use super::connection;
+use super::gate::ReadGates;
 use super::mesh::Envelope;
 use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
 use crate::core::auth::AuthHandle;
+use crate::core::quota::Quota;
 use crate::core::{Broker, ConnId};
 use crate::metrics::StatsBoard;
 
@@ -24,8 +26,6 @@ use crate::metrics::StatsBoard;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Messages per batch sent to another shard.
 const MESH_BATCH: usize = 512;
-/// Messages waiting for another shard past which publishers stop reading until they drain.
-pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
 
 pub struct Shard {
     pub id: usize,
@@ -40,6 +40,10 @@ pub struct Shard {
     flush_scratch: RefCell<Vec<ConnId>>,
     /// The read buffer all connections of the shard share; decoded packets are slices of it.
     read_buffer: RefCell<BytesMut>,
+    /// Connections not being read until the broker lets them (see `gate`).
+    pub gates: ReadGates,
+    /// Wakes the task that sends retained messages to new subscriptions.
+    retained_waker: LocalSender<()>,
 }
 
 impl Shard {
@@ -51,12 +55,17 @@ impl Shard {
         let now = Instant::now();
         for id in ids.drain(..) {
             writer::write_out(self, id, now);
+            self.gates.output_written(self, id);
         }
         drop(ids);
-        if self.broker.borrow().has_outbox() {
+        let broker = self.broker.borrow();
+        if broker.has_outbox() {
             for waker in self.peer_wakers.iter().flatten() {
                 let _ = waker.try_send(());
             }
+        }
+        if broker.has_retained_work() {
+            let _ = self.retained_waker.try_send(());
         }
     }
 
@@ -68,13 +77,6 @@ impl Shard {
     pub fn return_scratch(&self, buffer: BytesMut) {
         *self.read_buffer.borrow_mut() = buffer;
     }
-
-    /// Waits while the messages bound for other shards pile up (a slow peer shard).
-    pub async fn outbox_backpressure(&self) {
-        while self.broker.borrow().outbox_len() > OUTBOX_HIGH_WATER {
-            timer::sleep(Duration::from_micros(200)).await;
-        }
-    }
 }
 
 pub async fn run(
@@ -84,6 +86,7 @@ pub async fn run(
     clock: super::heartbeat::ShardEnds,
     stats: Arc<StatsBoard>,
     auth: Arc<AuthHandle>,
+    quota: Arc<Quota>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
@@ -94,6 +97,7 @@ pub async fn run(
     };
     let id = senders.peer_id();
     let shards = senders.nr_consumers();
+    name_thread(id);
     let addr = config.listen_addr();
     let listener = match super::listener::bind(addr) {
         Ok(l) => l,
@@ -116,13 +120,15 @@ pub async fn run(
     }
     let limits = config.limits();
     let features = config.features();
+    let (retained_waker, retained_wake) = local_channel::new_bounded(1);
     let shard = Rc::new(Shard {
         id,
         shards,
         broker: RefCell::new(
             Broker::new(id, shards, limits)
                 .with_features(features)
-                .with_auth(auth),
+                .with_auth(auth)
+                .with_quota(quota),
         ),
         config,
         writers: Writers::default(),
@@ -130,7 +136,27 @@ pub async fn run(
         senders,
         flush_scratch: RefCell::new(Vec::new()),
         read_buffer: RefCell::new(BytesMut::new()),
+        gates: ReadGates::default(),
+        retained_waker,
     });
+    {
+        // Retained messages for new subscriptions, a step at a time with a yield between
+        // steps: a subscription to `#` over a large store does not hold up the shard.
+        let shard = shard.clone();
+        spawn_local(async move {
+            while retained_wake.recv().await.is_some() {
+                loop {
+                    let more = shard.broker.borrow_mut().retained_step(Instant::now());
+                    shard.flush();
+                    if !more {
+                        break;
+                    }
+                    futures_lite::future::yield_now().await;
+                }
+            }
+        })
+        .detach();
+    }
 
     for (peer, wake) in peer_wake_rx {
         let shard = shard.clone();
@@ -141,6 +167,7 @@ pub async fn run(
                     if batch.is_empty() {
                         break;
                     }
+                    shard.gates.open_outbox_gates(&shard);
                     if shard
                         .senders
                         .send_to(peer, Envelope::Batch(batch))
@@ -219,23 +246,17 @@ pub async fn run(
 
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, "accepting");
-    // Sockets beyond the connection limit are refused outright; those within it but over the
-    // limit of connected clients get a CONNACK refusal from the broker.
-    let max_sockets = shard
-        .config
-        .max_connections
-        .saturating_mul(2)
-        .saturating_add(64);
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stop_rx.recv().await;
-            None
-        });
+        let accepted =
+            futures_lite::future::or(async { Some(listener.socket.accept().await) }, async {
+                stop_rx.recv().await;
+                None
+            });
         match accepted.await {
             None => break,
             Some(Ok(stream)) => {
-                if shard.broker.borrow().connection_count() >= max_sockets {
-                    tracing::warn!(shard = id, "socket limit reached; refusing a connection");
+                if !shard.broker.borrow().accepts_sockets() {
+                    tracing::warn!(shard = id, "connection limit reached; closing a new socket");
                     drop(stream);
                     continue;
                 }
@@ -247,10 +268,23 @@ pub async fn run(
             }
         }
     }
-    // Stopping: give the writers a moment to deliver the DISCONNECTs.
+    // Stopping: no new connections from here on. Shutting the listening socket takes it out
+    // of the port at once, even while io_uring still holds a reference to it, so a broker
+    // started right after this one owns the port alone.
+    super::listener::close(listener);
+    // Give the writers a moment to deliver the DISCONNECTs.
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while shard.broker.borrow().connection_count() > 0 && Instant::now() < deadline {
         timer::sleep(Duration::from_millis(20)).await;
     }
     tracing::debug!(shard = id, "stopped");
+}
+
+/// Names the thread after its shard (as `top -H` and /proc show it).
+fn name_thread(id: usize) {
+    if let Ok(name) = std::ffi::CString::new(format!("ringmq-shard-{id}")) {
+        // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes (the kernel
+        // truncates longer ones).
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    }
 }

@@ -21,6 +21,9 @@ use glommio::task::JoinHandle;
 use super::shard::Shard;
 use crate::core::{ConnId, Output};
 
+/// How long a connection we closed may keep sending before the socket is closed outright.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct Writers {
     conns: RefCell<AHashMap<ConnId, ConnWriter>>,
@@ -51,6 +54,11 @@ impl Writers {
         self.conns.borrow_mut().remove(&id);
     }
 
+    /// The socket of `id`, while it is registered.
+    pub fn fd(&self, id: ConnId) -> Option<RawFd> {
+        self.conns.borrow().get(&id).map(|w| w.fd)
+    }
+
     /// The running drain task of `id`, to await before the connection's state goes.
     pub fn take_drain(&self, id: ConnId) -> Option<JoinHandle<()>> {
         self.conns.borrow_mut().get_mut(&id)?.draining.take()
@@ -63,8 +71,17 @@ pub fn write_out(shard: &Rc<Shard>, id: ConnId, now: Instant) {
     let Some(writer) = conns.get_mut(&id) else {
         return;
     };
-    if writer.half.is_none() || writer.shut {
-        // A drain task owns the socket and takes new output itself; or it is shut.
+    if writer.shut {
+        return;
+    }
+    if shard.broker.borrow().is_aborted(id) {
+        // Its output made no progress: drop it and close now (a drain task stops too).
+        writer.shut = true;
+        shutdown(writer.fd, libc::SHUT_RDWR);
+        return;
+    }
+    if writer.half.is_none() {
+        // A drain task owns the socket and takes new output itself.
         return;
     }
     let mut broker = shard.broker.borrow_mut();
@@ -78,11 +95,11 @@ pub fn write_out(shard: &Rc<Shard>, id: ConnId, now: Instant) {
             Err(_) => {
                 // The peer is gone: the reader sees the shutdown and closes the connection.
                 writer.shut = true;
-                shutdown(writer.fd);
+                shutdown(writer.fd, libc::SHUT_RDWR);
                 return;
             }
         };
-        if sent > 0 {
+        if len > 0 {
             broker.output_written(id, sent, now);
         }
         if sent < len {
@@ -94,7 +111,7 @@ pub fn write_out(shard: &Rc<Shard>, id: ConnId, now: Instant) {
         }
         if output.close {
             writer.shut = true;
-            shutdown(writer.fd);
+            close_gracefully(shard, id, writer.fd);
             return;
         }
         if len == 0 {
@@ -104,7 +121,8 @@ pub fn write_out(shard: &Rc<Shard>, id: ConnId, now: Instant) {
 }
 
 /// Writes `output` and everything after it as the socket makes room, then hands the socket
-/// back to direct writes.
+/// back to direct writes. The broker's write timeout decides how long a socket that takes
+/// nothing may hold us (it shuts the socket, which ends the write).
 async fn drain(
     shard: Rc<Shard>,
     id: ConnId,
@@ -113,9 +131,8 @@ async fn drain(
     mut output: Output,
 ) {
     loop {
-        // The stream's write timeout bounds how long a socket that takes nothing holds us.
         if half.write_all(&output.bytes).await.is_err() {
-            shutdown(fd);
+            shutdown(fd, libc::SHUT_RDWR);
             return;
         }
         let written = output.bytes.len();
@@ -123,9 +140,13 @@ async fn drain(
             .broker
             .borrow_mut()
             .output_written(id, written, Instant::now());
+        shard.gates.output_written(&shard, id);
         if output.close {
             let _ = half.flush().await;
-            shutdown(fd);
+            if let Some(writer) = shard.writers.conns.borrow_mut().get_mut(&id) {
+                writer.shut = true;
+            }
+            close_gracefully(&shard, id, fd);
             return;
         }
         match shard.broker.borrow_mut().take_output(id) {
@@ -139,6 +160,22 @@ async fn drain(
     }
     // Room freed by what was written may have let queued messages out.
     shard.flush();
+}
+
+/// After the last words (a refusing CONNACK, a DISCONNECT): shuts our side for writing, so the
+/// client reads them and then our FIN. Its own input is read and discarded meanwhile (closing
+/// with unread input would send a reset, and the client could lose the reason code) until it
+/// closes, or [`LINGER`] has passed.
+fn close_gracefully(shard: &Rc<Shard>, id: ConnId, fd: RawFd) {
+    shutdown(fd, libc::SHUT_WR);
+    let shard = shard.clone();
+    spawn_local(async move {
+        glommio::timer::sleep(LINGER).await;
+        if shard.writers.fd(id) == Some(fd) {
+            shutdown(fd, libc::SHUT_RDWR);
+        }
+    })
+    .detach();
 }
 
 /// As much of `bytes` as the socket takes without waiting.
@@ -169,8 +206,9 @@ fn send_now(fd: RawFd, bytes: &[u8]) -> std::io::Result<usize> {
     Ok(sent)
 }
 
-/// Ends both directions, so the reader sees EOF and the peer sees the close.
-pub fn shutdown(fd: RawFd) {
+/// Ends one or both directions (`SHUT_WR`, `SHUT_RDWR`): the reader sees EOF once reading is
+/// shut, the peer sees the close.
+pub fn shutdown(fd: RawFd, how: libc::c_int) {
     // SAFETY: shutdown on the connection's own fd, which stays open until both halves drop.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    unsafe { libc::shutdown(fd, how) };
 }

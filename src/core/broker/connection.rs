@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use super::{Broker, ConnId, PendingWill, SessionKey};
+use super::packets::is_sys_topic;
+use super::{Broker, ConnId, SessionKey};
 use crate::core::home_shard;
 use crate::core::message::Message;
-use crate::core::session::{Link, Session};
+use crate::core::session::{Link, PendingWill, Session};
+use crate::protocol::topic::topic_levels;
 use crate::protocol::{
     ConnAck, Connect, DecodeError, Disconnect, PropertyValues, ProtocolVersion, QoS, ReasonCode,
     Will,
@@ -19,14 +21,16 @@ pub(super) const NEVER_EXPIRES: u32 = u32::MAX;
 
 impl Broker {
     /// A CONNECT on a connection without a session. The caller has already made sure this is
-    /// the client id's home shard (or the client id is empty).
+    /// the home shard of its session (see [`session_home`]).
     pub(super) fn connect(&mut self, id: ConnId, connect: Connect) {
         let now = self.now;
         let version = connect.version;
         let v5 = version.is_v5();
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.link = Link::new(version);
-        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.link = Link::new(version);
+        let over_limit = conn.over_limit;
         if v5 && connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is supported (MQTT-4.12.0-1).
             self.refuse(id, ReasonCode::BadAuthenticationMethod);
@@ -43,7 +47,7 @@ impl Broker {
             self.refuse(id, code);
             return;
         }
-        if self.connected >= self.limits.max_connections {
+        if over_limit || self.connected >= self.limits.max_connections {
             tracing::warn!(
                 shard = self.shard,
                 "connection limit reached; refusing a client"
@@ -52,7 +56,21 @@ impl Broker {
             return;
         }
         let mut assigned = None;
-        let client_id = if connect.client_id.is_empty() {
+        let client_id = if self.features.use_username_as_clientid {
+            // Sessions belong to users: a client cannot pick another user's session.
+            let Some(user) = username else {
+                tracing::info!(
+                    shard = self.shard,
+                    "CONNECT refused: no user name to use as client id"
+                );
+                self.refuse(id, ReasonCode::NotAuthorized);
+                return;
+            };
+            if v5 && connect.client_id.is_empty() {
+                assigned = Some(ByteString::from(user));
+            }
+            ByteString::from(user)
+        } else if connect.client_id.is_empty() {
             // 3.1 requires a client id; 3.1.1 allows none only with a clean session
             // (MQTT-3.1.3-7, -8); 5.0 always assigns one.
             if version == ProtocolVersion::V3_1
@@ -70,44 +88,48 @@ impl Broker {
             // Copied: a slice would keep the whole read buffer alive as long as the session.
             ByteString::from(&*connect.client_id)
         };
-        // A will is a PUBLISH made later: the ACL must allow its topic now, or a client could
-        // publish anywhere through it.
         let acl = auth.client_acl(username, &client_id);
-        let will_denied = connect.will.as_ref().is_some_and(|will| {
-            acl.as_ref()
-                .is_some_and(|acl| !acl.may_publish(&will.topic))
-        });
-        if will_denied {
-            tracing::info!(shard = self.shard, client = %client_id, "CONNECT refused: will topic not allowed");
-            self.refuse(id, ReasonCode::NotAuthorized);
-            return;
+        if let Some(will) = &connect.will {
+            // A will is a PUBLISH made later: it must pass what a PUBLISH would, now.
+            if let Err((code, why)) = self.check_will(will, acl.as_deref()) {
+                tracing::info!(shard = self.shard, client = %client_id, why, "CONNECT refused: will");
+                self.refuse(id, code);
+                return;
+            }
         }
-        // A new connection for this client id cancels a will still waiting out its delay.
-        self.pending_wills.remove(&client_id);
 
         let mut session_present = false;
         let existing = self.by_client_id.get(&client_id).copied();
         if let Some(key) = existing {
-            let old_conn = self.sessions.get_mut(&key).and_then(|s| s.conn.take());
+            let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
+            // A new connection within the Will Delay Interval: no will (MQTT-3.1.3-9).
+            session.pending_will = None;
+            let old_conn = session.conn.take();
             if let Some(old) = old_conn {
                 self.take_over(old);
             }
             if connect.clean_start {
-                self.destroy_session(key);
+                self.destroy_session(key, false);
             } else {
                 session_present = true;
             }
         }
-        let expiry_interval = if v5 {
+        let asked_expiry = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
             0
         } else {
             NEVER_EXPIRES
         };
+        let expiry_interval = self.limits.granted_expiry(asked_expiry);
         let key = match (session_present, existing) {
             (true, Some(key)) => key,
             _ => {
+                if !self.quota.try_add_session(self.limits.max_sessions) {
+                    tracing::warn!(shard = self.shard, client = %client_id, "session limit reached; refusing a client");
+                    self.refuse(id, ReasonCode::QuotaExceeded);
+                    return;
+                }
                 let key = self.next_session;
                 self.next_session += 1;
                 self.sessions.insert(
@@ -149,11 +171,15 @@ impl Broker {
             .min(connect.properties.receive_maximum.unwrap_or(u16::MAX));
         conn.link.max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         conn.link.topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
+        conn.link.alias_budget = limits.max_alias_bytes;
+        let keep_alive_limit = conn.keep_alive_limit;
 
         let properties = if v5 {
             let unless = |available: bool| (!available).then_some(false);
             PropertyValues {
                 assigned_client_identifier: assigned,
+                session_expiry_interval: (expiry_interval != asked_expiry)
+                    .then_some(expiry_interval),
                 maximum_packet_size: Some(limits.max_packet_size),
                 topic_alias_maximum: (features.topic_alias_maximum > 0)
                     .then_some(features.topic_alias_maximum),
@@ -187,15 +213,43 @@ impl Broker {
         session.conn = Some(id);
         let report = session.resume(&mut conn.link, &limits, now);
         self.account_report(report);
+        if let Some(limit) = keep_alive_limit {
+            self.arm_keep_alive(id, limit);
+        }
         tracing::debug!(shard = self.shard, client = %client_id, ?version, session_present, "client connected");
+        self.pump(id, key);
         self.queue_flush(id);
     }
 
-    /// A client id that lands on this shard, for a client that sent none.
+    /// Whether a will may be published as given: the checks of a PUBLISH, made at CONNECT.
+    fn check_will(
+        &self,
+        will: &Will,
+        acl: Option<&crate::core::acl::ClientAcl>,
+    ) -> Result<(), (ReasonCode, &'static str)> {
+        if topic_levels(&will.topic) > self.limits.max_topic_levels {
+            return Err((ReasonCode::TopicNameInvalid, "too many topic levels"));
+        }
+        if will.qos > self.features.max_qos {
+            return Err((ReasonCode::QoSNotSupported, "QoS above the maximum"));
+        }
+        if will.retain && !self.features.retain_available {
+            return Err((ReasonCode::RetainNotSupported, "retain is not available"));
+        }
+        if is_sys_topic(&will.topic) {
+            return Err((ReasonCode::NotAuthorized, "$SYS is the broker's"));
+        }
+        if acl.is_some_and(|acl| !acl.may_publish(&will.topic)) {
+            return Err((ReasonCode::NotAuthorized, "topic not allowed"));
+        }
+        Ok(())
+    }
+
+    /// A client id that lands on this shard, for a client that sent none: random, so that
+    /// no one can guess another client's id and take its session over.
     fn assign_client_id(&mut self) -> ByteString {
         loop {
-            self.assigned_ids += 1;
-            let id = format!("ringmq-{}-{}", self.shard, self.assigned_ids);
+            let id = format!("ringmq-{:016x}", rand::Rng::random::<u64>(&mut self.rng));
             if home_shard(id.as_bytes(), self.shards) == self.shard {
                 return id.into();
             }
@@ -283,61 +337,97 @@ impl Broker {
         self.fail(id, error.reason_code(), &why);
     }
 
-    /// The socket is gone (EOF, error, or our own close). Publishes the will (now, or after
-    /// its delay) unless the client sent DISCONNECT, and detaches or ends the session.
+    /// A connection handed to another shard before its CONNECT was handled: it leaves this
+    /// shard without a trace (the other shard counts it from now on).
+    pub fn forget(&mut self, id: ConnId) {
+        if self.conns.remove(&id).is_some() {
+            self.counters.connections_opened -= 1;
+        }
+    }
+
+    /// The socket is gone (EOF, error, or our own close).
     pub fn closed(&mut self, id: ConnId, now: Instant) {
         self.now = now;
-        let Some(conn) = self.conns.remove(&id) else {
+        self.detach(id);
+        if self.conns.remove(&id).is_none() {
             return;
-        };
+        }
         self.counters.connections_closed += 1;
         self.pending_replies.retain(|_, p| p.conn != id);
-        let Some(key) = conn.session else {
+    }
+
+    /// The connection's session goes on without it, from the moment the broker closes it or
+    /// its socket goes, whichever comes first: publishes the will (now, or after its delay)
+    /// unless the client sent DISCONNECT, and ends the session or starts its expiry. The
+    /// socket may still be writing its last words and reading what the client still sends.
+    pub(super) fn detach(&mut self, id: ConnId) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let Some(key) = conn.session.take() else {
+            return;
+        };
+        let will = conn.will.take();
         self.connected -= 1;
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
+        if session.conn != Some(id) {
+            return;
+        }
         session.conn = None;
+        session.retained_scheduled = false;
         let expiry = session.expiry_interval;
-        let client_id = session.client_id.clone();
-        if let Some(will) = conn.will {
+        if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             if delay == 0 {
                 self.publish_will(*will);
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
-                self.pending_wills
-                    .insert(client_id, PendingWill { due, will });
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.pending_will = Some(PendingWill { due, will });
+                }
+                self.arm_session(key, due);
             }
         }
         // What a shared group gave this member and it has not acknowledged goes to another.
         self.redistribute_shared(key);
         match expiry {
-            0 => self.destroy_session(key),
+            0 => self.destroy_session(key, true),
             NEVER_EXPIRES => {}
             secs => {
+                let at = now + Duration::from_secs(u64::from(secs));
                 if let Some(session) = self.sessions.get_mut(&key) {
-                    session.expires_at = Some(now + Duration::from_secs(u64::from(secs)));
+                    session.expires_at = Some(at);
                 }
+                self.arm_session(key, at);
             }
         }
     }
 
-    /// Ends a session: its subscriptions leave the trie, and routes that lose their last local
-    /// subscriber are withdrawn from every shard.
-    pub(super) fn destroy_session(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.get(&key) else {
+    /// Ends a session: a will still delayed is published (MQTT-3.1.3-9), what it still held
+    /// for the client is counted as dropped when `expired`, its subscriptions leave the trie,
+    /// and routes that lose their last local subscriber are withdrawn from every shard.
+    pub(super) fn destroy_session(&mut self, key: SessionKey, expired: bool) {
+        let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
+        let will = session.pending_will.take();
         let filters: Vec<ByteString> = session.subscriptions.keys().cloned().collect();
+        if let Some(pending) = will {
+            self.publish_will(*pending.will);
+        }
         for filter in &filters {
             self.remove_subscriber(filter, key, 0);
         }
         self.redistribute_shared(key);
         if let Some(session) = self.sessions.remove(&key) {
             self.by_client_id.remove(&session.client_id);
+            self.quota.remove_session();
+            if expired {
+                self.note_drops(session.undelivered(), |c| &mut c.dropped_session_expired);
+            }
         }
     }
 }
@@ -348,6 +438,17 @@ fn keep_will(will: Will) -> Box<Will> {
     Box::new(Will {
         topic: ByteString::from(&*will.topic),
         payload: bytes::Bytes::copy_from_slice(&will.payload),
+        properties: will.properties.compacted(),
         ..will
     })
+}
+
+/// The client id whose home shard serves this CONNECT: the user name when sessions are bound
+/// to users, else the client id (empty: any shard, which assigns one of its own).
+pub fn session_home(connect: &Connect, use_username_as_clientid: bool) -> &str {
+    if use_username_as_clientid {
+        connect.username.as_deref().unwrap_or_default()
+    } else {
+        &connect.client_id
+    }
 }

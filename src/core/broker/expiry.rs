@@ -1,78 +1,151 @@
-//! What the clock ends: keep alives, connections that never sent CONNECT, offline sessions
-//! past their expiry, and wills past their delay.
+//! What the clock ends: connections that never sent CONNECT, keep alives, output that makes no
+//! progress, offline sessions past their expiry, and wills past their delay.
+//!
+//! Each deadline is an entry in the broker's timers, looked at when it falls due; nothing is
+//! scanned per tick. A connection or session has at most a few entries at a time: deadlines
+//! that move later (keep alive on every packet) are re-armed when the entry falls due.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{Broker, ConnId, SessionKey, CONNECT_TIMEOUT};
+use super::{Broker, ConnId, SessionKey};
 use crate::protocol::ReasonCode;
+
+/// What a timer entry asks the broker to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// The connection must have sent CONNECT by now.
+    Connect(ConnId),
+    /// The keep alive of the connection may have run out.
+    KeepAlive(ConnId),
+    /// The connection's pending output may have missed its deadline.
+    WriteStall(ConnId),
+    /// The session's will may be due, or the (offline) session may have expired.
+    Session(SessionKey),
+}
 
 impl Broker {
     /// Applies every deadline up to `now`.
     pub fn tick(&mut self, now: Instant) {
         self.now = now;
-        self.expire_connections(now);
-        self.publish_due_wills(now);
-        self.expire_sessions(now);
-    }
-
-    fn expire_connections(&mut self, now: Instant) {
-        let expired: Vec<(ConnId, bool)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closing)
-            .filter_map(|(&id, c)| {
-                let idle = now.saturating_duration_since(c.last_seen);
-                match (c.session, c.keep_alive_limit) {
-                    (None, _) if now.saturating_duration_since(c.opened) > CONNECT_TIMEOUT => {
-                        Some((id, false))
-                    }
-                    (Some(_), Some(limit)) if idle > limit => Some((id, true)),
-                    _ => None,
-                }
-            })
-            .collect();
-        for (id, connected) in expired {
-            if connected {
-                self.fail(id, ReasonCode::KeepAliveTimeout, "keep alive timeout");
-            } else {
-                tracing::debug!(conn = id, "no CONNECT in time; closing");
-                self.close(id);
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Connect(id) => self.connect_deadline(id),
+                Timer::KeepAlive(id) => self.keep_alive_deadline(id, now),
+                Timer::WriteStall(id) => self.write_deadline(id, now),
+                Timer::Session(key) => self.session_deadline(key, at, now),
             }
         }
     }
 
-    fn publish_due_wills(&mut self, now: Instant) {
-        if self.pending_wills.is_empty() {
+    fn connect_deadline(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        if conn.session.is_none() && !conn.closing {
+            tracing::debug!(shard = self.shard, conn = id, "no CONNECT in time; closing");
+            self.close(id);
+        }
+    }
+
+    /// Schedules the first keep-alive check of a connection that just connected.
+    pub(super) fn arm_keep_alive(&mut self, id: ConnId, limit: Duration) {
+        self.timers.schedule(self.now + limit, Timer::KeepAlive(id));
+    }
+
+    fn keep_alive_deadline(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(limit) = conn.keep_alive_limit else {
+            return;
+        };
+        if conn.closing {
             return;
         }
-        let due: Vec<_> = self
-            .pending_wills
-            .iter()
-            .filter(|(_, w)| w.due <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for client_id in due {
-            if let Some(pending) = self.pending_wills.remove(&client_id) {
-                self.publish_will(*pending.will);
-            }
+        if conn.outbox_paused {
+            // Not read because of us, not silent: its time does not run meanwhile.
+            conn.last_seen = now;
         }
+        let due = conn.last_seen + limit;
+        if due > now {
+            self.timers.schedule(due, Timer::KeepAlive(id));
+            return;
+        }
+        self.fail(id, ReasonCode::KeepAliveTimeout, "keep alive timeout");
     }
 
-    fn expire_sessions(&mut self, now: Instant) {
-        let expired: Vec<SessionKey> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.conn.is_none() && s.expires_at.is_some_and(|at| at <= now))
-            .map(|(&key, _)| key)
-            .collect();
-        for key in expired {
-            // A will still delayed is published when its session ends (MQTT-3.1.3-9).
-            let client_id = self.sessions[&key].client_id.clone();
-            if let Some(pending) = self.pending_wills.remove(&client_id) {
-                self.publish_will(*pending.will);
-            }
+    fn write_deadline(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.write.armed = false;
+        let Some((target, deadline)) = conn.write.mark else {
+            return;
+        };
+        if deadline > now {
+            conn.write.armed = true;
+            self.timers.schedule(deadline, Timer::WriteStall(id));
+            return;
+        }
+        let behind = target.saturating_sub(conn.write.written);
+        tracing::info!(
+            shard = self.shard,
+            conn = id,
+            unwritten = behind,
+            "closing a connection whose output made no progress"
+        );
+        self.counters.write_timeouts += 1;
+        conn.aborted = true;
+        conn.closing = true;
+        self.queue_flush(id);
+    }
+
+    /// Makes sure the session's timer looks at it by `at`.
+    pub(super) fn arm_session(&mut self, key: SessionKey, at: Instant) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if session.timer_armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        session.timer_armed = Some(at);
+        self.timers.schedule(at, Timer::Session(key));
+    }
+
+    fn session_deadline(&mut self, key: SessionKey, at: Instant, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if session.timer_armed != Some(at) {
+            // An entry superseded by an earlier one.
+            return;
+        }
+        session.timer_armed = None;
+        if session.conn.is_some() {
+            return;
+        }
+        if session.pending_will.as_ref().is_some_and(|w| w.due <= now) {
+            let pending = session.pending_will.take().expect("checked");
+            self.publish_will(*pending.will);
+        }
+        let Some(session) = self.sessions.get(&key) else {
+            return;
+        };
+        if session.expires_at.is_some_and(|at| at <= now) {
+            let client_id = session.client_id.clone();
             tracing::debug!(shard = self.shard, client = %client_id, "session expired");
-            self.destroy_session(key);
+            self.destroy_session(key, true);
+            return;
+        }
+        let next = [
+            session.pending_will.as_ref().map(|w| w.due),
+            session.expires_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(next) = next {
+            self.arm_session(key, next);
         }
     }
 }

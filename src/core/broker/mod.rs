@@ -8,6 +8,7 @@
 mod connection;
 mod expiry;
 mod packets;
+mod retained_work;
 mod routing;
 mod subscribe;
 
@@ -22,32 +23,46 @@ use bytestring::ByteString;
 use super::auth::AuthHandle;
 use super::features::Features;
 use super::limits::Limits;
+use super::quota::Quota;
 use super::retained::RetainedStore;
 use super::session::{DeliverOutcome, Link, PumpReport, Session, Subscription};
 use super::shard_msg::ShardMsg;
+use super::timers::Timers;
 use super::topic_alias::InboundAliases;
 use super::trie::Trie;
+use expiry::Timer;
+
 use crate::metrics::{Counters, DropLog};
-use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS, Will};
+use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS};
+pub use connection::session_home;
 
 /// A connection on this shard, numbered by the broker.
 pub type ConnId = u64;
 type SessionKey = u64;
 
-/// A client that has not sent CONNECT within this time is closed.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages waiting for another shard past which the connections whose publishes feed them
+/// stop being read until they drain below [`OUTBOX_LOW_WATER`].
+pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
+pub const OUTBOX_LOW_WATER: usize = OUTBOX_HIGH_WATER / 2;
 
 #[derive(Debug)]
 struct Conn {
     link: Link,
     session: Option<SessionKey>,
-    /// Boxed: most clients have none. Owns its topic and payload (see `keep_will`).
-    will: Option<Box<Will>>,
+    /// Boxed: most clients have none. Owns all its bytes (see `keep_will`).
+    will: Option<Box<crate::protocol::Will>>,
     /// 1.5 x the keep alive in force (MQTT-3.1.2-24); None for 0.
     keep_alive_limit: Option<Duration>,
-    opened: Instant,
     last_seen: Instant,
     closing: bool,
+    /// Closed at once, without waiting for its output: it made no progress writing.
+    aborted: bool,
+    /// Opened while the shard was at its connection limit: its CONNECT is refused.
+    over_limit: bool,
+    /// Its publishes went to another shard's outbox above the high-water mark: not read until
+    /// that drains.
+    outbox_paused: bool,
+    write: WriteProgress,
     queued_for_flush: bool,
     inbound_aliases: InboundAliases,
     /// 5.0 Request Problem Information: reason strings on acks allowed.
@@ -56,11 +71,33 @@ struct Conn {
     connect_expiry: u32,
 }
 
+/// Why the shell should stop reading a connection for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPause {
+    /// Its output is over the high-water mark: read again once it is written.
+    Output,
+    /// What it published waits for another shard: read again once the outboxes drain.
+    Outbox,
+}
+
 /// Bytes to write to one connection, and whether to close it once they are written.
 #[derive(Debug)]
 pub struct Output {
     pub bytes: BytesMut,
     pub close: bool,
+}
+
+/// Whether a connection's output keeps moving. What was pending when the clock started must
+/// all be written before the deadline: a client that reads a byte now and then does not
+/// restart the clock, one that keeps reading always meets it.
+#[derive(Debug, Default)]
+struct WriteProgress {
+    /// Bytes written since the connection opened.
+    written: u64,
+    /// The total `written` must reach, and by when.
+    mark: Option<(u64, Instant)>,
+    /// A timer is scheduled to look at the mark.
+    armed: bool,
 }
 
 /// A SUBACK (or UNSUBACK) waiting for every shard to acknowledge the routes its filters added
@@ -72,13 +109,6 @@ struct PendingReply {
     reply: BytesMut,
     /// Filters whose retained messages follow a SUBACK.
     retained_for: Vec<(ByteString, Subscription)>,
-}
-
-/// A will waiting out its Will Delay Interval.
-#[derive(Debug)]
-struct PendingWill {
-    due: Instant,
-    will: Box<Will>,
 }
 
 /// The local subscribers of one filter.
@@ -131,18 +161,24 @@ pub struct Broker {
     /// Round-robin position per shared group over shards.
     shared_turn: AHashMap<ByteString, usize>,
     retained: RetainedStore,
+    /// Sessions whose retained backlog can make progress, served a step at a time.
+    retained_ready: VecDeque<SessionKey>,
     outbox: Vec<VecDeque<ShardMsg>>,
     pending_replies: AHashMap<u64, PendingReply>,
-    pending_wills: AHashMap<ByteString, PendingWill>,
+    timers: Timers<Timer>,
     next_sync: u64,
     flush_queue: Vec<ConnId>,
     /// Reused per publish: each matched session once, with its best subscription.
     match_scratch: AHashMap<SessionKey, routing::Match>,
-    assigned_ids: u64,
+    /// For assigned client ids, which must not be guessable.
+    rng: rand::rngs::StdRng,
     pub counters: Counters,
     drop_log: DropLog,
+    retained_log: DropLog,
     /// Who may connect; shared by every shard.
     auth: Arc<AuthHandle>,
+    /// Broker-wide counts; shared by every shard.
+    quota: Arc<Quota>,
 }
 
 impl Broker {
@@ -165,17 +201,26 @@ impl Broker {
             routes: Trie::default(),
             shared_turn: AHashMap::new(),
             retained: RetainedStore::default(),
+            retained_ready: VecDeque::new(),
             outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             pending_replies: AHashMap::new(),
-            pending_wills: AHashMap::new(),
+            timers: Timers::default(),
             next_sync: 1,
             flush_queue: Vec::new(),
             match_scratch: AHashMap::new(),
-            assigned_ids: 0,
+            rng: rand::SeedableRng::from_os_rng(),
             counters: Counters::default(),
             drop_log: DropLog::default(),
+            retained_log: DropLog::default(),
             auth: Arc::default(),
+            quota: Arc::default(),
         }
+    }
+
+    /// Shares the broker-wide counts with the other shards.
+    pub fn with_quota(mut self, quota: Arc<Quota>) -> Broker {
+        self.quota = quota;
+        self
     }
 
     pub fn with_features(mut self, features: Features) -> Broker {
@@ -214,11 +259,13 @@ impl Broker {
         }
     }
 
-    /// Registers a new connection.
+    /// Registers a new connection. At the connection limit it is still registered, so that
+    /// its CONNECT gets a refusal the client can read (0x97), but refused it will be.
     pub fn open(&mut self, now: Instant) -> ConnId {
         self.now = now;
         let id = self.next_conn;
         self.next_conn += 1;
+        let over_limit = self.conns.len() >= self.limits.max_connections;
         self.conns.insert(
             id,
             Box::new(Conn {
@@ -226,17 +273,28 @@ impl Broker {
                 session: None,
                 will: None,
                 keep_alive_limit: None,
-                opened: now,
                 last_seen: now,
                 closing: false,
+                aborted: false,
+                over_limit,
+                outbox_paused: false,
+                write: WriteProgress::default(),
                 queued_for_flush: false,
                 inbound_aliases: InboundAliases::default(),
                 problem_information: true,
                 connect_expiry: 0,
             }),
         );
+        self.timers
+            .schedule(now + self.limits.connect_timeout, Timer::Connect(id));
         self.counters.connections_opened += 1;
         id
+    }
+
+    /// Whether the shell should accept another socket: past the connection limit (and a
+    /// few more, which get a CONNACK refusal) sockets are closed at once.
+    pub fn accepts_sockets(&self) -> bool {
+        self.conns.len() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
     }
 
     /// The protocol version to decode this connection's packets with.
@@ -249,6 +307,33 @@ impl Broker {
     /// Whether the broker has decided to close this connection.
     pub fn is_closing(&self, id: ConnId) -> bool {
         self.conns.get(&id).is_none_or(|c| c.closing)
+    }
+
+    /// Whether the connection is to be closed at once, its output abandoned.
+    pub fn is_aborted(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_none_or(|c| c.aborted)
+    }
+
+    /// Why not to read more from this connection now, if so: its own output is piling up
+    /// (it writes but does not read), or the messages it published wait for a slow shard.
+    pub fn read_pause(&mut self, id: ConnId) -> Option<ReadPause> {
+        let outbox_len = self.outbox_len();
+        let conn = self.conns.get_mut(&id)?;
+        if conn.closing {
+            return None;
+        }
+        if conn.outbox_paused && outbox_len <= OUTBOX_LOW_WATER {
+            conn.outbox_paused = false;
+        }
+        if conn.link.out.len() + conn.link.unflushed >= self.limits.read_pause_high_water {
+            return Some(ReadPause::Output);
+        }
+        conn.outbox_paused.then_some(ReadPause::Outbox)
+    }
+
+    /// Whether the outboxes have drained enough for publishers paused by them to go on.
+    pub fn outbox_drained(&self) -> bool {
+        self.outbox_len() <= OUTBOX_LOW_WATER
     }
 
     /// Connections with bytes to write (or to close) since the last call.
@@ -270,13 +355,32 @@ impl Broker {
         })
     }
 
-    /// `n` bytes taken with [`Broker::take_output`] reached the socket: room for more.
+    /// `n` bytes taken with [`Broker::take_output`] reached the socket (0 when the socket
+    /// took nothing): room for more, and the clock on stalled output.
     pub fn output_written(&mut self, id: ConnId, n: usize, now: Instant) {
         self.now = now;
+        let write_timeout = self.limits.write_timeout;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         conn.link.unflushed = conn.link.unflushed.saturating_sub(n);
+        let progress = &mut conn.write;
+        progress.written += n as u64;
+        if progress
+            .mark
+            .is_some_and(|(target, _)| progress.written >= target)
+        {
+            progress.mark = None;
+        }
+        let pending = conn.link.unflushed + conn.link.out.len();
+        if progress.mark.is_none() && pending > 0 {
+            let deadline = now + write_timeout;
+            progress.mark = Some((progress.written + pending as u64, deadline));
+            if !progress.armed {
+                progress.armed = true;
+                self.timers.schedule(deadline, Timer::WriteStall(id));
+            }
+        }
         if let Some(key) = conn.session {
             self.pump(id, key);
         }
@@ -288,6 +392,11 @@ impl Broker {
         let outbox = &mut self.outbox[to];
         let n = outbox.len().min(max);
         outbox.drain(..n).collect()
+    }
+
+    /// When the broker next has something to do by the clock.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
     }
 
     pub fn has_outbox(&self) -> bool {
@@ -329,15 +438,18 @@ impl Broker {
         }
     }
 
-    /// Marks the connection for closing once its pending bytes are written.
+    /// Marks the connection for closing once its pending bytes are written; its session
+    /// goes on without it from now.
     fn close(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.closing = true;
         }
+        self.detach(id);
         self.queue_flush(id);
     }
 
-    /// Sends what the session has queued, as far as its window and the link allow.
+    /// Sends what the session has queued, as far as its window and the link allow; then,
+    /// if there is room left, lets its retained backlog go on.
     fn pump(&mut self, id: ConnId, key: SessionKey) {
         let (Some(conn), Some(session)) = (self.conns.get_mut(&id), self.sessions.get_mut(&key))
         else {
@@ -347,6 +459,13 @@ impl Broker {
             return;
         }
         let report = session.pump(&mut conn.link, &self.limits, self.now);
+        if !session.retained.is_empty()
+            && !session.retained_scheduled
+            && session.ready_for_more(&conn.link, &self.limits)
+        {
+            session.retained_scheduled = true;
+            self.retained_ready.push_back(key);
+        }
         self.account_report(report);
         if !self.conns[&id].link.out.is_empty() {
             self.queue_flush(id);
@@ -378,17 +497,22 @@ impl Broker {
 
     fn account_report(&mut self, report: PumpReport) {
         self.counters.messages_sent += report.sent as u64;
-        for _ in 0..report.too_large {
-            self.note_drop(|c| &mut c.dropped_too_large);
-        }
-        for _ in 0..report.expired {
-            self.note_drop(|c| &mut c.dropped_expired);
-        }
+        self.note_drops(report.too_large, |c| &mut c.dropped_too_large);
+        self.note_drops(report.expired, |c| &mut c.dropped_expired);
+        self.note_drops(report.not_authorized, |c| &mut c.dropped_not_authorized);
     }
 
     fn note_drop(&mut self, counter: impl FnOnce(&mut Counters) -> &mut u64) {
-        *counter(&mut self.counters) += 1;
-        if let Some(n) = self.drop_log.record(1, self.now) {
+        self.note_drops(1, counter);
+    }
+
+    /// Counts `n` dropped messages and logs, at most once a second, how many were dropped.
+    fn note_drops(&mut self, n: usize, counter: impl FnOnce(&mut Counters) -> &mut u64) {
+        if n == 0 {
+            return;
+        }
+        *counter(&mut self.counters) += n as u64;
+        if let Some(n) = self.drop_log.record(n as u64, self.now) {
             tracing::warn!(
                 shard = self.shard,
                 dropped = n,
@@ -396,11 +520,16 @@ impl Broker {
                 too_large_total = self.counters.dropped_too_large,
                 expired_total = self.counters.dropped_expired,
                 not_authorized_total = self.counters.dropped_not_authorized,
+                session_expired_total = self.counters.dropped_session_expired,
                 "messages dropped by limits or the ACL"
             );
         }
     }
 }
+
+/// Sockets beyond the connection limit that are still read, to refuse their CONNECT with a
+/// reason the client can read; further ones are closed at once.
+const REFUSAL_SLOTS: usize = 64;
 
 /// The QoS a subscriber receives: the lower of the published and the granted QoS.
 fn effective_qos(published: QoS, granted: QoS) -> QoS {

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Broker, ConnId, SessionKey};
+use super::{Broker, ConnId, SessionKey, OUTBOX_HIGH_WATER};
 use crate::core::message::Message;
 use crate::core::topic_alias::AliasError;
+use crate::protocol::topic::topic_levels;
 use crate::protocol::{Ack, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode};
 
 impl Broker {
@@ -123,6 +124,14 @@ impl Broker {
 
     fn on_publish(&mut self, id: ConnId, key: SessionKey, mut publish: Publish) {
         self.counters.publishes_received += 1;
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // Only the server sets them (MQTT-3.3.4-6).
+            return self.fail(
+                id,
+                ReasonCode::ProtocolError,
+                "subscription identifier in a client's PUBLISH",
+            );
+        }
         let features = &self.features;
         if publish.qos > features.max_qos {
             return self.fail(
@@ -182,6 +191,9 @@ impl Broker {
             );
         }
         let topic = aliased_topic.as_deref().unwrap_or(publish.topic());
+        if topic_levels(topic) > self.limits.max_topic_levels {
+            return self.fail(id, ReasonCode::TopicNameInvalid, "too many topic levels");
+        }
         // One session lookup for both: who publishes (for by-publisher shared groups) and
         // whether the ACL lets it.
         // `$SYS` is the broker's own: no client writes there, ACL or not.
@@ -214,7 +226,15 @@ impl Broker {
         if route {
             publish.properties.topic_alias = None;
             let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
+            let outbox_before = self.outbox_len();
             matched = self.publish_message(message, Some(key), publisher);
+            let outbox_after = self.outbox_len();
+            if outbox_after > outbox_before && outbox_after > OUTBOX_HIGH_WATER {
+                // Another shard is behind: this publisher waits for it, others go on.
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.outbox_paused = true;
+                }
+            }
         }
         let v5 = self.conns.get(&id).is_some_and(|c| c.link.version.is_v5());
         let reason = if v5 && !matched {
@@ -269,6 +289,6 @@ pub(super) fn client_hash(client_id: &str) -> u64 {
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(client_id)
 }
 
-fn is_sys_topic(topic: &str) -> bool {
+pub(super) fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
 }

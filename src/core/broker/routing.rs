@@ -10,6 +10,7 @@ use bytestring::ByteString;
 use super::{effective_qos, Broker, Route, SessionKey, SharedGroup, Subscribers};
 use crate::core::features::SharedPolicy;
 use crate::core::message::{Delivery, Message, SharedMessage};
+use crate::core::retained::{RetainOutcome, RetainedLimits};
 use crate::core::session::{DeliverOutcome, Subscription};
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::topic::parse_shared;
@@ -40,9 +41,31 @@ impl Broker {
         publisher: u64,
     ) -> bool {
         if message.retain {
-            self.retained.update(&message);
-            for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push_back(ShardMsg::Retain(message.clone()));
+            // Decided here, on the publishing shard, and replicated as decided: every
+            // replica holds the same messages.
+            let limits = RetainedLimits {
+                messages: self.limits.max_retained_messages,
+                bytes: self.limits.max_retained_bytes,
+            };
+            match self.retained.update(&message, Some(limits)) {
+                RetainOutcome::Refused => {
+                    self.counters.retained_refused += 1;
+                    if let Some(n) = self.retained_log.record(1, self.now) {
+                        tracing::warn!(
+                            shard = self.shard,
+                            refused = n,
+                            retained = self.retained.len(),
+                            bytes = self.retained.bytes(),
+                            "retained store full: messages delivered but not retained"
+                        );
+                    }
+                }
+                RetainOutcome::NothingToDelete => {}
+                RetainOutcome::Stored | RetainOutcome::Deleted => {
+                    for to in (0..self.shards).filter(|&s| s != self.shard) {
+                        self.outbox[to].push_back(ShardMsg::Retain(message.clone()));
+                    }
+                }
             }
         }
         if self.shards == 1 {
@@ -121,6 +144,7 @@ impl Broker {
             return;
         };
         if !session.may_receive(delivery.message.topic()) {
+            self.note_drop(|c| &mut c.dropped_not_authorized);
             return;
         }
         let conn_id = session.conn;
@@ -183,17 +207,25 @@ impl Broker {
         };
         let sessions = &self.sessions;
         let policy = self.features.shared_policy;
-        let chosen = self
+        let topic = message.topic();
+        let Some(group_members) = self
             .subscriptions
             .get_mut(shared.filter)
             .and_then(|s| s.shared.get_mut(group))
-            .and_then(|g| {
-                pick_member(g, policy, publisher, |key| {
-                    sessions.get(&key).is_some_and(|s| s.conn.is_some())
-                })
-            });
-        let Some((key, sub)) = chosen else {
+        else {
             self.note_drop(|c| &mut c.dropped_no_member);
+            return;
+        };
+        let chosen = pick_member(
+            group_members,
+            policy,
+            publisher,
+            |key| sessions.get(&key).is_some_and(|s| s.may_receive(topic)),
+            |key| sessions.get(&key).is_some_and(|s| s.conn.is_some()),
+        );
+        let Some((key, sub)) = chosen else {
+            // Members there are, but the ACL lets none of them read this topic.
+            self.note_drop(|c| &mut c.dropped_not_authorized);
             return;
         };
         let mut delivery = Delivery::new(
@@ -380,7 +412,9 @@ impl Broker {
                     message,
                     publisher,
                 } => self.deliver_shared_local(&group, &message, publisher),
-                ShardMsg::Retain(message) => self.retained.update(&message),
+                ShardMsg::Retain(message) => {
+                    self.retained.update(&message, None);
+                }
                 ShardMsg::RouteAdd {
                     filter,
                     shard,
@@ -415,12 +449,14 @@ impl Broker {
     }
 }
 
-/// A member for the next message: by publisher, or the next connected one in turn (any member
-/// if none is connected: its session queues the message).
+/// A member for the next message, among those that may read it: by publisher, or the next
+/// connected one in turn (any member if none is connected: its session queues the message).
+/// None when no member may read it.
 fn pick_member(
     group: &mut SharedGroup,
     policy: SharedPolicy,
     publisher: u64,
+    may_read: impl Fn(SessionKey) -> bool,
     connected: impl Fn(SessionKey) -> bool,
 ) -> Option<(SessionKey, Subscription)> {
     let n = group.members.len();
@@ -428,12 +464,19 @@ fn pick_member(
         return None;
     }
     if policy == SharedPolicy::Publisher {
-        return Some(group.members[publisher as usize % n]);
+        let member = group.members[publisher as usize % n];
+        if may_read(member.0) {
+            return Some(member);
+        }
     }
     let start = group.next;
     group.next = group.next.wrapping_add(1);
-    let online = (0..n)
+    let mut readers = (0..n)
         .map(|i| group.members[(start + i) % n])
-        .find(|(key, _)| connected(*key));
-    Some(online.unwrap_or(group.members[start % n]))
+        .filter(|(key, _)| may_read(*key));
+    let first = readers.next()?;
+    if connected(first.0) {
+        return Some(first);
+    }
+    Some(readers.find(|(key, _)| connected(*key)).unwrap_or(first))
 }

@@ -1,15 +1,27 @@
 //! SUBSCRIBE and UNSUBSCRIBE: the session's subscriptions, the local trie, the routes other
 //! shards must learn before the SUBACK goes out, and retained messages for new subscriptions.
 
+use ahash::AHashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
-use super::{effective_qos, Broker, ConnId, PendingReply, SessionKey};
-use crate::core::message::Delivery;
-use crate::core::session::Subscription;
+use super::{Broker, ConnId, PendingReply, SessionKey};
+use crate::core::session::{RetainedBacklog, Subscription};
 use crate::core::shard_msg::ShardMsg;
-use crate::protocol::topic::parse_shared;
-use crate::protocol::{QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
+use crate::protocol::topic::{parse_shared, topic_levels};
+use crate::protocol::{
+    QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
+};
+
+/// A subscription made by [`Broker::subscribe_one`].
+struct Added {
+    filter: ByteString,
+    /// This shard's first subscriber on the filter: the other shards must learn the route.
+    new_route: bool,
+    code: ReasonCode,
+    /// The subscription, when its retained messages are to be sent.
+    send_retained: Option<Subscription>,
+}
 
 impl Broker {
     pub(super) fn on_subscribe(&mut self, id: ConnId, key: SessionKey, subscribe: Subscribe) {
@@ -26,60 +38,38 @@ impl Broker {
             );
         }
         let version = self.conns[&id].link.version;
-        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut codes = vec![ReasonCode::UnspecifiedError; subscribe.filters.len()];
+        // A filter given twice in one packet is one subscription: the last one counts
+        // (each later one replaces the earlier, MQTT-3.8.4-3), and its work is done once.
+        let mut last: AHashMap<&str, usize> = AHashMap::with_capacity(subscribe.filters.len());
+        for (i, f) in subscribe.filters.iter().enumerate() {
+            last.insert(&f.filter, i);
+        }
         let mut new_routes = Vec::new();
         let mut retained_for = Vec::new();
-        for mut f in subscribe.filters {
-            // Copied: the subscription outlives the read buffer the filter was decoded from.
-            f.filter = ByteString::from(&*f.filter);
-            let shared = parse_shared(&f.filter).and_then(Result::ok);
-            let inner = shared.map_or(&*f.filter, |s| s.filter);
-            if shared.is_some() && !self.features.shared_subscriptions {
-                codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+        for (i, f) in subscribe.filters.iter().enumerate() {
+            if last[&*f.filter] != i {
                 continue;
             }
-            if !self.features.wildcard_subscriptions && inner.contains(['+', '#']) {
-                codes.push(ReasonCode::WildcardSubscriptionsNotSupported);
-                continue;
-            }
-            let acl = self.sessions.get(&key).and_then(|s| s.acl.as_ref());
-            if acl.is_some_and(|acl| !acl.may_subscribe(inner)) {
-                codes.push(ReasonCode::NotAuthorized);
-                continue;
-            }
-            let mut options = f.options;
-            options.qos = options.qos.min(self.features.max_qos);
-            let Some(session) = self.sessions.get_mut(&key) else {
-                return;
+            let outcome = self.subscribe_one(key, f, subscription_id);
+            codes[i] = match outcome {
+                Ok(added) => {
+                    if added.new_route {
+                        new_routes.push(added.filter.clone());
+                    }
+                    let code = added.code;
+                    if let Some(subscription) = added.send_retained {
+                        retained_for.push((added.filter, subscription));
+                    }
+                    code
+                }
+                Err(code) => code,
             };
-            let previous = session.subscriptions.get(&f.filter).map(|s| s.since);
-            let existed = previous.is_some();
-            let subscription = Subscription {
-                options,
-                id: subscription_id,
-                since: previous.unwrap_or(self.now),
-            };
-            session.subscriptions.insert(f.filter.clone(), subscription);
-            if self.add_subscriber(&f.filter, key, subscription) {
-                new_routes.push(f.filter.clone());
-            }
-            codes.push(match options.qos {
-                QoS::AtMostOnce => ReasonCode::Success,
-                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-            });
-            // No retained messages for shared subscriptions (5.0, 3.8.4); for the others, as
-            // Retain Handling says for the others.
-            let send_retained = shared.is_none()
-                && match options.retain_handling {
-                    RetainHandling::OnSubscribe => true,
-                    RetainHandling::OnNewSubscribe => !existed,
-                    RetainHandling::Never => false,
-                };
-            if send_retained {
-                retained_for.push((f.filter, subscription));
-            }
         }
+        for (i, f) in subscribe.filters.iter().enumerate() {
+            codes[i] = codes[last[&*f.filter]];
+        }
+        drop(last);
         let properties = if codes.iter().any(|c| c.is_error()) {
             self.problem(id, "some subscriptions were refused")
         } else {
@@ -118,7 +108,75 @@ impl Broker {
         self.pending_replies.insert(sync, pending);
     }
 
-    /// Writes the SUBACK (or UNSUBACK), then the retained messages for new subscriptions.
+    /// Checks and makes one subscription of a SUBSCRIBE; the reason code to refuse it with
+    /// otherwise.
+    fn subscribe_one(
+        &mut self,
+        key: SessionKey,
+        f: &SubscribeFilter,
+        subscription_id: Option<u32>,
+    ) -> Result<Added, ReasonCode> {
+        let shared = parse_shared(&f.filter).and_then(Result::ok);
+        let inner = shared.map_or(&*f.filter, |s| s.filter);
+        if shared.is_some() && !self.features.shared_subscriptions {
+            return Err(ReasonCode::SharedSubscriptionsNotSupported);
+        }
+        if topic_levels(inner) > self.limits.max_topic_levels {
+            return Err(ReasonCode::TopicFilterInvalid);
+        }
+        if !self.features.wildcard_subscriptions && inner.contains(['+', '#']) {
+            return Err(ReasonCode::WildcardSubscriptionsNotSupported);
+        }
+        let session = self
+            .sessions
+            .get(&key)
+            .ok_or(ReasonCode::UnspecifiedError)?;
+        if session
+            .acl
+            .as_ref()
+            .is_some_and(|acl| !acl.may_subscribe(inner))
+        {
+            return Err(ReasonCode::NotAuthorized);
+        }
+        let previous = session.subscriptions.get(&*f.filter).map(|s| s.since);
+        if previous.is_none() && session.subscriptions.len() >= self.limits.max_subscriptions {
+            tracing::info!(shard = self.shard, client = %session.client_id, "subscription limit reached");
+            return Err(ReasonCode::QuotaExceeded);
+        }
+        let mut options = f.options;
+        options.qos = options.qos.min(self.features.max_qos);
+        // Copied: the subscription outlives the read buffer the filter was decoded from.
+        let filter = ByteString::from(&*f.filter);
+        let subscription = Subscription {
+            options,
+            id: subscription_id,
+            since: previous.unwrap_or(self.now),
+        };
+        let session = self.sessions.get_mut(&key).expect("checked above");
+        session.subscriptions.insert(filter.clone(), subscription);
+        let new_route = self.add_subscriber(&filter, key, subscription);
+        // No retained messages for shared subscriptions (5.0, 3.8.4); for the others, as
+        // Retain Handling says.
+        let send_retained = shared.is_none()
+            && match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => previous.is_none(),
+                RetainHandling::Never => false,
+            };
+        Ok(Added {
+            filter,
+            new_route,
+            code: match options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            },
+            send_retained: send_retained.then_some(subscription),
+        })
+    }
+
+    /// Writes the SUBACK (or UNSUBACK); the retained messages for new subscriptions follow,
+    /// a step at a time (see `retained_work`).
     pub(super) fn finish_reply(&mut self, pending: PendingReply) {
         let id = pending.conn;
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -133,30 +191,22 @@ impl Broker {
         let Some(key) = session else {
             return;
         };
-        for (filter, subscription) in pending.retained_for {
-            let Some(session) = self.sessions.get(&key) else {
-                return;
-            };
-            let messages: Vec<_> = self
-                .retained
-                .matching(&filter)
-                .filter(|m| session.may_receive(m.topic()))
-                .cloned()
-                .collect();
-            for message in messages {
-                let qos = effective_qos(message.qos, subscription.options.qos);
-                let mut delivery = Delivery::new(message, qos, true);
-                delivery.subscription_ids.extend(subscription.id);
-                let (Some(conn), Some(session)) =
-                    (self.conns.get_mut(&id), self.sessions.get_mut(&key))
-                else {
-                    return;
-                };
-                let outcome =
-                    session.deliver(delivery, Some(&mut conn.link), &self.limits, self.now);
-                self.account(outcome);
-            }
+        if pending.retained_for.is_empty() {
+            return;
         }
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        for (filter, subscription) in pending.retained_for {
+            // A subscription made again replaces the walk still going for it.
+            session.retained.retain(|b| b.filter != filter);
+            session.retained.push(RetainedBacklog {
+                filter,
+                subscription,
+                cursor: None,
+            });
+        }
+        self.pump(id, key);
     }
 
     pub(super) fn on_unsubscribe(&mut self, id: ConnId, key: SessionKey, unsubscribe: Unsubscribe) {

@@ -55,21 +55,27 @@ impl Harness {
         self.broker.handle(id, packet, self.now);
     }
 
-    /// Everything written to `id` so far, decoded.
+    /// Everything written to `id` so far, decoded, with the retained messages that the
+    /// shell's background steps would send meanwhile.
     fn received(&mut self, id: ConnId) -> Vec<Packet> {
         let version = self.broker.version(id);
-        let Some(out) = self.broker.take_output(id) else {
-            return Vec::new();
-        };
-        let n = out.bytes.len();
-        self.broker.output_written(id, n, self.now);
-        let mut buf = out.bytes;
         let decoder = Decoder::new(version, MAX_PACKET_SIZE);
         let mut packets = Vec::new();
-        while let Some(p) = decoder.decode(&mut buf).unwrap() {
-            packets.push(p);
+        loop {
+            while self.broker.retained_step(self.now) {}
+            let Some(out) = self.broker.take_output(id) else {
+                return packets;
+            };
+            let n = out.bytes.len();
+            self.broker.output_written(id, n, self.now);
+            let mut buf = out.bytes;
+            while let Some(p) = decoder.decode(&mut buf).unwrap() {
+                packets.push(p);
+            }
+            if n == 0 && !self.broker.has_retained_work() {
+                return packets;
+            }
         }
-        packets
     }
 
     fn subscribe(&mut self, id: ConnId, filter: &str, qos: QoS) {
@@ -946,3 +952,5 @@ fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers(
     };
     assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);
 }
+
+mod hostile;
