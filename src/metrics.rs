@@ -25,6 +25,8 @@ pub struct Counters {
     pub retained_refused: u64,
     /// Connections closed because their output made no progress for the write timeout.
     pub write_timeouts: u64,
+    /// Times a publisher stopped being read because messages for another shard piled up.
+    pub publishers_paused: u64,
     pub protocol_errors: u64,
 }
 
@@ -53,6 +55,7 @@ impl Counters {
         self.dropped_session_expired += other.dropped_session_expired;
         self.retained_refused += other.retained_refused;
         self.write_timeouts += other.write_timeouts;
+        self.publishers_paused += other.publishers_paused;
         self.protocol_errors += other.protocol_errors;
     }
 }

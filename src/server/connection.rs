@@ -17,7 +17,7 @@ use glommio::{spawn_local, timer};
 use super::mesh::Envelope;
 use super::shard::Shard;
 use crate::core::broker::session_home;
-use crate::core::{home_shard, ConnId};
+use crate::core::{home_shard, Closing, ConnId};
 use crate::protocol::{read_frame, Decoder, Packet, ProtocolVersion};
 
 /// Bytes asked of the socket per read before CONNECT, unless the packet is known to be longer.
@@ -164,7 +164,20 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
     // start of a packet still incomplete is kept here.
     let mut pending = buf;
     process(&shard, id, &mut pending);
+    // Since when the broker has been closing the connection: what the client still sends is
+    // read and discarded for at most the linger, then the socket goes, sending or not.
+    let mut closing_since: Option<Instant> = None;
     loop {
+        match shard.broker.borrow().closing_state(id) {
+            Closing::No => {}
+            Closing::Abort => break,
+            Closing::Linger => {
+                let since = *closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > super::writer::LINGER {
+                    break;
+                }
+            }
+        }
         if pending.is_empty() {
             pending = BytesMut::new();
         }

@@ -3,22 +3,18 @@
 //! The broker says when a connection should not be read ([`Broker::read_pause`]): its output
 //! is piling up, or what it publishes waits for a slow shard. The read task then waits here
 //! until the writer reports its output written, or the outboxes drain. A connection paused
-//! for a slow shard is still read once every [`TRICKLE`]: it is the other shard that is slow,
-//! and the client must still get its PINGRESPs within its keep alive.
+//! for a slow shard is still read now and then (the broker says how often): it is the other
+//! shard that is slow, and the client must still get its PINGRESPs within its keep alive.
 //!
 //! [`Broker::read_pause`]: crate::core::Broker::read_pause
 
 use std::cell::RefCell;
-use std::time::Duration;
 
 use ahash::AHashMap;
 use glommio::channels::local_channel::{self, LocalSender};
 
 use super::shard::Shard;
 use crate::core::{ConnId, ReadPause};
-
-/// How often a connection paused for a slow shard is read all the same.
-pub const TRICKLE: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 pub struct ReadGates {
@@ -27,8 +23,8 @@ pub struct ReadGates {
 }
 
 impl ReadGates {
-    /// Waits until connection `id` may be read again (or, paused for a slow shard, for at most
-    /// [`TRICKLE`]).
+    /// Waits until connection `id` may be read again (or, paused for a slow shard, until its
+    /// next trickle read).
     pub async fn wait(&self, id: ConnId, pause: ReadPause) {
         let (open, opened) = local_channel::new_bounded(1);
         match pause {
@@ -36,13 +32,13 @@ impl ReadGates {
                 self.output.borrow_mut().insert(id, open);
                 let _ = opened.recv().await;
             }
-            ReadPause::Outbox => {
+            ReadPause::Outbox { trickle } => {
                 self.outbox.borrow_mut().insert(id, open);
                 futures_lite::future::or(
                     async {
                         let _ = opened.recv().await;
                     },
-                    glommio::timer::sleep(TRICKLE),
+                    glommio::timer::sleep(trickle),
                 )
                 .await;
             }

@@ -140,8 +140,8 @@ pub async fn run(
         retained_waker,
     });
     {
-        // Retained messages for new subscriptions, a step at a time with a yield between
-        // steps: a subscription to `#` over a large store does not hold up the shard.
+        // Retained messages for new subscriptions, a step at a time: a subscription to `#`
+        // over a large store does not hold up the shard's other clients.
         let shard = shard.clone();
         spawn_local(async move {
             while retained_wake.recv().await.is_some() {
@@ -151,7 +151,11 @@ pub async fn run(
                     if !more {
                         break;
                     }
-                    futures_lite::future::yield_now().await;
+                    // Not a plain yield: glommio polls io_uring only when no task is
+                    // runnable (or every 100 ms), so a yield alone would keep the
+                    // shard's sockets waiting for the whole walk. A timer leaves the
+                    // run queue.
+                    timer::sleep(Duration::from_micros(1)).await;
                 }
             }
         })

@@ -10,7 +10,8 @@
 //! - the broker child is killed when its `Broker` is dropped (and, as a backstop, when the
 //!   thread that started it exits: PR_SET_PDEATHSIG).
 //!
-//! Set `RINGMQ_TEST_ECHO=1` to see the broker's stderr live.
+//! Set `RINGMQ_TEST_ECHO=1` to see the broker's stderr live, `RINGMQ_TEST_BIN=path` to test
+//! another build of the broker.
 
 #![allow(dead_code)]
 
@@ -89,6 +90,11 @@ impl Broker {
         Self::start(&args)
     }
 
+    /// Starts the broker on `port` exactly (no retry on another port).
+    pub fn start_on(port: u16, extra: &[&str]) -> Result<Broker, String> {
+        Self::try_start(port, extra)
+    }
+
     fn try_start(port: u16, extra: &[&str]) -> Result<Broker, String> {
         let mut args: Vec<String> = vec![
             "--bind".into(),
@@ -98,7 +104,11 @@ impl Broker {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
 
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));
+        // RINGMQ_TEST_BIN runs the suite against another build (an older one, to see a test
+        // fail without its fix).
+        let bin = std::env::var("RINGMQ_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringmq").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -211,6 +221,31 @@ impl Broker {
                 return None;
             }
             thread::sleep(millis(20));
+        }
+    }
+
+    /// Waits (at most `timeout`) for the `$SYS` figure `topic` (the broker must run with
+    /// `--sys-interval`) to satisfy `ok`; returns it.
+    pub fn sys_figure(&self, topic: &str, timeout: Duration, ok: impl Fn(u64) -> bool) -> u64 {
+        let (mut watcher, _) = raw::RawClient::connect311(self.port, &unique("sys"), true, 60);
+        watcher.subscribe(1, &[(topic, 0)]);
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let p = match watcher.read_packet(left) {
+                Ok(p) if p.kind() == raw::kind::PUBLISH => p.publish(),
+                Ok(_) => continue,
+                Err(e) => panic!("{topic}: last figure {last:?}, then {e:?}"),
+            };
+            let n: u64 = p
+                .text()
+                .parse()
+                .unwrap_or_else(|_| panic!("{topic}: {p:?}"));
+            if ok(n) {
+                return n;
+            }
+            last = Some(n);
         }
     }
 

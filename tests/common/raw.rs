@@ -378,6 +378,26 @@ impl RawPacket {
 }
 
 /// Decodes a variable byte integer; returns (value, bytes used), None when incomplete/invalid.
+/// The whole packets at the start of `bytes`, in order.
+pub fn parse_packets(mut bytes: &[u8]) -> Vec<RawPacket> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let Some((len, used)) = decode_varint(&bytes[1..]) else {
+            break;
+        };
+        let total = 1 + used + len;
+        if bytes.len() < total {
+            break;
+        }
+        out.push(RawPacket {
+            header: bytes[0],
+            body: bytes[1 + used..total].to_vec(),
+        });
+        bytes = &bytes[total..];
+    }
+    out
+}
+
 pub fn decode_varint(b: &[u8]) -> Option<(usize, usize)> {
     let mut value = 0usize;
     for i in 0..4 {

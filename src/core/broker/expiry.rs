@@ -96,8 +96,10 @@ impl Broker {
         );
         self.counters.write_timeouts += 1;
         conn.aborted = true;
-        conn.closing = true;
-        self.queue_flush(id);
+        // While a drain task owns the socket, the connection is flagged for a flush it never
+        // takes: flag it again, so that the shell sees the abort now.
+        conn.queued_for_flush = false;
+        self.close(id);
     }
 
     /// Makes sure the session's timer looks at it by `at`.

@@ -71,13 +71,26 @@ struct Conn {
     connect_expiry: u32,
 }
 
+/// How the broker is closing a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    No,
+    /// After its last words: input is read and discarded for a short while, so that the
+    /// client reads them rather than a reset.
+    Linger,
+    /// At once: its output made no progress.
+    Abort,
+}
+
 /// Why the shell should stop reading a connection for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadPause {
     /// Its output is over the high-water mark: read again once it is written.
     Output,
-    /// What it published waits for another shard: read again once the outboxes drain.
-    Outbox,
+    /// What it published waits for another shard: read again once the outboxes drain, or
+    /// after `trickle` all the same, so that a PINGREQ it sent meanwhile is answered within
+    /// its keep alive.
+    Outbox { trickle: Duration },
 }
 
 /// Bytes to write to one connection, and whether to close it once they are written.
@@ -175,6 +188,7 @@ pub struct Broker {
     pub counters: Counters,
     drop_log: DropLog,
     retained_log: DropLog,
+    pause_log: DropLog,
     /// Who may connect; shared by every shard.
     auth: Arc<AuthHandle>,
     /// Broker-wide counts; shared by every shard.
@@ -212,6 +226,7 @@ impl Broker {
             counters: Counters::default(),
             drop_log: DropLog::default(),
             retained_log: DropLog::default(),
+            pause_log: DropLog::default(),
             auth: Arc::default(),
             quota: Arc::default(),
         }
@@ -314,6 +329,16 @@ impl Broker {
         self.conns.get(&id).is_none_or(|c| c.aborted)
     }
 
+    /// Whether, and how, the broker is closing the connection.
+    pub fn closing_state(&self, id: ConnId) -> Closing {
+        match self.conns.get(&id) {
+            None => Closing::Abort,
+            Some(c) if c.aborted => Closing::Abort,
+            Some(c) if c.closing => Closing::Linger,
+            Some(_) => Closing::No,
+        }
+    }
+
     /// Why not to read more from this connection now, if so: its own output is piling up
     /// (it writes but does not read), or the messages it published wait for a slow shard.
     pub fn read_pause(&mut self, id: ConnId) -> Option<ReadPause> {
@@ -328,7 +353,12 @@ impl Broker {
         if conn.link.out.len() + conn.link.unflushed >= self.limits.read_pause_high_water {
             return Some(ReadPause::Output);
         }
-        conn.outbox_paused.then_some(ReadPause::Outbox)
+        // A client pings within its keep alive: a read a quarter of it apart finds the ping.
+        let trickle = conn
+            .keep_alive_limit
+            .map_or(MAX_TRICKLE, |limit| limit / 6)
+            .clamp(MIN_TRICKLE, MAX_TRICKLE);
+        conn.outbox_paused.then_some(ReadPause::Outbox { trickle })
     }
 
     /// Whether the outboxes have drained enough for publishers paused by them to go on.
@@ -526,6 +556,10 @@ impl Broker {
         }
     }
 }
+
+/// How often a publisher paused for a slow shard is read all the same, at least and at most.
+const MIN_TRICKLE: Duration = Duration::from_millis(100);
+const MAX_TRICKLE: Duration = Duration::from_secs(5);
 
 /// Sockets beyond the connection limit that are still read, to refuse their CONNECT with a
 /// reason the client can read; further ones are closed at once.

@@ -231,8 +231,20 @@ impl Broker {
             let outbox_after = self.outbox_len();
             if outbox_after > outbox_before && outbox_after > OUTBOX_HIGH_WATER {
                 // Another shard is behind: this publisher waits for it, others go on.
-                if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.outbox_paused = true;
+                let newly = self
+                    .conns
+                    .get_mut(&id)
+                    .is_some_and(|c| !std::mem::replace(&mut c.outbox_paused, true));
+                if newly {
+                    self.counters.publishers_paused += 1;
+                    if let Some(n) = self.pause_log.record(1, self.now) {
+                        tracing::warn!(
+                            shard = self.shard,
+                            paused = n,
+                            waiting = outbox_after,
+                            "messages for other shards pile up; publishers feeding them are slowed"
+                        );
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
+use super::packets::is_sys_topic;
 use super::{effective_qos, Broker, Route, SessionKey, SharedGroup, Subscribers};
 use crate::core::features::SharedPolicy;
 use crate::core::message::{Delivery, Message, SharedMessage};
@@ -43,11 +44,12 @@ impl Broker {
         if message.retain {
             // Decided here, on the publishing shard, and replicated as decided: every
             // replica holds the same messages.
-            let limits = RetainedLimits {
+            // `$SYS` figures are the broker's own, a fixed few: outside the limits.
+            let limits = (!is_sys_topic(message.topic())).then_some(RetainedLimits {
                 messages: self.limits.max_retained_messages,
                 bytes: self.limits.max_retained_bytes,
-            };
-            match self.retained.update(&message, Some(limits)) {
+            });
+            match self.retained.update(&message, limits) {
                 RetainOutcome::Refused => {
                     self.counters.retained_refused += 1;
                     if let Some(n) = self.retained_log.record(1, self.now) {

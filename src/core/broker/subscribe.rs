@@ -39,37 +39,37 @@ impl Broker {
         }
         let version = self.conns[&id].link.version;
         let mut codes = vec![ReasonCode::UnspecifiedError; subscribe.filters.len()];
-        // A filter given twice in one packet is one subscription: the last one counts
-        // (each later one replaces the earlier, MQTT-3.8.4-3), and its work is done once.
+        // A filter given twice in one packet is one subscription: made where it first
+        // appears, with the options it was last given (each later one replaces the earlier,
+        // MQTT-3.8.4-3), and its work (routes, retained messages) done once.
         let mut last: AHashMap<&str, usize> = AHashMap::with_capacity(subscribe.filters.len());
         for (i, f) in subscribe.filters.iter().enumerate() {
             last.insert(&f.filter, i);
         }
+        let mut made: AHashMap<&str, ReasonCode> = AHashMap::with_capacity(last.len());
         let mut new_routes = Vec::new();
         let mut retained_for = Vec::new();
         for (i, f) in subscribe.filters.iter().enumerate() {
-            if last[&*f.filter] != i {
+            if let Some(&code) = made.get(&*f.filter) {
+                codes[i] = code;
                 continue;
             }
-            let outcome = self.subscribe_one(key, f, subscription_id);
-            codes[i] = match outcome {
+            let given = &subscribe.filters[last[&*f.filter]];
+            let code = match self.subscribe_one(key, given, subscription_id) {
                 Ok(added) => {
                     if added.new_route {
                         new_routes.push(added.filter.clone());
                     }
-                    let code = added.code;
                     if let Some(subscription) = added.send_retained {
                         retained_for.push((added.filter, subscription));
                     }
-                    code
+                    added.code
                 }
                 Err(code) => code,
             };
+            made.insert(&f.filter, code);
+            codes[i] = code;
         }
-        for (i, f) in subscribe.filters.iter().enumerate() {
-            codes[i] = codes[last[&*f.filter]];
-        }
-        drop(last);
         let properties = if codes.iter().any(|c| c.is_error()) {
             self.problem(id, "some subscriptions were refused")
         } else {

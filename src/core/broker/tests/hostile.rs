@@ -630,7 +630,13 @@ fn a_publisher_waiting_for_a_slow_shard_keeps_its_keep_alive_and_others_are_not_
     for _ in 0..=OUTBOX_HIGH_WATER {
         h.publish(publisher, "t", b"x", QoS::AtMostOnce, 0, false);
     }
-    assert_eq!(h.broker.read_pause(publisher), Some(ReadPause::Outbox));
+    assert_eq!(
+        h.broker.read_pause(publisher),
+        Some(ReadPause::Outbox {
+            trickle: Duration::from_millis(2500)
+        }),
+        "a sixth of 1.5 x its keep alive"
+    );
     assert_eq!(h.broker.read_pause(idle), None);
     // The other shard takes nothing for a minute: the publisher is not timed out.
     for _ in 0..60 {
