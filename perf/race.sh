@@ -11,6 +11,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
 BROKERS=${BROKERS:-ringmq mosquitto nats rumqttd}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-10000}
@@ -44,14 +46,6 @@ have() {
     esac
 }
 
-version_of() {
-    case $1 in
-        ringmq) echo "ringmq $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')" ;;
-        mosquitto) /usr/sbin/mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//' ;;
-        nats) nats-server --version ;;
-        rumqttd) echo "rumqttd $(rumqttd --version 2>/dev/null | awk '{print $2}')" ;;
-    esac
-}
 
 start_broker() { # name
     local name=$1 port=${PORT[$1]}
@@ -75,14 +69,6 @@ start_broker() { # name
     sleep 0.5 # NATS enables its MQTT streams just after listening
 }
 
-stop_broker() {
-    [[ -n $BROKER_PID ]] || return 0
-    kill "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=
-}
 
 # A port in RINGMQ_PORT0..+19 with neither a listener nor TIME_WAIT connections on it.
 ringmq_port() {

@@ -21,6 +21,8 @@ pub struct Counters {
     pub dropped_not_authorized: u64,
     /// Messages still queued or unacknowledged when their session expired.
     pub dropped_session_expired: u64,
+    /// Messages that reached a shard after the subscribers they were routed to had left.
+    pub dropped_subscriber_gone: u64,
     /// Retained messages delivered but not retained: the retained store was full.
     pub retained_refused: u64,
     /// Connections closed because their output made no progress for the write timeout.
@@ -39,6 +41,7 @@ impl Counters {
             + self.dropped_no_member
             + self.dropped_not_authorized
             + self.dropped_session_expired
+            + self.dropped_subscriber_gone
     }
 
     fn add(&mut self, other: &Counters) {
@@ -53,6 +56,7 @@ impl Counters {
         self.dropped_no_member += other.dropped_no_member;
         self.dropped_not_authorized += other.dropped_not_authorized;
         self.dropped_session_expired += other.dropped_session_expired;
+        self.dropped_subscriber_gone += other.dropped_subscriber_gone;
         self.retained_refused += other.retained_refused;
         self.write_timeouts += other.write_timeouts;
         self.publishers_paused += other.publishers_paused;

@@ -27,6 +27,12 @@ pub enum Command {
     Funnel(FunnelArgs),
     /// N publishers -> M subscribers sharing one `$share/<group>/load/+` subscription (MQTT 5).
     Shared(SharedArgs),
+    /// A subscriber that never reads beside a healthy pair on its topic.
+    Slowsub(FaultArgs),
+    /// Clients connecting and leaving as fast as they can beside a healthy pair (leak check).
+    Storm(FaultArgs),
+    /// Clients sending malformed input beside a healthy pair.
+    Garbage(FaultArgs),
     /// Draw several `--hdr` files as percentile curves on one chart (SVG or HTML).
     Plot(PlotArgs),
 }
@@ -233,6 +239,40 @@ pub struct SharedArgs {
     pub subscribers: u32,
     #[arg(long, default_value = "load")]
     pub group: String,
+}
+
+/// A fault scenario: the faulty clients, the healthy pair beside them, the broker to watch.
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Faulty clients (storm and garbage workers; slowsub has one).
+    #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub clients: u32,
+    /// The healthy pair's publish rate, msgs/s.
+    #[arg(long, default_value_t = 5000)]
+    pub rate: u64,
+    /// The healthy pair's QoS (0 or 1).
+    #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// The healthy pair's payload bytes.
+    #[arg(short = 's', long, default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(20..=1_048_576))]
+    pub payload: u32,
+    /// Seconds the fault lasts.
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Seconds to wait after the fault before the last memory sample.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub settle: u64,
+    /// The broker's process id: its RSS is sampled every 100 ms.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+    /// Accepted for symmetry with the load modes (fault runs print no progress line).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,7 @@ mod cli;
 mod conn;
 mod connection;
 mod engine;
+mod faults;
 mod hdr;
 mod json;
 mod output;
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
             })
         }
         Command::Plot(a) => output::plot_files(&a).map(|_| true),
+        Command::Slowsub(a) => run_fault(faults::Fault::SlowSubscriber, &a),
+        Command::Storm(a) => run_fault(faults::Fault::Storm, &a),
+        Command::Garbage(a) => run_fault(faults::Fault::Garbage, &a),
         Command::Pub(a) => run_plan(Plan::publishers(&a)),
         Command::Sub(a) => run_plan(Plan::subscribers(&a)),
         Command::Fanin(a) => run_plan(Plan::fanin(&a)),
@@ -72,6 +76,18 @@ fn run_plan(plan: Plan) -> Result<bool, String> {
         );
     }
     output::write_files(&plan.run, &summary)?;
+    Ok(!summary.failed())
+}
+
+/// Runs a fault scenario and prints its report; `Ok(false)` when the healthy pair suffered.
+fn run_fault(fault: faults::Fault, a: &cli::FaultArgs) -> Result<bool, String> {
+    watchdog(a.duration + a.settle + 120);
+    let summary = faults::run(fault, a)?;
+    if a.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.text());
+    }
     Ok(!summary.failed())
 }
 

@@ -33,6 +33,10 @@ pub enum ShardMsg {
         shard: usize,
         sync: u64,
     },
+    /// Answered with [`ShardMsg::RouteAck`] once everything sent before it is applied.
+    Barrier {
+        sync: u64,
+    },
     RouteAck {
         sync: u64,
     },

@@ -80,6 +80,12 @@ impl<T> Timers<T> {
         self.heap.len()
     }
 
+    /// Drops the entries `keep` says no longer matter (their connection or session is gone):
+    /// otherwise entries of closed connections would stay until they fall due.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.heap.retain(|e| keep(&e.what));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -105,6 +111,10 @@ mod tests {
             .map(|(_, what)| what)
             .collect();
         assert_eq!(due, ["a", "b", "c"]);
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers.next_deadline(), Some(t0 + s(9)));
+        timers.schedule(t0 + s(2), "gone");
+        timers.retain(|what| *what != "gone");
         assert_eq!(timers.len(), 1);
         assert_eq!(timers.next_deadline(), Some(t0 + s(9)));
     }

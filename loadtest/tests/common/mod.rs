@@ -55,6 +55,10 @@ pub struct Broker {
 }
 
 impl Broker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts ringmq with 2 shards and waits for `ringmq ready` (retrying on a fresh port if the
     /// chosen one was taken in between). Per-session queues are unbounded, as in perf/race.sh:
     /// the broker acks a QoS 1 flood faster than it delivers, and with its default queue limit

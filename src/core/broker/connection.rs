@@ -414,12 +414,22 @@ impl Broker {
             return;
         };
         let will = session.pending_will.take();
-        let filters: Vec<ByteString> = session.subscriptions.keys().cloned().collect();
+        let subscriptions: Vec<(ByteString, _)> = session
+            .subscriptions
+            .iter()
+            .map(|(f, s)| (f.clone(), *s))
+            .collect();
+        let filters: Vec<ByteString> = subscriptions.iter().map(|(f, _)| f.clone()).collect();
+        if expired {
+            self.bury(subscriptions);
+        }
         if let Some(pending) = will {
             self.publish_will(*pending.will);
         }
-        for filter in &filters {
-            self.remove_subscriber(filter, key, 0);
+        for filter in filters {
+            if self.remove_subscriber(&filter, key) && self.shards > 1 {
+                self.broadcast_route_remove(filter, 0);
+            }
         }
         self.redistribute_shared(key);
         if let Some(session) = self.sessions.remove(&key) {

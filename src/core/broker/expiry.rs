@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use super::{Broker, ConnId, SessionKey};
 use crate::protocol::ReasonCode;
 
+/// Timer entries below which stale ones are left to fall due.
+const STALE_TIMERS_FLOOR: usize = 4096;
+
 /// What a timer entry asks the broker to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {
@@ -27,6 +30,7 @@ impl Broker {
     /// Applies every deadline up to `now`.
     pub fn tick(&mut self, now: Instant) {
         self.now = now;
+        self.drop_stale_timers();
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(id) => self.connect_deadline(id),
@@ -35,6 +39,23 @@ impl Broker {
                 Timer::Session(key) => self.session_deadline(key, at, now),
             }
         }
+    }
+
+    /// A connection storm leaves entries of closed connections behind (a keep alive falls due
+    /// 1.5 x its interval after the last packet): once they outnumber the live ones, they go.
+    fn drop_stale_timers(&mut self) {
+        // At most a connect, a keep-alive and a write entry per connection, one per session.
+        let live = 3 * self.conns.len() + self.sessions.len();
+        if self.timers.len() <= STALE_TIMERS_FLOOR.max(2 * live) {
+            return;
+        }
+        let (conns, sessions) = (&self.conns, &self.sessions);
+        self.timers.retain(|timer| match *timer {
+            Timer::Connect(id) | Timer::KeepAlive(id) | Timer::WriteStall(id) => {
+                conns.contains_key(&id)
+            }
+            Timer::Session(key) => sessions.contains_key(&key),
+        });
     }
 
     fn connect_deadline(&mut self, id: ConnId) {

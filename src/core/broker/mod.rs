@@ -8,9 +8,11 @@
 mod connection;
 mod expiry;
 mod packets;
+mod replies;
 mod retained_work;
 mod routing;
 mod subscribe;
+mod tombstones;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -71,6 +73,20 @@ struct Conn {
     connect_expiry: u32,
 }
 
+/// What one shard holds (see [`Broker::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub sessions: usize,
+    pub client_ids: usize,
+    pub subscriptions: usize,
+    pub routes: usize,
+    pub connections: usize,
+    /// SUBACK / UNSUBACK replies and route changes waiting for acknowledgements.
+    pub pending_replies: usize,
+    /// Messages queued or in flight in sessions.
+    pub messages_held: usize,
+}
+
 /// How the broker is closing a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closing {
@@ -118,7 +134,8 @@ struct WriteProgress {
 #[derive(Debug)]
 struct PendingReply {
     conn: ConnId,
-    acks_missing: usize,
+    /// Route changes (syncs) that must be in on every shard first.
+    waits: Vec<u64>,
     reply: BytesMut,
     /// Filters whose retained messages follow a SUBACK.
     retained_for: Vec<(ByteString, Subscription)>,
@@ -177,7 +194,14 @@ pub struct Broker {
     /// Sessions whose retained backlog can make progress, served a step at a time.
     retained_ready: VecDeque<SessionKey>,
     outbox: Vec<VecDeque<ShardMsg>>,
+    /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
+    /// Route changes not yet acknowledged by every shard, by sync.
+    route_syncs: AHashMap<u64, replies::RouteSync>,
+    /// Filters whose RouteAdd is on its way, and its sync.
+    routes_in_flight: AHashMap<ByteString, u64>,
+    /// Sessions just ended, for messages still on their way to them.
+    tombstones: Vec<tombstones::Tombstone>,
     timers: Timers<Timer>,
     next_sync: u64,
     flush_queue: Vec<ConnId>,
@@ -218,6 +242,9 @@ impl Broker {
             retained_ready: VecDeque::new(),
             outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             pending_replies: AHashMap::new(),
+            route_syncs: AHashMap::new(),
+            routes_in_flight: AHashMap::new(),
+            tombstones: Vec::new(),
             timers: Timers::default(),
             next_sync: 1,
             flush_queue: Vec::new(),
@@ -262,6 +289,22 @@ impl Broker {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// What this shard holds, for leak checks: sessions, filters in the subscription trie,
+    /// filters in the route table, connections, pending SUBACK / UNSUBACK replies.
+    pub fn census(&self) -> Census {
+        Census {
+            sessions: self.sessions.len(),
+            client_ids: self.by_client_id.len(),
+            subscriptions: self.subscriptions.len(),
+            routes: self.routes.len(),
+            connections: self.conns.len(),
+            pending_replies: self.pending_replies.len()
+                + self.route_syncs.len()
+                + self.tombstones.len(),
+            messages_held: self.sessions.values().map(|s| s.undelivered()).sum(),
+        }
     }
 
     /// This shard's figures, for the broker-wide `$SYS` topics.

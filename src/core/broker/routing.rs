@@ -321,10 +321,9 @@ impl Broker {
         false
     }
 
-    /// Removes `key`'s subscription from the local trie. When it was the shard's last on
-    /// `filter`, the other shards drop their route (acknowledging `sync` if non-zero) and this
-    /// returns true.
-    pub(super) fn remove_subscriber(&mut self, filter: &str, key: SessionKey, sync: u64) -> bool {
+    /// Removes `key`'s subscription from the local trie. True when it was the shard's last on
+    /// `filter`: the caller tells the other shards to drop their route.
+    pub(super) fn remove_subscriber(&mut self, filter: &str, key: SessionKey) -> bool {
         let shared = parse_shared(filter).and_then(Result::ok);
         let inner = shared.map_or(filter, |s| s.filter);
         let Some(subscribers) = self.subscriptions.get_mut(inner) else {
@@ -351,13 +350,6 @@ impl Broker {
             return false;
         }
         self.remove_route(filter, self.shard);
-        for to in (0..self.shards).filter(|&s| s != self.shard) {
-            self.outbox[to].push_back(ShardMsg::RouteRemove {
-                filter: filter.into(),
-                shard: self.shard,
-                sync,
-            });
-        }
         true
     }
 
@@ -408,6 +400,7 @@ impl Broker {
             match msg {
                 ShardMsg::Deliver(message) => {
                     self.deliver_local(&message, None, None);
+                    self.mourn(&message);
                 }
                 ShardMsg::DeliverShared {
                     group,
@@ -433,19 +426,8 @@ impl Broker {
                     self.remove_route(&filter, shard);
                     self.ack_route(from, sync);
                 }
-                ShardMsg::RouteAck { sync } => {
-                    let done = match self.pending_replies.get_mut(&sync) {
-                        Some(p) => {
-                            p.acks_missing -= 1;
-                            p.acks_missing == 0
-                        }
-                        None => false,
-                    };
-                    if done {
-                        let pending = self.pending_replies.remove(&sync).expect("present");
-                        self.finish_reply(pending);
-                    }
-                }
+                ShardMsg::Barrier { sync } => self.ack_route(from, sync),
+                ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
             }
         }
     }

@@ -6,8 +6,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use super::{Broker, ConnId, PendingReply, SessionKey};
-use crate::core::session::{RetainedBacklog, Subscription};
-use crate::core::shard_msg::ShardMsg;
+use crate::core::session::Subscription;
 use crate::protocol::topic::{parse_shared, topic_levels};
 use crate::protocol::{
     QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
@@ -48,6 +47,7 @@ impl Broker {
         }
         let mut made: AHashMap<&str, ReasonCode> = AHashMap::with_capacity(last.len());
         let mut new_routes = Vec::new();
+        let mut relied_on = Vec::new();
         let mut retained_for = Vec::new();
         for (i, f) in subscribe.filters.iter().enumerate() {
             if let Some(&code) = made.get(&*f.filter) {
@@ -59,6 +59,8 @@ impl Broker {
                 Ok(added) => {
                     if added.new_route {
                         new_routes.push(added.filter.clone());
+                    } else if let Some(sync) = self.route_in_flight(&added.filter) {
+                        relied_on.push(sync);
                     }
                     if let Some(subscription) = added.send_retained {
                         retained_for.push((added.filter, subscription));
@@ -82,30 +84,20 @@ impl Broker {
             properties,
         }
         .write(version, &mut suback);
-        let pending = PendingReply {
+        // New routes must reach every shard before the SUBACK, and so must routes that
+        // another SUBSCRIBE made and that are still on their way: a client that publishes
+        // after the SUBACK must find the subscription wherever its publish lands.
+        let mut waits: Vec<u64> = relied_on;
+        if !new_routes.is_empty() {
+            let sync = self.announce_routes(new_routes);
+            waits.push(sync);
+        }
+        self.queue_reply(PendingReply {
             conn: id,
-            acks_missing: new_routes.len() * (self.shards - 1),
+            waits,
             reply: suback,
             retained_for,
-        };
-        if pending.acks_missing == 0 {
-            self.finish_reply(pending);
-            return;
-        }
-        // New routes must reach every shard before the SUBACK: a client that publishes after
-        // it must find the subscription wherever its publish lands.
-        let sync = self.next_sync;
-        self.next_sync += 1;
-        for filter in new_routes {
-            for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push_back(ShardMsg::RouteAdd {
-                    filter: filter.clone(),
-                    shard: self.shard,
-                    sync,
-                });
-            }
-        }
-        self.pending_replies.insert(sync, pending);
+        });
     }
 
     /// Checks and makes one subscription of a SUBSCRIBE; the reason code to refuse it with
@@ -175,53 +167,20 @@ impl Broker {
         })
     }
 
-    /// Writes the SUBACK (or UNSUBACK); the retained messages for new subscriptions follow,
-    /// a step at a time (see `retained_work`).
-    pub(super) fn finish_reply(&mut self, pending: PendingReply) {
-        let id = pending.conn;
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.closing {
-            return;
-        }
-        conn.link.out.extend_from_slice(&pending.reply);
-        let session = conn.session;
-        self.queue_flush(id);
-        let Some(key) = session else {
-            return;
-        };
-        if pending.retained_for.is_empty() {
-            return;
-        }
-        let Some(session) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        for (filter, subscription) in pending.retained_for {
-            // A subscription made again replaces the walk still going for it.
-            session.retained.retain(|b| b.filter != filter);
-            session.retained.push(RetainedBacklog {
-                filter,
-                subscription,
-                cursor: None,
-            });
-        }
-        self.pump(id, key);
-    }
-
     pub(super) fn on_unsubscribe(&mut self, id: ConnId, key: SessionKey, unsubscribe: Unsubscribe) {
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         // Routes removed on other shards are acknowledged before the UNSUBACK, as for SUBACK:
         // a PUBLISH right after it then gets 0x10 (no matching subscribers) where it should.
-        let sync = self.next_sync;
-        let mut removed_routes = 0;
+        let mut removed_routes = Vec::new();
         for filter in &unsubscribe.filters {
             let existed = self
                 .sessions
                 .get_mut(&key)
                 .is_some_and(|s| s.subscriptions.remove(filter).is_some());
             if existed {
-                removed_routes += usize::from(self.remove_subscriber(filter, key, sync));
+                if self.remove_subscriber(filter, key) && self.shards > 1 {
+                    removed_routes.push(ByteString::from(&**filter));
+                }
                 if parse_shared(filter).is_some() {
                     self.redistribute_group(key, filter);
                 }
@@ -240,16 +199,16 @@ impl Broker {
             ..UnsubAck::default()
         }
         .write(version, &mut unsuback);
-        let pending = PendingReply {
+        let waits = if removed_routes.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.withdraw_routes(removed_routes)]
+        };
+        self.queue_reply(PendingReply {
             conn: id,
-            acks_missing: removed_routes * (self.shards - 1),
+            waits,
             reply: unsuback,
             retained_for: Vec::new(),
-        };
-        if pending.acks_missing == 0 {
-            return self.finish_reply(pending);
-        }
-        self.next_sync += 1;
-        self.pending_replies.insert(sync, pending);
+        });
     }
 }
