@@ -127,38 +127,45 @@ impl<T> Trie<T> {
 
     /// Calls `visit` with the value of every filter that matches topic `name`. An explicit
     /// stack (inline for usual depths) instead of recursion: no topic depth can exhaust the
-    /// thread's stack.
+    /// thread's stack. Each frame keeps the rest of the name, split a level at a time.
     pub fn for_each_match<'a>(&'a self, name: &str, mut visit: impl FnMut(&'a T)) {
-        let levels: SmallVec<[&str; 16]> = name.split('/').collect();
         // A filter starting with a wildcard does not match a `$` topic (MQTT-4.7.2-1).
         let dollar = name.starts_with('$');
-        let mut stack: SmallVec<[(&'a Node<T>, usize); 16]> = SmallVec::new();
-        stack.push((&self.root, 0));
-        while let Some((node, depth)) = stack.pop() {
-            let wildcards = depth > 0 || !dollar;
+        let mut stack: SmallVec<[MatchFrame<'a, '_, T>; 16]> = SmallVec::new();
+        stack.push((&self.root, Some(name), true));
+        while let Some((node, rest, at_root)) = stack.pop() {
+            let wildcards = !at_root || !dollar;
             // `#` matches this level and everything below, including the parent ("a/#" ~ "a").
             if wildcards {
                 if let Some(value) = node.hash.as_ref().and_then(|h| h.value.as_ref()) {
                     visit(value);
                 }
             }
-            let Some(level) = levels.get(depth) else {
+            let Some(rest) = rest else {
                 if let Some(value) = &node.value {
                     visit(value);
                 }
                 continue;
             };
-            if let Some(child) = node.exact.get(*level) {
-                stack.push((child, depth + 1));
+            let (level, tail) = match rest.split_once('/') {
+                Some((level, tail)) => (level, Some(tail)),
+                None => (rest, None),
+            };
+            if let Some(child) = node.exact.get(level) {
+                stack.push((child, tail, false));
             }
             if wildcards {
                 if let Some(plus) = &node.plus {
-                    stack.push((plus, depth + 1));
+                    stack.push((plus, tail, false));
                 }
             }
         }
     }
 }
+
+/// A node still to look at, the rest of the topic name below it (`None`: all consumed), and
+/// whether it is the root.
+type MatchFrame<'t, 'n, T> = (&'t Node<T>, Option<&'n str>, bool);
 
 impl<T> Node<T> {
     fn child(&self, level: &str) -> Option<&Node<T>> {

@@ -244,7 +244,7 @@ impl Properties {
     /// read buffer: kept for long (queued, in flight, retained, a will), one user property
     /// would keep the whole buffer alive.
     pub fn compacted(&self) -> Properties {
-        let Some(values) = self.0.as_deref() else {
+        let Some(values) = self.0.as_deref().filter(|v| !v.is_empty()) else {
             return Properties(None);
         };
         let text = |s: &Option<ByteString>| s.as_deref().map(ByteString::from);

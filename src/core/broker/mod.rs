@@ -206,7 +206,9 @@ pub struct Broker {
     next_sync: u64,
     flush_queue: Vec<ConnId>,
     /// Reused per publish: each matched session once, with its best subscription.
-    match_scratch: AHashMap<SessionKey, routing::Match>,
+    /// In an Option so that taking it out costs nothing: `mem::take` of the map itself built a
+    /// new one, drawing a random hasher seed for every publish (8% of a QoS 0 fan-in).
+    match_scratch: Option<AHashMap<SessionKey, routing::Match>>,
     /// For assigned client ids, which must not be guessable.
     rng: rand::rngs::StdRng,
     pub counters: Counters,
@@ -248,7 +250,7 @@ impl Broker {
             timers: Timers::default(),
             next_sync: 1,
             flush_queue: Vec::new(),
-            match_scratch: AHashMap::new(),
+            match_scratch: Some(AHashMap::new()),
             rng: rand::SeedableRng::from_os_rng(),
             counters: Counters::default(),
             drop_log: DropLog::default(),

@@ -224,7 +224,10 @@ impl Broker {
         };
         let mut matched = true;
         if route {
-            publish.properties.topic_alias = None;
+            // Only when set: writing through an empty Properties allocates its values.
+            if publish.properties.topic_alias.is_some() {
+                publish.properties.topic_alias = None;
+            }
             let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
             let outbox_before = self.outbox_len();
             matched = self.publish_message(message, Some(key), publisher);

@@ -105,7 +105,7 @@ impl Broker {
         origin: Option<SessionKey>,
         mut groups: Option<&mut Vec<ByteString>>,
     ) -> usize {
-        let mut matched = std::mem::take(&mut self.match_scratch);
+        let mut matched = self.match_scratch.take().unwrap_or_default();
         self.subscriptions
             .for_each_match(message.topic(), |subscribers| {
                 for (&key, &sub) in &subscribers.plain {
@@ -137,7 +137,7 @@ impl Broker {
             delivery.subscription_ids = m.ids;
             self.deliver_to(key, delivery);
         }
-        self.match_scratch = matched;
+        self.match_scratch = Some(matched);
         count
     }
 
