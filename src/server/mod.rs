@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
@@ -23,7 +22,7 @@ use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::core::quota::Quota;
 use crate::metrics::StatsBoard;
-use mesh::Envelope;
+use mesh::Mesh;
 
 /// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
 const IO_MEMORY: usize = 1024 * 1024;
@@ -110,7 +109,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
     let (clock, clock_control) = heartbeat::start(shards)
         .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
-    let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_CHANNEL_SIZE);
+    let mesh = Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE));
     let stats = Arc::new(StatsBoard::new(shards));
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
     if config.acl_file.is_some() && config.password_file.is_none() {

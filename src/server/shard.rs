@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::{spawn_local, timer};
 
 use super::connection;
 use super::gate::ReadGates;
-use super::mesh::Envelope;
+use super::mesh::{Envelope, Mesh, Senders};
 use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
@@ -36,7 +35,7 @@ pub struct Shard {
     pub writers: Writers,
     /// Wakes the task that sends to each peer shard.
     peer_wakers: Vec<Option<LocalSender<()>>>,
-    pub senders: Senders<Envelope>,
+    pub senders: Senders,
     flush_scratch: RefCell<Vec<ConnId>>,
     /// The read buffer all connections of the shard share; decoded packets are slices of it.
     read_buffer: RefCell<BytesMut>,
@@ -81,22 +80,20 @@ impl Shard {
 
 pub async fn run(
     config: Config,
-    mesh: MeshBuilder<Envelope, Full>,
+    mesh: Arc<Mesh>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
     clock: super::heartbeat::ShardEnds,
     stats: Arc<StatsBoard>,
     auth: Arc<AuthHandle>,
     quota: Arc<Quota>,
 ) {
-    let (senders, mut receivers) = match mesh.join().await {
-        Ok(pair) => pair,
-        Err(_) => {
-            let _ = ready.send(Err("shard mesh failed to form".into()));
-            return;
-        }
+    let Some(ends) = mesh.take() else {
+        let _ = ready.send(Err("more shards than mesh ends".into()));
+        return;
     };
-    let id = senders.peer_id();
-    let shards = senders.nr_consumers();
+    let id = ends.id();
+    let shards = ends.shards();
+    let (senders, receivers) = ends.connect().await;
     name_thread(id);
     let addr = config.listen_addr();
     let listener = match super::listener::bind(addr) {
@@ -185,7 +182,7 @@ pub async fn run(
         })
         .detach();
     }
-    for (peer, receiver) in receivers.streams() {
+    for (peer, receiver) in receivers {
         let shard = shard.clone();
         spawn_local(async move {
             while let Some(envelope) = receiver.recv().await {
