@@ -492,4 +492,23 @@ mod tests {
         assert!(store.root.children.is_empty());
         store.update(&msg(&deep, b"dropped whole"), None);
     }
+
+    #[test]
+    fn a_walk_costs_what_the_filter_can_match_not_the_store_size() {
+        let mut store = RetainedStore::default();
+        for i in 0..50_000 {
+            store.update(&msg(&format!("fleet/{}/{}", i / 100, i % 100), b"v"), None);
+        }
+        store.update(&msg("plant/line-1/state", b"up"), None);
+        let mut found = Vec::new();
+        // Three nodes to look at (a budget of four lets the walk see that it is done).
+        let cursor = store.scan("plant/+/state", None, 4, |m| {
+            found.push(m.topic().to_string());
+            true
+        });
+        assert_eq!(cursor, None, "the walk finished within its budget");
+        assert_eq!(found, ["plant/line-1/state"]);
+        let cursor = store.scan("fleet/7/+", None, 103, |_| true);
+        assert_eq!(cursor, None, "two levels and one branch of 100 topics");
+    }
 }

@@ -160,7 +160,7 @@ pub struct Session {
     /// Whether the broker has this session on its list of retained work to do.
     pub retained_scheduled: bool,
     /// A will waiting out its Will Delay Interval while the client is away.
-    pub pending_will: Option<PendingWill>,
+    pub pending_will: Option<Box<PendingWill>>,
     /// The earliest time the broker's timers will look at this session, if any.
     pub timer_armed: Option<Instant>,
     inflight: VecDeque<Inflight>,

@@ -183,7 +183,9 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
         }
         let pause = shard.broker.borrow_mut().read_pause(id);
         if let Some(pause) = pause {
-            shard.gates.wait(id, pause).await;
+            // Boxed: a future is as large as its largest state, and this wait (a channel and
+            // a timer) would make every idle connection's read loop that large.
+            Box::pin(shard.gates.wait(id, pause)).await;
         }
         // A socket with data always ready never makes the read pend, so without this a busy
         // publisher would starve the writers and the mesh tasks of its shard.

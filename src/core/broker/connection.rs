@@ -214,7 +214,7 @@ impl Broker {
         let report = session.resume(&mut conn.link, &limits, now);
         self.account_report(report);
         if let Some(limit) = keep_alive_limit {
-            self.arm_keep_alive(id, limit);
+            self.arm_conn(id, now + limit);
         }
         tracing::debug!(shard = self.shard, client = %client_id, ?version, session_present, "client connected");
         self.pump(id, key);
@@ -349,8 +349,11 @@ impl Broker {
     pub fn closed(&mut self, id: ConnId, now: Instant) {
         self.now = now;
         self.detach(id);
-        if self.conns.remove(&id).is_none() {
+        let Some(conn) = self.conns.remove(&id) else {
             return;
+        };
+        if conn.closing {
+            self.closing -= 1;
         }
         self.counters.connections_closed += 1;
         self.pending_replies.retain(|_, p| p.conn != id);
@@ -386,7 +389,7 @@ impl Broker {
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
                 if let Some(session) = self.sessions.get_mut(&key) {
-                    session.pending_will = Some(PendingWill { due, will });
+                    session.pending_will = Some(Box::new(PendingWill { due, will }));
                 }
                 self.arm_session(key, due);
             }

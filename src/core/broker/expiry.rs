@@ -2,26 +2,22 @@
 //! progress, offline sessions past their expiry, and wills past their delay.
 //!
 //! Each deadline is an entry in the broker's timers, looked at when it falls due; nothing is
-//! scanned per tick. A connection or session has at most a few entries at a time: deadlines
-//! that move later (keep alive on every packet) are re-armed when the entry falls due.
+//! scanned per tick. A connection or session has one live entry at a time, for its earliest
+//! deadline: deadlines that move later (keep alive on every packet) are re-armed when the
+//! entry falls due, and one that comes earlier adds an entry that supersedes the old one.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Broker, ConnId, SessionKey};
 use crate::protocol::ReasonCode;
 
 /// Timer entries below which stale ones are left to fall due.
 const STALE_TIMERS_FLOOR: usize = 4096;
-
 /// What a timer entry asks the broker to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {
-    /// The connection must have sent CONNECT by now.
-    Connect(ConnId),
-    /// The keep alive of the connection may have run out.
-    KeepAlive(ConnId),
-    /// The connection's pending output may have missed its deadline.
-    WriteStall(ConnId),
+    /// The connection's CONNECT deadline, keep alive or stalled output may have come.
+    Conn(ConnId),
     /// The session's will may be due, or the (offline) session may have expired.
     Session(SessionKey),
 }
@@ -33,9 +29,7 @@ impl Broker {
         self.drop_stale_timers();
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
-                Timer::Connect(id) => self.connect_deadline(id),
-                Timer::KeepAlive(id) => self.keep_alive_deadline(id, now),
-                Timer::WriteStall(id) => self.write_deadline(id, now),
+                Timer::Conn(id) => self.conn_deadline(id, at, now),
                 Timer::Session(key) => self.session_deadline(key, at, now),
             }
         }
@@ -44,70 +38,78 @@ impl Broker {
     /// A connection storm leaves entries of closed connections behind (a keep alive falls due
     /// 1.5 x its interval after the last packet): once they outnumber the live ones, they go.
     fn drop_stale_timers(&mut self) {
-        // At most a connect, a keep-alive and a write entry per connection, one per session.
-        let live = 3 * self.conns.len() + self.sessions.len();
+        let live = self.conns.len() + self.sessions.len();
         if self.timers.len() <= STALE_TIMERS_FLOOR.max(2 * live) {
             return;
         }
         let (conns, sessions) = (&self.conns, &self.sessions);
         self.timers.retain(|timer| match *timer {
-            Timer::Connect(id) | Timer::KeepAlive(id) | Timer::WriteStall(id) => {
-                conns.contains_key(&id)
-            }
+            Timer::Conn(id) => conns.contains_key(&id),
             Timer::Session(key) => sessions.contains_key(&key),
         });
     }
 
-    fn connect_deadline(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        if conn.session.is_none() && !conn.closing {
-            tracing::debug!(shard = self.shard, conn = id, "no CONNECT in time; closing");
-            self.close(id);
-        }
-    }
-
-    /// Schedules the first keep-alive check of a connection that just connected.
-    pub(super) fn arm_keep_alive(&mut self, id: ConnId, limit: Duration) {
-        self.timers.schedule(self.now + limit, Timer::KeepAlive(id));
-    }
-
-    fn keep_alive_deadline(&mut self, id: ConnId, now: Instant) {
+    /// Makes sure the connection's timer looks at it by `at`.
+    pub(super) fn arm_conn(&mut self, id: ConnId, at: Instant) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let Some(limit) = conn.keep_alive_limit else {
+        if conn.timer_armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        conn.timer_armed = Some(at);
+        self.timers.schedule(at, Timer::Conn(id));
+    }
+
+    fn conn_deadline(&mut self, id: ConnId, at: Instant, now: Instant) {
+        let connect_timeout = self.limits.connect_timeout;
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if conn.timer_armed != Some(at) {
+            // An entry superseded by an earlier one.
+            return;
+        }
+        conn.timer_armed = None;
         if conn.closing {
             return;
         }
-        if conn.outbox_paused {
-            // Not read because of us, not silent: its time does not run meanwhile.
-            conn.last_seen = now;
+        let mut next: Option<Instant> = None;
+        let mut soonest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        match (conn.session, conn.keep_alive_limit) {
+            // Before CONNECT, `last_seen` is when the socket was opened.
+            (None, _) if conn.last_seen + connect_timeout <= now => {
+                tracing::debug!(shard = self.shard, conn = id, "no CONNECT in time; closing");
+                return self.close(id);
+            }
+            (None, _) => soonest(conn.last_seen + connect_timeout),
+            (Some(_), Some(limit)) => {
+                if conn.outbox_paused {
+                    // Not read because of us, not silent: its time does not run meanwhile.
+                    conn.last_seen = now;
+                }
+                if conn.last_seen + limit <= now {
+                    return self.fail(id, ReasonCode::KeepAliveTimeout, "keep alive timeout");
+                }
+                soonest(conn.last_seen + limit);
+            }
+            (Some(_), None) => {}
         }
-        let due = conn.last_seen + limit;
-        if due > now {
-            self.timers.schedule(due, Timer::KeepAlive(id));
-            return;
+        if let Some((target, deadline)) = conn.write.mark {
+            if deadline <= now && conn.write.written < target {
+                return self.abort_stalled(id, target);
+            }
+            soonest(deadline);
         }
-        self.fail(id, ReasonCode::KeepAliveTimeout, "keep alive timeout");
+        if let Some(next) = next {
+            self.arm_conn(id, next);
+        }
     }
 
-    fn write_deadline(&mut self, id: ConnId, now: Instant) {
+    fn abort_stalled(&mut self, id: ConnId, target: u64) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.write.armed = false;
-        let Some((target, deadline)) = conn.write.mark else {
-            return;
-        };
-        if deadline > now {
-            conn.write.armed = true;
-            self.timers.schedule(deadline, Timer::WriteStall(id));
-            return;
-        }
         let behind = target.saturating_sub(conn.write.written);
         tracing::info!(
             shard = self.shard,

@@ -65,6 +65,9 @@ struct Conn {
     /// that drains.
     outbox_paused: bool,
     write: WriteProgress,
+    /// The earliest time the broker's timers will look at this connection, if any: one
+    /// entry per connection covers its CONNECT deadline, keep alive and stalled output.
+    timer_armed: Option<Instant>,
     queued_for_flush: bool,
     inbound_aliases: InboundAliases,
     /// 5.0 Request Problem Information: reason strings on acks allowed.
@@ -125,8 +128,6 @@ struct WriteProgress {
     written: u64,
     /// The total `written` must reach, and by when.
     mark: Option<(u64, Instant)>,
-    /// A timer is scheduled to look at the mark.
-    armed: bool,
 }
 
 /// A SUBACK (or UNSUBACK) waiting for every shard to acknowledge the routes its filters added
@@ -182,6 +183,9 @@ pub struct Broker {
     conns: AHashMap<ConnId, Box<Conn>>,
     /// Connections with a session attached (counted against `max_connections`).
     connected: usize,
+    /// Connections the broker is closing: their sockets linger for the client to read its
+    /// last words, but they no longer take a place under `max_connections`.
+    closing: usize,
     next_conn: ConnId,
     sessions: AHashMap<SessionKey, Box<Session>>,
     by_client_id: AHashMap<ByteString, SessionKey>,
@@ -233,6 +237,7 @@ impl Broker {
             now: Instant::now(),
             conns: AHashMap::new(),
             connected: 0,
+            closing: 0,
             next_conn: 1,
             sessions: AHashMap::new(),
             by_client_id: AHashMap::new(),
@@ -325,7 +330,7 @@ impl Broker {
         self.now = now;
         let id = self.next_conn;
         self.next_conn += 1;
-        let over_limit = self.conns.len() >= self.limits.max_connections;
+        let over_limit = self.live_conns() >= self.limits.max_connections;
         self.conns.insert(
             id,
             Box::new(Conn {
@@ -339,14 +344,14 @@ impl Broker {
                 over_limit,
                 outbox_paused: false,
                 write: WriteProgress::default(),
+                timer_armed: None,
                 queued_for_flush: false,
                 inbound_aliases: InboundAliases::default(),
                 problem_information: true,
                 connect_expiry: 0,
             }),
         );
-        self.timers
-            .schedule(now + self.limits.connect_timeout, Timer::Connect(id));
+        self.arm_conn(id, now + self.limits.connect_timeout);
         self.counters.connections_opened += 1;
         id
     }
@@ -354,7 +359,12 @@ impl Broker {
     /// Whether the shell should accept another socket: past the connection limit (and a
     /// few more, which get a CONNACK refusal) sockets are closed at once.
     pub fn accepts_sockets(&self) -> bool {
-        self.conns.len() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
+        self.live_conns() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
+    }
+
+    /// Connections that are not on their way out.
+    fn live_conns(&self) -> usize {
+        self.conns.len() - self.closing
     }
 
     /// The protocol version to decode this connection's packets with.
@@ -448,15 +458,17 @@ impl Broker {
             progress.mark = None;
         }
         let pending = conn.link.unflushed + conn.link.out.len();
+        let mut deadline = None;
         if progress.mark.is_none() && pending > 0 {
-            let deadline = now + write_timeout;
-            progress.mark = Some((progress.written + pending as u64, deadline));
-            if !progress.armed {
-                progress.armed = true;
-                self.timers.schedule(deadline, Timer::WriteStall(id));
-            }
+            let at = now + write_timeout;
+            progress.mark = Some((progress.written + pending as u64, at));
+            deadline = Some(at);
         }
-        if let Some(key) = conn.session {
+        let session = conn.session;
+        if let Some(at) = deadline {
+            self.arm_conn(id, at);
+        }
+        if let Some(key) = session {
             self.pump(id, key);
         }
     }
@@ -517,7 +529,10 @@ impl Broker {
     /// goes on without it from now.
     fn close(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
-            conn.closing = true;
+            if !conn.closing {
+                conn.closing = true;
+                self.closing += 1;
+            }
         }
         self.detach(id);
         self.queue_flush(id);

@@ -717,3 +717,26 @@ fn a_connection_storm_leaves_no_timers_behind() {
         h.broker.timers.len()
     );
 }
+
+#[test]
+fn a_refused_connection_lingering_to_be_read_holds_no_place_under_the_limit() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let mut h = Harness::configured(limits, Features::default());
+    let first = h.connect_full(connect_packet("first", V5));
+    assert_eq!(connack(&h.received(first)).code, ReasonCode::Success);
+    let refused = h.connect_full(connect_packet("refused", V5));
+    assert_eq!(
+        connack(&h.received(refused)).code,
+        ReasonCode::QuotaExceeded
+    );
+    assert!(h.is_closing(refused), "the refusal closes the connection");
+    h.send(first, Packet::Disconnect(Default::default()));
+    h.broker.closed(first, h.now);
+    // The refused socket still lingers, for its client to read the CONNACK; the place the
+    // first client left is free all the same.
+    let next = h.connect_full(connect_packet("next", V5));
+    assert_eq!(connack(&h.received(next)).code, ReasonCode::Success);
+}
