@@ -50,7 +50,7 @@ fn routing_step(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for subscribers in [1usize, 100] {
         let now = Instant::now();
-        let mut b = Broker::new(0, 1, Limits::default());
+        let mut b = Broker::new(0, 1, Limits::default(), now);
         let publisher = connect(&mut b, "pub", now);
         for i in 0..subscribers {
             let id = connect(&mut b, &format!("sub-{i}"), now);

@@ -32,29 +32,29 @@ pub struct Config {
     #[arg(long)]
     pub huge_pages: bool,
     /// Largest packet accepted from a client, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(16..=268_435_460))]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_packet_size, value_parser = clap::value_parser!(u32).range(16..=268_435_460))]
     pub max_packet_size: u32,
     /// Most sockets per shard, CONNECT sent or not; further CONNECTs are refused (5.0: Quota
     /// exceeded) and, a few beyond, sockets are closed at once.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_connections)]
     pub max_connections: usize,
     /// Most sessions (connected or not) in the whole broker; new ones beyond it are refused
     /// (5.0: Quota exceeded).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_sessions)]
     pub max_sessions: usize,
     /// Most subscriptions per session; further ones are refused (5.0: Quota exceeded).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_subscriptions)]
     pub max_subscriptions: usize,
     /// Most levels in a topic name or filter; deeper ones are refused (5.0: Topic Name /
     /// Topic Filter invalid).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_topic_levels as u32, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub max_topic_levels: u32,
     /// Seconds a socket has to send CONNECT before it is closed.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = Limits::DEFAULT.connect_timeout.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_timeout: u32,
     /// Seconds within which a connection's pending output must be written, else it is closed
     /// (a client that stopped reading).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = Limits::DEFAULT.write_timeout.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub write_timeout: u32,
     /// Seconds after which sessions that would never expire (3.x clean session 0, 5.0
     /// 0xFFFFFFFF) expire once their client is gone (Mosquitto's
@@ -66,36 +66,36 @@ pub struct Config {
     #[arg(long, value_name = "SECS")]
     pub max_session_expiry: Option<u32>,
     /// Most retained messages (all topics); further new topics are delivered but not retained.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_retained_messages)]
     pub max_retained_messages: usize,
     /// Most bytes (topic, payload, properties) of all retained messages.
-    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_retained_bytes)]
     pub max_retained_bytes: usize,
     /// Use the user name as the client id, so that sessions belong to users; clients without
     /// a user name are refused (Mosquitto's use_username_as_clientid).
     #[arg(long)]
     pub use_username_as_clientid: bool,
     /// Outgoing QoS 1/2 messages in flight per client (lowered to a 5.0 client's Receive Maximum).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_inflight, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_inflight: u16,
     /// Messages queued per session while the client is offline or slow; further ones are dropped
     /// and counted.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_queued_messages)]
     pub max_queued_messages: usize,
     /// Bytes (topic + payload) queued per session.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, default_value_t = Limits::DEFAULT.max_queued_bytes)]
     pub max_queued_bytes: usize,
     /// Topic aliases a 5.0 client may set (0: none).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Features::DEFAULT.topic_alias_maximum)]
     pub topic_alias_maximum: u16,
     /// QoS 2 messages a 5.0 client may have awaiting PUBREL (its Receive Maximum towards us).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = Features::DEFAULT.receive_maximum, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,
     /// Longest keep alive granted, in seconds; longer requests (and 0) get this (0: no limit).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Features::DEFAULT.max_keep_alive)]
     pub max_keepalive: u16,
     /// Highest QoS accepted and granted.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    #[arg(long, default_value_t = Features::DEFAULT.max_qos as u8, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub max_qos: u8,
     /// Refuse retained messages.
     #[arg(long)]
@@ -267,6 +267,19 @@ mod tests {
         assert_eq!(l.granted_expiry(u32::MAX), 60);
         assert!(c.features().use_username_as_clientid);
         assert!(Config::try_parse_from(["ringmq", "--max-topic-levels", "0"]).is_err());
+    }
+
+    #[test]
+    fn without_flags_the_core_gets_its_own_defaults() {
+        let c = Config::try_parse_from(["ringmq"]).unwrap();
+        assert_eq!(
+            format!("{:?}", c.limits()),
+            format!("{:?}", Limits::default())
+        );
+        assert_eq!(
+            format!("{:?}", c.features()),
+            format!("{:?}", Features::default())
+        );
     }
 
     #[test]

@@ -121,8 +121,9 @@ struct World {
 
 impl World {
     fn new(limits: Limits) -> World {
+        let now = Instant::now();
         let shards = (0..SHARDS)
-            .map(|s| Broker::new(s, SHARDS, limits.clone()))
+            .map(|s| Broker::new(s, SHARDS, limits.clone(), now))
             .collect();
         let roles = [
             Role::Subscriber,
@@ -158,7 +159,7 @@ impl World {
             .collect();
         World {
             shards,
-            now: Instant::now(),
+            now,
             clients,
             next_message: 1,
             owed: HashSet::new(),

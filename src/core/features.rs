@@ -34,17 +34,22 @@ pub struct Features {
 
 impl Default for Features {
     fn default() -> Self {
-        Features {
-            max_qos: QoS::ExactlyOnce,
-            retain_available: true,
-            wildcard_subscriptions: true,
-            subscription_identifiers: true,
-            shared_subscriptions: true,
-            topic_alias_maximum: 64,
-            receive_maximum: 1024,
-            max_keep_alive: 0,
-            shared_policy: SharedPolicy::RoundRobin,
-            use_username_as_clientid: false,
-        }
+        Features::DEFAULT
     }
+}
+
+impl Features {
+    /// The defaults, which the command line's defaults are too.
+    pub const DEFAULT: Features = Features {
+        max_qos: QoS::ExactlyOnce,
+        retain_available: true,
+        wildcard_subscriptions: true,
+        subscription_identifiers: true,
+        shared_subscriptions: true,
+        topic_alias_maximum: 64,
+        receive_maximum: 1024,
+        max_keep_alive: 0,
+        shared_policy: SharedPolicy::RoundRobin,
+        use_username_as_clientid: false,
+    };
 }

@@ -46,29 +46,32 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_packet_size: 1024 * 1024,
-            max_inflight: 256,
-            max_queued_messages: 10_000,
-            max_queued_bytes: 64 * 1024 * 1024,
-            write_high_water: 256 * 1024,
-            read_pause_high_water: 512 * 1024,
-            max_connections: 100_000,
-            max_topic_levels: 128,
-            max_subscriptions: 10_000,
-            max_sessions: 1_000_000,
-            connect_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            persistent_client_expiration: None,
-            max_session_expiry: None,
-            max_alias_bytes: 16 * 1024,
-            max_retained_messages: 1_000_000,
-            max_retained_bytes: 512 * 1024 * 1024,
-        }
+        Limits::DEFAULT
     }
 }
 
 impl Limits {
+    /// The defaults, which the command line's defaults are too.
+    pub const DEFAULT: Limits = Limits {
+        max_packet_size: 1024 * 1024,
+        max_inflight: 256,
+        max_queued_messages: 10_000,
+        max_queued_bytes: 64 * 1024 * 1024,
+        write_high_water: 256 * 1024,
+        read_pause_high_water: 512 * 1024,
+        max_connections: 100_000,
+        max_topic_levels: 128,
+        max_subscriptions: 10_000,
+        max_sessions: 1_000_000,
+        connect_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(30),
+        persistent_client_expiration: None,
+        max_session_expiry: None,
+        max_alias_bytes: 16 * 1024,
+        max_retained_messages: 1_000_000,
+        max_retained_bytes: 512 * 1024 * 1024,
+    };
+
     /// The Session Expiry Interval a session gets for the one it asked for (`u32::MAX`: never).
     pub fn granted_expiry(&self, asked: u32) -> u32 {
         let asked = match (asked, self.persistent_client_expiration) {

@@ -122,7 +122,7 @@ pub async fn run(
         id,
         shards,
         broker: RefCell::new(
-            Broker::new(id, shards, limits)
+            Broker::new(id, shards, limits, Instant::now())
                 .with_features(features)
                 .with_auth(auth)
                 .with_quota(quota),

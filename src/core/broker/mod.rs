@@ -227,14 +227,14 @@ pub struct Broker {
 
 impl Broker {
     /// The broker of shard `shard` out of `shards` (at most 64).
-    pub fn new(shard: usize, shards: usize, limits: Limits) -> Broker {
+    pub fn new(shard: usize, shards: usize, limits: Limits, now: Instant) -> Broker {
         assert!((1..=64).contains(&shards) && shard < shards);
         Broker {
             shard,
             shards,
             limits,
             features: Features::default(),
-            now: Instant::now(),
+            now,
             conns: AHashMap::new(),
             connected: 0,
             closing: 0,

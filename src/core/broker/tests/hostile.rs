@@ -10,9 +10,10 @@ use crate::core::auth::{AuthHandle, Authenticator};
 
 impl Harness {
     fn configured(limits: Limits, features: Features) -> Harness {
+        let now = Instant::now();
         Harness {
-            broker: Broker::new(0, 1, limits).with_features(features),
-            now: Instant::now(),
+            broker: Broker::new(0, 1, limits, now).with_features(features),
+            now,
         }
     }
 

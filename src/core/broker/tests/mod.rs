@@ -18,9 +18,10 @@ impl Harness {
     }
 
     fn with(shard: usize, shards: usize) -> Harness {
+        let now = Instant::now();
         Harness {
-            broker: Broker::new(shard, shards, Limits::default()),
-            now: Instant::now(),
+            broker: Broker::new(shard, shards, Limits::default(), now),
+            now,
         }
     }
 
@@ -777,7 +778,7 @@ fn no_local_subscription_ids_and_no_matching_subscribers() {
 #[test]
 fn invalid_utf8_payload_and_capability_limits() {
     let mut h = Harness::new();
-    h.broker = Broker::new(0, 1, Limits::default()).with_features(crate::core::Features {
+    h.broker = Broker::new(0, 1, Limits::default(), h.now).with_features(crate::core::Features {
         max_qos: QoS::AtLeastOnce,
         ..Default::default()
     });
