@@ -40,6 +40,23 @@ struct Rule {
     filter: String,
 }
 
+/// Why a line of an ACL file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclProblem {
+    #[error("no topic")]
+    NoTopic,
+    #[error("expected `user`, `topic` or `pattern`")]
+    UnknownKeyword,
+}
+
+/// An ACL file that cannot be read, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct AclError {
+    pub line: usize,
+    pub problem: AclProblem,
+}
+
 /// A parsed ACL file.
 #[derive(Debug, Clone, Default)]
 pub struct AclFile {
@@ -50,7 +67,7 @@ pub struct AclFile {
 }
 
 impl AclFile {
-    pub fn parse(text: &str) -> Result<AclFile, String> {
+    pub fn parse(text: &str) -> Result<AclFile, AclError> {
         let mut acl = AclFile::default();
         let mut user: Option<String> = None;
         for (n, line) in text.lines().enumerate() {
@@ -58,13 +75,16 @@ impl AclFile {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let fail = |why: &str| format!("line {}: {why}", n + 1);
+            let fail = |problem| AclError {
+                line: n + 1,
+                problem,
+            };
             let (keyword, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let rest = rest.trim();
             match keyword {
                 "user" if !rest.is_empty() => user = Some(rest.to_string()),
                 "topic" | "pattern" => {
-                    let rule = parse_rule(rest).map_err(|why| fail(&why))?;
+                    let rule = parse_rule(rest).map_err(fail)?;
                     if keyword == "pattern" {
                         acl.patterns.push(rule);
                     } else if let Some(user) = &user {
@@ -73,7 +93,7 @@ impl AclFile {
                         acl.anonymous.push(rule);
                     }
                 }
-                _ => return Err(fail("expected `user`, `topic` or `pattern`")),
+                _ => return Err(fail(AclProblem::UnknownKeyword)),
             }
         }
         Ok(acl)
@@ -112,7 +132,7 @@ impl AclFile {
     }
 }
 
-fn parse_rule(text: &str) -> Result<Rule, String> {
+fn parse_rule(text: &str) -> Result<Rule, AclProblem> {
     let (access, filter) = match text.split_once(char::is_whitespace) {
         Some((word, filter)) => match word {
             "read" => (Access::Read, filter.trim()),
@@ -123,12 +143,12 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
             _ => (Access::ReadWrite, text),
         },
         None if matches!(text, "read" | "write" | "readwrite" | "deny") => {
-            return Err("no topic".into())
+            return Err(AclProblem::NoTopic)
         }
         None => (Access::ReadWrite, text),
     };
     if filter.is_empty() {
-        return Err("no topic".into());
+        return Err(AclProblem::NoTopic);
     }
     Ok(Rule {
         access,
@@ -300,12 +320,25 @@ pattern read users/%u/inbox
 
     #[test]
     fn bad_lines_are_reported() {
-        assert!(AclFile::parse("topic read\n")
-            .unwrap_err()
-            .starts_with("line 1:"));
-        assert!(AclFile::parse("\nallow all\n")
-            .unwrap_err()
-            .starts_with("line 2:"));
+        assert_eq!(
+            AclFile::parse("topic read\n").unwrap_err(),
+            AclError {
+                line: 1,
+                problem: AclProblem::NoTopic
+            }
+        );
+        let unknown = AclFile::parse("\nallow all\n").unwrap_err();
+        assert_eq!(
+            unknown,
+            AclError {
+                line: 2,
+                problem: AclProblem::UnknownKeyword
+            }
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "line 2: expected `user`, `topic` or `pattern`"
+        );
         let bare = AclFile::parse("topic a/b\n").unwrap().for_client(None, "c");
         assert!(bare.may_publish("a/b") && bare.may_subscribe("a/b"));
     }

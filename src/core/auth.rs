@@ -108,8 +108,35 @@ enum PasswordHash {
     },
 }
 
+/// Why a line of a password file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordProblem {
+    #[error("no ':' after the user name")]
+    NoColon,
+    #[error("bad iteration count")]
+    BadIterations,
+    #[error("{what} is not base64: {source}")]
+    NotBase64 {
+        what: &'static str,
+        source: base64::DecodeError,
+    },
+    #[error(
+        "not a $7$ (sha512-pbkdf2) or $6$ (sha512) hash; plain text passwords must be hashed \
+         with mosquitto_passwd -U"
+    )]
+    UnknownHash,
+}
+
+/// A password file that cannot be read, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct PasswordFileError {
+    pub line: usize,
+    pub problem: PasswordProblem,
+}
+
 impl PasswordFile {
-    pub fn parse(text: &str) -> Result<PasswordFile, String> {
+    pub fn parse(text: &str) -> Result<PasswordFile, PasswordFileError> {
         let mut users = AHashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -117,10 +144,13 @@ impl PasswordFile {
                 continue;
             }
             let entry = (|| {
-                let (user, hash) = line.split_once(':').ok_or("no ':' after the user name")?;
-                Ok::<_, String>((user.to_string(), PasswordHash::parse(hash)?))
+                let (user, hash) = line.split_once(':').ok_or(PasswordProblem::NoColon)?;
+                Ok((user.to_string(), PasswordHash::parse(hash)?))
             })();
-            let (user, hash) = entry.map_err(|why| format!("line {}: {why}", n + 1))?;
+            let (user, hash) = entry.map_err(|problem| PasswordFileError {
+                line: n + 1,
+                problem,
+            })?;
             users.insert(user, hash);
         }
         Ok(PasswordFile { users })
@@ -157,12 +187,12 @@ thread_local! {
 }
 
 impl PasswordHash {
-    fn parse(text: &str) -> Result<PasswordHash, String> {
+    fn parse(text: &str) -> Result<PasswordHash, PasswordProblem> {
         let parts: Vec<&str> = text.split('$').collect();
-        let decode = |what: &str, b64: &str| {
+        let decode = |what: &'static str, b64: &str| {
             BASE64
                 .decode(b64)
-                .map_err(|e| format!("{what} is not base64: {e}"))
+                .map_err(|source| PasswordProblem::NotBase64 { what, source })
         };
         match parts.as_slice() {
             ["", "7", iterations, salt, hash] => Ok(PasswordHash::Pbkdf2Sha512 {
@@ -170,7 +200,7 @@ impl PasswordHash {
                     .parse()
                     .ok()
                     .filter(|&n| n > 0)
-                    .ok_or("bad iteration count")?,
+                    .ok_or(PasswordProblem::BadIterations)?,
                 salt: decode("salt", salt)?,
                 hash: decode("hash", hash)?,
             }),
@@ -178,11 +208,7 @@ impl PasswordHash {
                 salt: decode("salt", salt)?,
                 hash: decode("hash", hash)?,
             }),
-            _ => Err(
-                "not a $7$ (sha512-pbkdf2) or $6$ (sha512) hash; plain text passwords \
-                      must be hashed with mosquitto_passwd -U"
-                    .into(),
-            ),
+            _ => Err(PasswordProblem::UnknownHash),
         }
     }
 
@@ -258,9 +284,23 @@ mod tests {
     fn bad_lines_are_reported_with_their_number() {
         let err =
             PasswordFile::parse("# users\n\nok:$6$c2FsdA==$aGFzaA==\nplain:secret\n").unwrap_err();
-        assert!(err.starts_with("line 4:"), "{err}");
-        assert!(PasswordFile::parse("x:$7$0$c2FsdA==$aGFzaA==").is_err());
-        assert!(PasswordFile::parse("x:$7$101$!!$aGFzaA==").is_err());
-        assert!(PasswordFile::parse("no-colon").is_err());
+        assert_eq!(err.line, 4, "{err}");
+        let problem = |text| PasswordFile::parse(text).map(|_| ()).map_err(|e| e.problem);
+        assert_eq!(
+            problem("x:$7$0$c2FsdA==$aGFzaA=="),
+            Err(PasswordProblem::BadIterations)
+        );
+        assert!(matches!(
+            problem("x:$7$101$!!$aGFzaA=="),
+            Err(PasswordProblem::NotBase64 { what: "salt", .. })
+        ));
+        assert_eq!(problem("no-colon"), Err(PasswordProblem::NoColon));
+        assert_eq!(problem("x:plain"), Err(PasswordProblem::UnknownHash));
+        assert_eq!(
+            PasswordFile::parse("# users\na:$6$c2FsdA==$aGFzaA==\nb")
+                .map(|_| ())
+                .map_err(|e| e.line),
+            Err(3)
+        );
     }
 }

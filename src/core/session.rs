@@ -16,7 +16,8 @@ use super::message::{Delivery, Message};
 use super::topic_alias::{OutboundAlias, OutboundAliases};
 use super::{SmallMap, SmallSet};
 use crate::protocol::{
-    Ack, PacketType, Properties, ProtocolVersion, PublishHeader, QoS, SubscriptionOptions,
+    Ack, EncodeError, PacketType, Properties, ProtocolVersion, PublishHeader, QoS,
+    SubscriptionOptions,
 };
 
 /// The connection a session is attached to, as far as sending is concerned.
@@ -57,8 +58,24 @@ impl Link {
     }
 
     pub fn write_ack(&mut self, packet: PacketType, packet_id: u16) {
-        // An ack of an id we decoded always encodes.
-        let _ = Ack::new(packet_id).write(packet, self.version, &mut self.out);
+        self.write_control("ack", |version, out| {
+            Ack::new(packet_id).write(packet, version, out)
+        });
+    }
+
+    /// Queues a packet the broker makes itself (acks, CONNACK, DISCONNECT, PINGRESP). Their
+    /// sizes are bounded by construction, so failing to encode one is a bug: it is logged, and
+    /// nothing half-written stays in the output.
+    pub fn write_control(
+        &mut self,
+        what: &'static str,
+        write: impl FnOnce(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
+    ) {
+        let start = self.out.len();
+        if let Err(error) = write(self.version, &mut self.out) {
+            self.out.truncate(start);
+            tracing::error!(packet = what, %error, "could not encode a control packet");
+        }
     }
 }
 
@@ -541,6 +558,18 @@ mod tests {
     use crate::core::message::Message;
     use crate::protocol::{Decoder, Packet, MAX_PACKET_SIZE};
     use std::sync::Arc;
+
+    #[test]
+    fn a_control_packet_that_fails_to_encode_leaves_nothing_behind() {
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        link.write_control("test", |_, out| {
+            out.extend_from_slice(b"half");
+            Err(EncodeError::Invalid("test"))
+        });
+        assert!(link.out.is_empty());
+        link.write_ack(PacketType::PubAck, 7);
+        assert_eq!(&link.out[..], [0x40, 2, 0, 7]);
+    }
 
     fn delivery(n: u8, qos: QoS) -> Delivery {
         Delivery::new(

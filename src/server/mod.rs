@@ -49,11 +49,17 @@ pub enum StartError {
     },
     #[error("cannot start the shards: {0}")]
     Executor(String),
-    #[error("{what} {path}: {why}")]
+    #[error(transparent)]
+    Shard(#[from] shard::ShardStartError),
+    #[error("cannot start the clock thread: {0}")]
+    Clock(#[source] std::io::Error),
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("{what} {path}: {source}")]
     ConfigFile {
         what: &'static str,
         path: String,
-        why: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -76,18 +82,18 @@ fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
     Ok(Authenticator::new(passwords, config.allow_anonymous).with_acl(acl))
 }
 
-fn read_config_file<T>(
+fn read_config_file<T, E: std::error::Error + Send + Sync + 'static>(
     what: &'static str,
     path: &std::path::Path,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, E>,
 ) -> Result<T, StartError> {
-    let fail = |why: String| StartError::ConfigFile {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| StartError::ConfigFile {
         what,
         path: path.display().to_string(),
-        why,
+        source,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    parse(&text).map_err(fail)
+    let text = std::fs::read_to_string(path).map_err(|e| fail(Box::new(e)))?;
+    parse(&text).map_err(|e| fail(Box::new(e)))
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -106,9 +112,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     listener::probe(addr, listener::PORT_WAIT)
         .map_err(|source| StartError::Bind { addr, source })?;
 
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
-    let (clock, clock_control) = heartbeat::start(shards)
-        .map_err(|e| StartError::Executor(format!("cannot start the clock: {e}")))?;
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), shard::ShardStartError>>();
+    let (clock, clock_control) = heartbeat::start(shards).map_err(StartError::Clock)?;
     let mesh = Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE));
     let stats = Arc::new(StatsBoard::new(shards));
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
@@ -144,7 +149,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     while started < shards {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => started += 1,
-            Ok(Err(message)) => return Err(StartError::Executor(message)),
+            Ok(Err(failure)) => return Err(failure.into()),
             Err(_) => {
                 // A shard that failed to start reports only through join_all.
                 let errors: Vec<String> = handles
@@ -161,7 +166,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])
-    .map_err(|e| StartError::Executor(format!("cannot handle signals: {e}")))?;
+    .map_err(StartError::Signals)?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
     std::thread::spawn(move || handle_signals(signals, reload, clock_control));
     for result in handles.join_all() {

@@ -78,17 +78,32 @@ impl Shard {
     }
 }
 
+/// Why a shard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    #[error("more shards than mesh ends")]
+    NoMeshEnds,
+    #[error("shard {shard}: cannot listen on {addr}: {source}")]
+    Listen {
+        shard: usize,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("shard {shard}: its clock end was taken")]
+    NoClock { shard: usize },
+}
+
 pub async fn run(
     config: Config,
     mesh: Arc<Mesh>,
-    ready: crossbeam_channel::Sender<Result<(), String>>,
+    ready: crossbeam_channel::Sender<Result<(), ShardStartError>>,
     clock: super::heartbeat::ShardEnds,
     stats: Arc<StatsBoard>,
     auth: Arc<AuthHandle>,
     quota: Arc<Quota>,
 ) {
     let Some(ends) = mesh.take() else {
-        let _ = ready.send(Err("more shards than mesh ends".into()));
+        let _ = ready.send(Err(ShardStartError::NoMeshEnds));
         return;
     };
     let id = ends.id();
@@ -99,7 +114,11 @@ pub async fn run(
     let listener = match super::listener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: cannot listen on {addr}: {e}")));
+            let _ = ready.send(Err(ShardStartError::Listen {
+                shard: id,
+                addr,
+                source: e,
+            }));
             return;
         }
     };
@@ -207,7 +226,7 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
     let Some(mut ticks) = super::heartbeat::take_end(&clock, id) else {
-        let _ = ready.send(Err(format!("shard {id}: no clock")));
+        let _ = ready.send(Err(ShardStartError::NoClock { shard: id }));
         return;
     };
     {

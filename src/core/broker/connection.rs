@@ -205,7 +205,8 @@ impl Broker {
             code: ReasonCode::Success,
             properties,
         };
-        let _ = connack.write(version, &mut conn.link.out);
+        conn.link
+            .write_control("CONNACK", |_, out| connack.write(version, out));
 
         let session = self.sessions.get_mut(&key).expect("session exists");
         session.expiry_interval = expiry_interval;
@@ -263,7 +264,8 @@ impl Broker {
                 code,
                 ..ConnAck::default()
             };
-            let _ = connack.write(conn.link.version, &mut conn.link.out);
+            conn.link
+                .write_control("CONNACK", |version, out| connack.write(version, out));
         }
         tracing::info!(conn = id, ?code, "CONNECT refused");
         self.close(id);
@@ -300,7 +302,9 @@ impl Broker {
             && conn.link.version.is_v5()
             && (conn.session.is_some() || reason == ReasonCode::SessionTakenOver)
         {
-            let _ = Disconnect::new(reason).write(conn.link.version, &mut conn.link.out);
+            conn.link.write_control("DISCONNECT", |version, out| {
+                Disconnect::new(reason).write(version, out)
+            });
         }
         self.close(id);
     }

@@ -69,18 +69,18 @@ impl Broker {
                 if !known && conn.link.version.is_v5() {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
                 }
-                let _ = comp.write(PacketType::PubComp, conn.link.version, &mut conn.link.out);
+                conn.link.write_control("PUBCOMP", |version, out| {
+                    comp.write(PacketType::PubComp, version, out)
+                });
                 self.queue_flush(id);
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(id, key, subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(id, key, unsubscribe),
             Packet::PingReq => {
                 let conn = self.conns.get_mut(&id).expect("checked above");
-                let _ = crate::protocol::encode(
-                    &Packet::PingResp,
-                    conn.link.version,
-                    &mut conn.link.out,
-                );
+                conn.link.write_control("PINGRESP", |version, out| {
+                    crate::protocol::encode(&Packet::PingResp, version, out)
+                });
                 self.queue_flush(id);
             }
             Packet::Disconnect(disconnect) => self.on_disconnect(id, key, disconnect),
@@ -293,7 +293,8 @@ impl Broker {
                 reason,
                 properties,
             };
-            let _ = ack.write(packet, conn.link.version, &mut conn.link.out);
+            conn.link
+                .write_control("ack", |version, out| ack.write(packet, version, out));
         }
         self.queue_flush(id);
     }
