@@ -276,20 +276,7 @@ impl World {
                 let home = self.clients[client].home;
                 let broker = &mut self.shards[home];
                 let mut buf = BytesMut::from(&bytes[..]);
-                loop {
-                    if broker.is_closing(conn) {
-                        break;
-                    }
-                    let decoder = Decoder::new(broker.version(conn), 1 << 20);
-                    match decoder.decode(&mut buf) {
-                        Ok(Some(packet)) => broker.handle(conn, packet, self.now),
-                        Ok(None) => break,
-                        Err(error) => {
-                            broker.decode_failed(conn, &error);
-                            break;
-                        }
-                    }
-                }
+                broker.receive(conn, &mut buf, self.now);
             }
             Step::Ack { client } => {
                 let acks = std::mem::take(&mut self.clients[client].acks);

@@ -17,7 +17,7 @@ pub mod timers;
 pub mod topic_alias;
 pub mod trie;
 
-pub use broker::{Broker, Census, Closing, ConnId, Output, ReadPause};
+pub use broker::{Broker, Census, Closing, ConnId, Output, ReadPause, Receive};
 pub use features::{Features, SharedPolicy};
 pub use limits::Limits;
 pub use message::{Delivery, Message, SharedMessage};

@@ -3,7 +3,8 @@
 //! produced, the PUBACKs of a batch included, goes out in one write.
 //!
 //! A connection accepted on a shard other than its session's home is handed over right after
-//! CONNECT: the socket (duplicated) and the bytes read so far travel over the mesh.
+//! CONNECT (the broker decides): the socket (duplicated) and the bytes read so far travel over
+//! the mesh.
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
@@ -12,162 +13,81 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::io::{AsyncReadExt, ReadHalf};
 use glommio::net::TcpStream;
-use glommio::{spawn_local, timer};
+use glommio::spawn_local;
 
 use super::mesh::Envelope;
 use super::shard::Shard;
-use crate::core::broker::session_home;
-use crate::core::{home_shard, Closing, ConnId};
-use crate::protocol::{read_frame, Decoder, Packet, ProtocolVersion};
+use crate::core::{Closing, ConnId, Receive};
 
-/// Bytes asked of the socket per read before CONNECT, unless the packet is known to be longer.
-const FIRST_READ_CHUNK: usize = 512;
 /// Spare room in the shard's read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Serves a connection accepted by this shard. It counts against the connection limit from
-/// now on, CONNECT or not.
-///
-/// The connection's lasting task is spawned only once CONNECT is in: a future is as large as
-/// its largest state, so one task for both phases made every idle connection carry the
-/// CONNECT-phase state too (1,080 bytes; the read loop's future is 232).
+/// now on, CONNECT or not; the broker's connect timeout closes it if no CONNECT comes.
 pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
     let id = shard.broker.borrow_mut().open(Instant::now());
-    spawn_local(async move {
-        let mut buf = BytesMut::new();
-        let mut stream = stream;
-        match read_first_packet(&shard, &mut stream, &mut buf).await {
-            Some(FirstPacket::HandOff(home)) => {
-                shard.broker.borrow_mut().forget(id);
-                hand_off(&shard, stream, home, buf).await
-            }
-            Some(FirstPacket::Serve) => serve(shard, stream, buf, Some(id)),
-            None => {
-                shard.broker.borrow_mut().closed(id, Instant::now());
-                shard.flush();
-            }
-        }
-    })
-    .detach();
+    serve(shard, stream, BytesMut::new(), id);
 }
 
 /// Serves a connection another shard handed to this one.
 pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>) {
     // SAFETY: the fd was dup'ed for us by the sending shard, which no longer uses it.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    serve(shard, stream, BytesMut::from(&buffered[..]), None);
+    let id = shard.broker.borrow_mut().adopt(Instant::now());
+    serve(shard, stream, BytesMut::from(&buffered[..]), id);
 }
 
-enum FirstPacket {
-    Serve,
-    HandOff(usize),
-}
-
-/// Reads until the first packet is whole, in time linear in its size: the fixed header says
-/// how long it is, and it is decoded once, when all there. A CONNECT for a session homed on
-/// another shard is handed there; anything else (bad input included) is served here, where
-/// the broker gives the right reaction. `None`: the socket closed first, or no packet came
-/// within the connect timeout.
-async fn read_first_packet(
-    shard: &Shard,
-    reader: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Option<FirstPacket> {
-    let deadline = Instant::now() + shard.broker.borrow().limits().connect_timeout;
-    let max_packet_size = shard.config.max_packet_size;
-    loop {
-        let want = match read_frame(buf, max_packet_size) {
-            Err(_) => return Some(FirstPacket::Serve),
-            Ok(Some(frame)) if buf.len() >= frame.total_len() => {
-                return Some(route_first_packet(shard, buf));
-            }
-            Ok(Some(frame)) => (frame.total_len() - buf.len()).clamp(FIRST_READ_CHUNK, READ_CHUNK),
-            Ok(None) => FIRST_READ_CHUNK,
-        };
-        let remaining = deadline.checked_duration_since(Instant::now())?;
-        let read = futures_lite::future::or(read_some(reader, buf, want), async {
-            timer::sleep(remaining).await;
-            Ok(0)
-        });
-        match read.await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
+/// Moves a connection whose session lives on shard `home` there. Its own task, so that the
+/// read loop's future (which every idle connection carries) does not hold this one's state.
+fn hand_off(shard: &Rc<Shard>, fd: RawFd, home: usize, buffered: Vec<u8>) {
+    let shard = shard.clone();
+    spawn_local(async move {
+        if let Err(error) = shard
+            .senders
+            .send_to(home, Envelope::Handoff { fd, buffered })
+            .await
+        {
+            // Only when the mesh is closing, i.e. the process is stopping.
+            tracing::warn!(%error, "cannot hand a connection over");
         }
-    }
+    })
+    .detach();
 }
 
-/// Where a whole first packet is served.
-fn route_first_packet(shard: &Shard, buf: &BytesMut) -> FirstPacket {
-    if shard.shards == 1 {
-        return FirstPacket::Serve;
-    }
-    let decoder = Decoder::new(ProtocolVersion::V3_1_1, shard.config.max_packet_size);
-    let mut probe = BytesMut::from(&buf[..]);
-    let Ok(Some(Packet::Connect(connect))) = decoder.decode(&mut probe) else {
-        return FirstPacket::Serve;
-    };
-    let home_id = session_home(&connect, shard.config.use_username_as_clientid);
-    if home_id.is_empty() {
-        return FirstPacket::Serve;
-    }
-    match home_shard(home_id.as_bytes(), shard.shards) {
-        home if home == shard.id => FirstPacket::Serve,
-        home => FirstPacket::HandOff(home),
-    }
-}
-
-async fn hand_off(shard: &Shard, stream: TcpStream, home: usize, buf: BytesMut) {
-    // Dropping the stream closes its fd, so the home shard gets a duplicate.
+/// A duplicate of the connection's socket, which outlives the stream's halves being dropped.
+fn dup(fd: RawFd) -> std::io::Result<RawFd> {
     // SAFETY: fcntl on an fd we own.
-    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    drop(stream);
-    if fd < 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot hand a connection over");
-        return;
-    }
-    let envelope = Envelope::Handoff {
-        fd,
-        buffered: buf.to_vec(),
-    };
-    if let Err(error) = shard.senders.send_to(home, envelope).await {
-        // Only when the mesh is closing, i.e. the process is stopping.
-        tracing::warn!(%error, "cannot hand a connection over");
+    match unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        fd => Ok(fd),
     }
 }
 
-async fn read_some<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    want: usize,
-) -> std::io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let result = reader.read(&mut buf[start..]).await;
-    buf.truncate(start + *result.as_ref().unwrap_or(&0));
-    result
-}
-
-/// Registers the connection with the broker (unless `opened` already) and the writers, then
-/// spawns its read loop. The setup is done here, outside the task, so the task's future does
-/// not hold the whole socket.
-fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut, opened: Option<ConnId>) {
+/// Registers the connection with the writers, then spawns its read loop. The setup is done
+/// here, outside the task, so the task's future does not hold the whole socket.
+fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut, id: ConnId) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let id = opened.unwrap_or_else(|| shard.broker.borrow_mut().open(Instant::now()));
     let (reader, writer) = futures_lite::io::split(stream);
     shard.writers.register(id, fd, writer);
-    spawn_local(read_loop(shard, id, reader, buf)).detach();
+    spawn_local(read_loop(shard, id, fd, reader, buf)).detach();
 }
 
-async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>, buf: BytesMut) {
+async fn read_loop(
+    shard: Rc<Shard>,
+    id: ConnId,
+    fd: RawFd,
+    mut reader: ReadHalf<TcpStream>,
+    buf: BytesMut,
+) {
     // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
     // start of a packet still incomplete is kept here.
     let mut pending = buf;
-    process(&shard, id, &mut pending);
+    let mut handed_to = process(&shard, id, &mut pending);
     // Since when the broker has been closing the connection: what the client still sends is
     // read and discarded for at most the linger, then the socket goes, sending or not.
     let mut closing_since: Option<Instant> = None;
-    loop {
+    while handed_to.is_none() {
         match shard.broker.borrow().closing_state(id) {
             Closing::No => {}
             Closing::Abort => break,
@@ -217,14 +137,25 @@ async fn read_loop(shard: Rc<Shard>, id: ConnId, mut reader: ReadHalf<TcpStream>
             break;
         }
         if pending.is_empty() {
-            process(&shard, id, &mut scratch);
+            handed_to = process(&shard, id, &mut scratch);
             pending.extend_from_slice(&scratch);
         } else {
             pending.extend_from_slice(&scratch);
-            process(&shard, id, &mut pending);
+            handed_to = process(&shard, id, &mut pending);
         }
         scratch.clear();
         shard.return_scratch(scratch);
+    }
+    if let Some(home) = handed_to {
+        // The broker has forgotten the connection; the socket goes on, duplicated, on `home`.
+        let moved = dup(fd);
+        drop(reader);
+        shard.writers.unregister(id);
+        match moved {
+            Ok(fd) => hand_off(&shard, fd, home, pending.to_vec()),
+            Err(error) => tracing::warn!(%error, "cannot hand a connection over"),
+        }
+        return;
     }
     let closing_by_us = shard.broker.borrow().is_closing(id);
     if closing_by_us {
@@ -258,30 +189,13 @@ async fn read_into<R: futures_lite::AsyncRead + Unpin>(
     Ok(n)
 }
 
-/// Decodes and handles every whole packet in `buf`. Once the broker closes the connection,
-/// what the client still sends is read and discarded: the socket closes when the client
-/// closes its side, or when the writer's linger runs out.
-fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) {
-    let now = Instant::now();
-    let mut broker = shard.broker.borrow_mut();
-    let max_packet_size = shard.config.max_packet_size;
-    loop {
-        if broker.is_closing(id) {
-            buf.clear();
-            break;
-        }
-        // The version changes once, at CONNECT: read it per packet.
-        let decoder = Decoder::new(broker.version(id), max_packet_size);
-        match decoder.decode(buf) {
-            Ok(Some(packet)) => broker.handle(id, packet, now),
-            Ok(None) => break,
-            Err(error) => {
-                broker.decode_failed(id, &error);
-                buf.clear();
-                break;
-            }
-        }
-    }
-    drop(broker);
+/// Gives the broker what was read; `Some(shard)` when the connection is to move there (with
+/// `buf`, left untouched).
+fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> Option<usize> {
+    let received = shard.broker.borrow_mut().receive(id, buf, Instant::now());
     shard.flush();
+    match received {
+        Receive::Continue => None,
+        Receive::HandOff(home) => Some(home),
+    }
 }

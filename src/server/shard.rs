@@ -28,7 +28,6 @@ const MESH_BATCH: usize = 512;
 
 pub struct Shard {
     pub id: usize,
-    pub shards: usize,
     pub config: Config,
     pub broker: RefCell<Broker>,
     /// How each connection's output reaches its socket.
@@ -139,7 +138,6 @@ pub async fn run(
     let (retained_waker, retained_wake) = local_channel::new_bounded(1);
     let shard = Rc::new(Shard {
         id,
-        shards,
         broker: RefCell::new(
             Broker::new(id, shards, limits, Instant::now())
                 .with_features(features)

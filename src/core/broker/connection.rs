@@ -343,7 +343,7 @@ impl Broker {
 
     /// A connection handed to another shard before its CONNECT was handled: it leaves this
     /// shard without a trace (the other shard counts it from now on).
-    pub fn forget(&mut self, id: ConnId) {
+    pub(super) fn forget(&mut self, id: ConnId) {
         if self.conns.remove(&id).is_some() {
             self.counters.connections_opened -= 1;
         }
@@ -462,7 +462,7 @@ fn keep_will(will: Will) -> Box<Will> {
 
 /// The client id whose home shard serves this CONNECT: the user name when sessions are bound
 /// to users, else the client id (empty: any shard, which assigns one of its own).
-pub fn session_home(connect: &Connect, use_username_as_clientid: bool) -> &str {
+pub(super) fn session_home(connect: &Connect, use_username_as_clientid: bool) -> &str {
     if use_username_as_clientid {
         connect.username.as_deref().unwrap_or_default()
     } else {

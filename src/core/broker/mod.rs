@@ -8,6 +8,7 @@
 mod connection;
 mod expiry;
 mod packets;
+mod receive;
 mod replies;
 mod retained_work;
 mod routing;
@@ -36,7 +37,7 @@ use expiry::Timer;
 
 use crate::metrics::{Counters, DropLog};
 use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS};
-pub use connection::session_home;
+pub use receive::Receive;
 
 /// A connection on this shard, numbered by the broker.
 pub type ConnId = u64;
@@ -74,6 +75,8 @@ struct Conn {
     problem_information: bool,
     /// Session Expiry Interval of the CONNECT: 0 may not become non-zero (MQTT-3.14.2-2).
     connect_expiry: u32,
+    /// Its first packet is still to be looked at for the home shard of its session.
+    may_hand_off: bool,
 }
 
 /// What one shard holds (see [`Broker::census`]).
@@ -324,9 +327,19 @@ impl Broker {
         }
     }
 
-    /// Registers a new connection. At the connection limit it is still registered, so that
-    /// its CONNECT gets a refusal the client can read (0x97), but refused it will be.
+    /// Registers a connection accepted by this shard. At the connection limit it is still
+    /// registered, so that its CONNECT gets a refusal the client can read (0x97), but refused
+    /// it will be. [`Broker::receive`] may hand it to its session's home shard.
     pub fn open(&mut self, now: Instant) -> ConnId {
+        self.register(now, self.shards > 1)
+    }
+
+    /// Registers a connection another shard handed to this one: it is served here.
+    pub fn adopt(&mut self, now: Instant) -> ConnId {
+        self.register(now, false)
+    }
+
+    fn register(&mut self, now: Instant, may_hand_off: bool) -> ConnId {
         self.now = now;
         let id = self.next_conn;
         self.next_conn += 1;
@@ -349,6 +362,7 @@ impl Broker {
                 inbound_aliases: InboundAliases::default(),
                 problem_information: true,
                 connect_expiry: 0,
+                may_hand_off,
             }),
         );
         self.arm_conn(id, now + self.limits.connect_timeout);
@@ -368,6 +382,7 @@ impl Broker {
     }
 
     /// The protocol version to decode this connection's packets with.
+    #[cfg(test)]
     pub fn version(&self, id: ConnId) -> ProtocolVersion {
         self.conns
             .get(&id)

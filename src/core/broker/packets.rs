@@ -20,6 +20,8 @@ impl Broker {
             return;
         }
         conn.last_seen = now;
+        // A packet handled here is served here.
+        conn.may_hand_off = false;
         let Some(key) = conn.session else {
             match packet {
                 Packet::Connect(connect) => self.connect(id, *connect),

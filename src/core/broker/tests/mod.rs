@@ -955,3 +955,4 @@ fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers(
 }
 
 mod hostile;
+mod receive;

@@ -1,0 +1,102 @@
+//! The one way bytes from a client enter the core: framing, the maximum packet size, the
+//! version-dependent decoder, and the decision to serve a connection here or on the home shard
+//! of its session.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::connection::session_home;
+use super::{Broker, ConnId};
+use crate::core::home_shard;
+use crate::protocol::{read_frame, Decoder, Packet, ProtocolVersion};
+
+/// What the shell does with a connection after [`Broker::receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receive {
+    /// Go on reading it (whatever is left in the buffer is the start of a packet).
+    Continue,
+    /// Its session lives on shard `N`: move the socket there with the bytes read so far,
+    /// which were left untouched. This shard has already forgotten the connection.
+    HandOff(usize),
+}
+
+impl Broker {
+    /// Takes the bytes read for `id`: decodes and handles every whole packet in `buf`, leaving
+    /// only the start of an incomplete one. Once the broker is closing the connection, what
+    /// the client still sends is discarded.
+    pub fn receive(&mut self, id: ConnId, buf: &mut BytesMut, now: Instant) -> Receive {
+        self.now = now;
+        let max_packet_size = self.limits.max_packet_size;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            buf.clear();
+            return Receive::Continue;
+        };
+        if std::mem::take(&mut conn.may_hand_off) {
+            match self.first_packet_home(buf) {
+                // Asked again after the next read.
+                None => {
+                    self.conns.get_mut(&id).expect("checked above").may_hand_off = true;
+                    return Receive::Continue;
+                }
+                Some(home) if home != self.shard => {
+                    self.forget(id);
+                    return Receive::HandOff(home);
+                }
+                Some(_) => {}
+            }
+        }
+        // The version changes once, at CONNECT; the decoder follows it.
+        let mut version = None;
+        let mut decoder = Decoder::new(ProtocolVersion::V3_1_1, max_packet_size);
+        loop {
+            let Some(conn) = self.conns.get(&id) else {
+                buf.clear();
+                break;
+            };
+            if conn.closing {
+                buf.clear();
+                break;
+            }
+            if version != Some(conn.link.version) {
+                version = Some(conn.link.version);
+                decoder = Decoder::new(conn.link.version, max_packet_size);
+            }
+            match decoder.decode(buf) {
+                Ok(Some(packet)) => self.handle(id, packet, now),
+                Ok(None) => break,
+                Err(error) => {
+                    self.decode_failed(id, &error);
+                    buf.clear();
+                    break;
+                }
+            }
+        }
+        Receive::Continue
+    }
+
+    /// The shard whose session a connection's first packet is for, once that packet is whole
+    /// (`None` until then). Anything but a well-formed CONNECT with a client id (bad input
+    /// included) is served here, where it gets the right reaction.
+    fn first_packet_home(&self, buf: &BytesMut) -> Option<usize> {
+        let max_packet_size = self.limits.max_packet_size;
+        let here = Some(self.shard);
+        let frame = match read_frame(buf, max_packet_size) {
+            Err(_) => return here,
+            Ok(None) => return None,
+            Ok(Some(frame)) if buf.len() < frame.total_len() => return None,
+            Ok(Some(frame)) => frame,
+        };
+        // Decoded from a copy of the frame: the buffer goes to the home shard untouched.
+        let mut probe = BytesMut::from(&buf[..frame.total_len()]);
+        let decoder = Decoder::new(ProtocolVersion::V3_1_1, max_packet_size);
+        let Ok(Some(Packet::Connect(connect))) = decoder.decode(&mut probe) else {
+            return here;
+        };
+        let home_id = session_home(&connect, self.features.use_username_as_clientid);
+        if home_id.is_empty() {
+            return here;
+        }
+        Some(home_shard(home_id.as_bytes(), self.shards))
+    }
+}
