@@ -2,12 +2,14 @@
 //!
 //! - [`protocol`]: the sans-IO codec (bytes <-> packets).
 //! - [`core`]: the sans-IO broker (sessions, routing, retained, wills) driven by packets and a clock.
+//! - [`harness`]: several core shards on one fake clock, for tests and benches.
 //! - [`server`]: the glommio shell: shards, sockets and the shard mesh (feature `server`, on by
 //!   default; `protocol` and `core` never depend on it, and build without it).
 
 #[cfg(feature = "server")]
 pub mod config;
 pub mod core;
+pub mod harness;
 pub mod metrics;
 pub mod protocol;
 #[cfg(feature = "server")]

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use ringmq::core::{home_shard, Broker, ConnId, Limits, ShardMsg};
+use ringmq::core::{home_shard, Broker, ConnId, Limits};
+use ringmq::harness::Cluster;
 use ringmq::protocol::*;
 
 const SHARDS: usize = 2;
@@ -107,7 +108,7 @@ struct Client {
 }
 
 struct World {
-    shards: Vec<Broker>,
+    shards: Cluster,
     now: Instant,
     clients: Vec<Client>,
     next_message: u32,
@@ -121,10 +122,8 @@ struct World {
 
 impl World {
     fn new(limits: Limits) -> World {
-        let now = Instant::now();
-        let shards = (0..SHARDS)
-            .map(|s| Broker::new(s, SHARDS, limits.clone(), now))
-            .collect();
+        let shards = Cluster::new(SHARDS, limits);
+        let now = shards.now();
         let roles = [
             Role::Subscriber,
             Role::Subscriber,
@@ -286,10 +285,8 @@ impl World {
             }
             Step::Mesh => self.mesh(),
             Step::Tick { millis } => {
-                self.now += Duration::from_millis(millis);
-                for broker in &mut self.shards {
-                    broker.tick(self.now);
-                }
+                self.shards.advance(Duration::from_millis(millis));
+                self.now = self.shards.now();
                 let now = self.now;
                 for client in &mut self.clients {
                     if client.offline_until.is_some_and(|at| at <= now) {
@@ -439,11 +436,7 @@ impl World {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            for broker in &mut self.shards {
-                while broker.has_retained_work() {
-                    broker.retained_step(self.now);
-                }
-            }
+            self.shards.walk_retained();
             for c in 0..self.clients.len() {
                 let Some(conn) = self.clients[c].conn else {
                     continue;
@@ -470,17 +463,7 @@ impl World {
     }
 
     fn mesh(&mut self) {
-        for from in 0..SHARDS {
-            for to in 0..SHARDS {
-                if from == to {
-                    continue;
-                }
-                let batch: Vec<ShardMsg> = self.shards[from].take_outbox(to, usize::MAX);
-                if !batch.is_empty() {
-                    self.shards[to].remote(from, batch, self.now);
-                }
-            }
-        }
+        self.shards.exchange();
     }
 
     fn read_inbox(&mut self, c: usize) {
@@ -564,7 +547,7 @@ impl World {
                 acked |= !self.clients[c].acks.is_empty();
                 self.step(Step::Ack { client: c });
             }
-            if !acked && !self.shards.iter().any(Broker::has_outbox) {
+            if !acked && !self.shards.brokers().any(Broker::has_outbox) {
                 return;
             }
         }
@@ -573,7 +556,7 @@ impl World {
 
     fn dropped(&self) -> u64 {
         self.shards
-            .iter()
+            .brokers()
             .map(|b| b.counters.dropped() - b.counters.dropped_offline_qos0)
             .sum()
     }
@@ -667,7 +650,7 @@ proptest! {
             missing
         );
         world.leave();
-        for (shard, broker) in world.shards.iter().enumerate() {
+        for (shard, broker) in world.shards.brokers().enumerate() {
             let census = broker.census();
             prop_assert_eq!(
                 census,

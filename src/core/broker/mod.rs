@@ -381,8 +381,7 @@ impl Broker {
         self.conns.len() - self.closing
     }
 
-    /// The protocol version to decode this connection's packets with.
-    #[cfg(test)]
+    /// The protocol version the connection speaks (3.1.1 until its CONNECT says).
     pub fn version(&self, id: ConnId) -> ProtocolVersion {
         self.conns
             .get(&id)

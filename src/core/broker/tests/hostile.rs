@@ -75,19 +75,6 @@ fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
     })
 }
 
-fn connect_packet(client_id: &str, version: ProtocolVersion) -> Connect {
-    Connect {
-        version,
-        clean_start: true,
-        keep_alive: 0,
-        client_id: client_id.into(),
-        will: None,
-        username: None,
-        password: None,
-        properties: Default::default(),
-    }
-}
-
 fn levels(n: usize) -> String {
     vec!["l"; n].join("/")
 }
@@ -426,13 +413,13 @@ fn wills_pass_the_checks_of_a_publish() {
         (will("w/x", QoS::AtLeastOnce, false), ReasonCode::Success),
     ];
     for (i, (will, code)) in cases.into_iter().enumerate() {
-        let mut connect = connect_packet(&format!("w{i}"), V5);
+        let mut connect = connect_packet(&format!("w{i}"), V5, true);
         connect.will = Some(will);
         let id = h.connect_full(connect);
         assert_eq!(connack(&h.received(id)).code, code, "case {i}");
     }
     let mut h = Harness::new().with_acl("pattern readwrite devices/%c/#\n");
-    let mut connect = connect_packet("d1", V4);
+    let mut connect = connect_packet("d1", V4, true);
     connect.will = Some(will("devices/d2/state", QoS::AtMostOnce, false));
     let id = h.connect_full(connect);
     assert_eq!(connack(&h.received(id)).code, ReasonCode::NotAuthorized);
@@ -463,7 +450,7 @@ fn a_shared_message_goes_to_a_member_that_may_read_it() {
     let mut h = Harness::new().with_acl(acl);
     let a = h.connect("a", true, V5);
     let b = h.connect("b", true, V5);
-    let mut ops = connect_packet("p", V5);
+    let mut ops = connect_packet("p", V5, true);
     ops.username = Some("ops".into());
     let p = h.connect_full(ops);
     for c in [a, b, p] {
@@ -541,14 +528,14 @@ fn with_user_names_as_client_ids_sessions_belong_to_users() {
         ..Features::default()
     };
     let mut h = Harness::configured(Limits::default(), features);
-    let mut connect = connect_packet("victim", V4);
+    let mut connect = connect_packet("victim", V4, true);
     connect.username = Some("mallory".into());
     connect.clean_start = false;
     let m = h.connect_full(connect);
     assert_eq!(connack(&h.received(m)).code, ReasonCode::Success);
     assert!(h.broker.by_client_id.contains_key("mallory"));
     assert!(!h.broker.by_client_id.contains_key("victim"));
-    let anonymous = h.connect_full(connect_packet("x", V5));
+    let anonymous = h.connect_full(connect_packet("x", V5, true));
     assert_eq!(
         connack(&h.received(anonymous)).code,
         ReasonCode::NotAuthorized
@@ -726,9 +713,9 @@ fn a_refused_connection_lingering_to_be_read_holds_no_place_under_the_limit() {
         ..Limits::default()
     };
     let mut h = Harness::configured(limits, Features::default());
-    let first = h.connect_full(connect_packet("first", V5));
+    let first = h.connect_full(connect_packet("first", V5, true));
     assert_eq!(connack(&h.received(first)).code, ReasonCode::Success);
-    let refused = h.connect_full(connect_packet("refused", V5));
+    let refused = h.connect_full(connect_packet("refused", V5, true));
     assert_eq!(
         connack(&h.received(refused)).code,
         ReasonCode::QuotaExceeded
@@ -738,6 +725,6 @@ fn a_refused_connection_lingering_to_be_read_holds_no_place_under_the_limit() {
     h.broker.closed(first, h.now);
     // The refused socket still lingers, for its client to read the CONNACK; the place the
     // first client left is free all the same.
-    let next = h.connect_full(connect_packet("next", V5));
+    let next = h.connect_full(connect_packet("next", V5, true));
     assert_eq!(connack(&h.received(next)).code, ReasonCode::Success);
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::harness::{connect_packet, subscribe_packet, Cluster};
 use crate::protocol::*;
 
 struct Harness {
@@ -39,14 +40,9 @@ impl Harness {
     ) -> ConnId {
         let id = self.broker.open(self.now);
         let connect = Connect {
-            version,
-            clean_start: clean,
             keep_alive,
-            client_id: client_id.into(),
             will,
-            username: None,
-            password: None,
-            properties: Default::default(),
+            ..connect_packet(client_id, version, clean)
         };
         self.send(id, Packet::Connect(Box::new(connect)));
         id
@@ -80,20 +76,7 @@ impl Harness {
     }
 
     fn subscribe(&mut self, id: ConnId, filter: &str, qos: QoS) {
-        self.send(
-            id,
-            Packet::Subscribe(Subscribe {
-                packet_id: 1,
-                filters: vec![SubscribeFilter {
-                    filter: filter.into(),
-                    options: SubscriptionOptions {
-                        qos,
-                        ..Default::default()
-                    },
-                }],
-                ..Default::default()
-            }),
-        );
+        self.send(id, subscribe_packet(filter, qos));
     }
 
     fn publish(
@@ -118,6 +101,18 @@ impl Harness {
     fn is_closing(&self, id: ConnId) -> bool {
         self.broker.is_closing(id)
     }
+}
+
+fn publish_packet(topic: &str, payload: &'static [u8], qos: QoS, packet_id: u16) -> Packet {
+    Packet::Publish(Publish::new(topic, payload).with_qos(qos, packet_id))
+}
+
+fn unsubscribe_packet(filter: &str) -> Packet {
+    Packet::Unsubscribe(Unsubscribe {
+        packet_id: 5,
+        filters: vec![filter.into()],
+        ..Default::default()
+    })
 }
 
 fn publishes(packets: &[Packet]) -> Vec<&Publish> {
@@ -391,24 +386,19 @@ fn dollar_topics_and_unsubscribe() {
 
 #[test]
 fn cross_shard_suback_waits_for_route_acks_then_messages_flow() {
-    let mut a = Harness::with(0, 2);
-    let mut b = Harness::with(1, 2);
-    b.now = a.now; // one clock for both shards, as in the process
-    let sub = b.connect("sub", true, V4);
-    b.received(sub);
-    b.subscribe(sub, "t/#", QoS::AtLeastOnce);
-    assert!(b.received(sub).is_empty(), "SUBACK waits for shard 0");
-    a.broker
-        .remote(1, b.broker.take_outbox(0, usize::MAX), a.now);
-    b.broker
-        .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
-    assert!(matches!(b.received(sub)[..], [Packet::SubAck(_)]));
-    let p = a.connect("pub", true, V4);
-    a.publish(p, "t/x", b"hi", QoS::AtLeastOnce, 1, false);
-    b.broker
-        .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
+    let mut c = Cluster::new(2, Limits::default());
+    let sub = c.connect_on(1, connect_packet("sub", V4, true));
+    c.packets(sub);
+    c.subscribe(sub, "t/#", QoS::AtLeastOnce);
+    assert!(c.packets(sub).is_empty(), "SUBACK waits for shard 0");
+    c.exchange(); // the route to shard 0, and its ack back
+    c.exchange(); // the ack in on shard 1
+    assert!(matches!(c.packets(sub)[..], [Packet::SubAck(_)]));
+    let p = c.connect_on(0, connect_packet("pub", V4, true));
+    c.send(p, publish_packet("t/x", b"hi", QoS::AtLeastOnce, 1));
+    c.exchange();
     assert_eq!(
-        publishes(&b.received(sub))[0].payload(),
+        publishes(&c.packets(sub))[0].payload(),
         Bytes::from_static(b"hi")
     );
 }
@@ -447,14 +437,9 @@ impl Harness {
     ) -> ConnId {
         let id = self.broker.open(self.now);
         let connect = Connect {
-            version: V5,
-            clean_start: clean,
-            keep_alive: 0,
-            client_id: client_id.into(),
             will,
-            username: None,
-            password: None,
             properties: properties.into(),
+            ..connect_packet(client_id, V5, clean)
         };
         self.send(id, Packet::Connect(Box::new(connect)));
         id
@@ -467,21 +452,7 @@ impl Harness {
         options: SubscriptionOptions,
         sub_id: Option<u32>,
     ) {
-        let properties = PropertyValues {
-            subscription_identifiers: sub_id.into_iter().collect(),
-            ..Default::default()
-        };
-        self.send(
-            id,
-            Packet::Subscribe(Subscribe {
-                packet_id: 2,
-                properties: properties.into(),
-                filters: vec![SubscribeFilter {
-                    filter: filter.into(),
-                    options,
-                }],
-            }),
-        );
+        self.send(id, subscribe_v5_packet(filter, options, sub_id));
     }
 
     fn publish_v5(
@@ -502,6 +473,21 @@ impl Harness {
             }),
         );
     }
+}
+
+fn subscribe_v5_packet(filter: &str, options: SubscriptionOptions, sub_id: Option<u32>) -> Packet {
+    let properties = PropertyValues {
+        subscription_identifiers: sub_id.into_iter().collect(),
+        ..Default::default()
+    };
+    Packet::Subscribe(Subscribe {
+        packet_id: 2,
+        properties: properties.into(),
+        filters: vec![SubscribeFilter {
+            filter: filter.into(),
+            options,
+        }],
+    })
 }
 
 fn qos1() -> SubscriptionOptions {
@@ -567,30 +553,23 @@ fn a_leaving_shared_member_hands_unacknowledged_messages_to_another() {
 
 #[test]
 fn shared_group_across_shards_delivers_once() {
-    let mut s0 = Harness::with(0, 2);
-    let mut s1 = Harness::with(1, 2);
-    s1.now = s0.now;
-    let a = s0.connect_v5("a", true, Default::default(), None);
-    let b = s1.connect_v5("b", true, Default::default(), None);
-    s0.subscribe_with(a, "$share/g/t", qos1(), None);
-    s1.subscribe_with(b, "$share/g/t", qos1(), None);
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
-    s0.broker
-        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
-    s0.received(a);
-    s1.received(b);
-    let p = s0.connect_v5("p", true, Default::default(), None);
-    for _ in 0..6 {
-        s0.publish_v5(p, "t", b"m", QoS::AtLeastOnce, Default::default());
+    let mut c = Cluster::new(2, Limits::default());
+    let a = c.connect_on(0, connect_packet("a", V5, true));
+    let b = c.connect_on(1, connect_packet("b", V5, true));
+    for member in [a, b] {
+        c.send(member, subscribe_v5_packet("$share/g/t", qos1(), None));
     }
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
+    c.settle();
+    c.packets(a);
+    c.packets(b);
+    let p = c.connect_on(0, connect_packet("p", V5, true));
+    for _ in 0..6 {
+        c.send(p, publish_packet("t", b"m", QoS::AtLeastOnce, 7));
+    }
+    c.settle();
     let (got_a, got_b) = (
-        publishes(&s0.received(a)).len(),
-        publishes(&s1.received(b)).len(),
+        publishes(&c.packets(a)).len(),
+        publishes(&c.packets(b)).len(),
     );
     assert_eq!(got_a + got_b, 6);
     assert!(got_a > 0 && got_b > 0, "{got_a} / {got_b}");
@@ -861,37 +840,20 @@ fn v5_properties_pass_through_to_v5_and_are_left_out_for_3_1_1() {
 fn a_message_published_before_a_subscription_is_not_delivered_to_it() {
     // The route to shard 1 was still there when the message left shard 0; by the time it
     // arrives, the subscription it finds is newer than the message.
-    let mut s0 = Harness::with(0, 2);
-    let mut s1 = Harness::with(1, 2);
-    s1.now = s0.now;
-    let sub = s1.connect("sub", true, V4);
-    s1.subscribe(sub, "t", QoS::AtLeastOnce);
-    s0.broker
-        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
-    s1.received(sub);
-    let p = s0.connect("pub", true, V4);
-    s0.now += Duration::from_millis(1);
-    s0.publish(p, "t", b"old", QoS::AtLeastOnce, 1, false);
+    let mut c = Cluster::new(2, Limits::default());
+    let sub = c.connect_on(1, connect_packet("sub", V4, true));
+    c.subscribe(sub, "t", QoS::AtLeastOnce);
+    c.settle();
+    c.packets(sub);
+    let p = c.connect_on(0, connect_packet("pub", V4, true));
+    c.advance(Duration::from_millis(1));
+    c.send(p, publish_packet("t", b"old", QoS::AtLeastOnce, 1));
     // Meanwhile the subscriber unsubscribes and subscribes again, a little later.
-    s1.now = s0.now + Duration::from_millis(1);
-    s1.send(
-        sub,
-        Packet::Unsubscribe(Unsubscribe {
-            packet_id: 5,
-            filters: vec!["t".into()],
-            ..Default::default()
-        }),
-    );
-    s1.subscribe(sub, "t", QoS::AtLeastOnce);
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
-    s0.broker
-        .remote(1, s1.broker.take_outbox(0, usize::MAX), s0.now);
-    s1.broker
-        .remote(0, s0.broker.take_outbox(1, usize::MAX), s1.now);
-    assert!(publishes(&s1.received(sub)).is_empty());
+    c.advance(Duration::from_millis(1));
+    c.send(sub, unsubscribe_packet("t"));
+    c.subscribe(sub, "t", QoS::AtLeastOnce);
+    c.settle();
+    assert!(publishes(&c.packets(sub)).is_empty());
 }
 
 #[test]
@@ -919,36 +881,21 @@ fn a_kept_will_owns_its_topic_and_payload() {
 
 #[test]
 fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers() {
-    let mut a = Harness::with(0, 2);
-    let mut b = Harness::with(1, 2);
-    b.now = a.now;
-    let exchange = |a: &mut Harness, b: &mut Harness| {
-        a.broker
-            .remote(1, b.broker.take_outbox(0, usize::MAX), a.now);
-        b.broker
-            .remote(0, a.broker.take_outbox(1, usize::MAX), b.now);
-    };
-    let sub = b.connect("sub", true, V5);
-    b.received(sub);
-    b.subscribe(sub, "t", QoS::AtMostOnce);
-    exchange(&mut a, &mut b);
-    b.received(sub);
-    b.send(
-        sub,
-        Packet::Unsubscribe(Unsubscribe {
-            packet_id: 5,
-            filters: vec!["t".into()],
-            ..Default::default()
-        }),
-    );
-    assert!(b.received(sub).is_empty(), "UNSUBACK waits for shard 0");
-    exchange(&mut a, &mut b);
-    assert!(matches!(b.received(sub)[..], [Packet::UnsubAck(_)]));
+    let mut c = Cluster::new(2, Limits::default());
+    let sub = c.connect_on(1, connect_packet("sub", V5, true));
+    c.subscribe(sub, "t", QoS::AtMostOnce);
+    c.settle();
+    c.packets(sub);
+    c.send(sub, unsubscribe_packet("t"));
+    assert!(c.packets(sub).is_empty(), "UNSUBACK waits for shard 0");
+    c.exchange();
+    c.exchange();
+    assert!(matches!(c.packets(sub)[..], [Packet::UnsubAck(_)]));
     // Shard 0 has dropped the route: a 5.0 publisher there hears "no matching subscribers".
-    let p = a.connect("pub", true, V5);
-    a.received(p);
-    a.publish(p, "t", b"x", QoS::AtLeastOnce, 1, false);
-    let Packet::PubAck(ack) = &a.received(p)[0] else {
+    let p = c.connect_on(0, connect_packet("pub", V5, true));
+    c.packets(p);
+    c.send(p, publish_packet("t", b"x", QoS::AtLeastOnce, 1));
+    let Packet::PubAck(ack) = &c.packets(p)[0] else {
         panic!("PUBACK expected");
     };
     assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);

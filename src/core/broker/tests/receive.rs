@@ -4,16 +4,7 @@ use super::*;
 use crate::core::home_shard;
 
 fn connect_bytes(client_id: &str, version: ProtocolVersion) -> BytesMut {
-    let connect = Connect {
-        version,
-        clean_start: true,
-        keep_alive: 0,
-        client_id: client_id.into(),
-        will: None,
-        username: None,
-        password: None,
-        properties: Default::default(),
-    };
+    let connect = connect_packet(client_id, version, true);
     let mut out = BytesMut::new();
     encode(&Packet::Connect(Box::new(connect)), version, &mut out).unwrap();
     out
