@@ -7,6 +7,7 @@ pub mod auth;
 pub mod broker;
 pub mod features;
 pub mod limits;
+pub mod link;
 pub mod message;
 pub mod quota;
 pub mod retained;

@@ -2,82 +2,19 @@
 //! ids, the inflight window, the queue behind it, resend with DUP after a reconnect — plus the
 //! packet ids of incoming QoS 2 messages awaiting PUBREL.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use bytestring::ByteString;
 
 use super::acl::ClientAcl;
 use super::limits::Limits;
+pub use super::link::Link;
+use super::link::Unsent;
 use super::message::{Delivery, Message};
-use super::topic_alias::{OutboundAlias, OutboundAliases};
 use super::{SmallMap, SmallSet};
-use crate::protocol::{
-    Ack, EncodeError, PacketType, Properties, ProtocolVersion, PublishHeader, QoS,
-    SubscriptionOptions,
-};
-
-/// The connection a session is attached to, as far as sending is concerned.
-#[derive(Debug)]
-pub struct Link {
-    pub version: ProtocolVersion,
-    /// Encoded packets not yet handed to the socket.
-    pub out: BytesMut,
-    /// Bytes handed to the socket writer and not yet written.
-    pub unflushed: usize,
-    /// Outgoing QoS 1/2 window: min(our limit, the client's Receive Maximum).
-    pub receive_maximum: u16,
-    /// The client's Maximum Packet Size (5.0); larger messages are not sent to it.
-    pub max_packet_size: u32,
-    /// The client's Topic Alias Maximum (5.0): aliases we may assign.
-    pub topic_alias_maximum: u16,
-    pub aliases: OutboundAliases,
-    /// Bytes of topics the outbound aliases may hold.
-    pub alias_budget: usize,
-}
-
-impl Link {
-    pub fn new(version: ProtocolVersion) -> Link {
-        Link {
-            version,
-            out: BytesMut::new(),
-            unflushed: 0,
-            receive_maximum: u16::MAX,
-            max_packet_size: u32::MAX,
-            topic_alias_maximum: 0,
-            aliases: OutboundAliases::default(),
-            alias_budget: 0,
-        }
-    }
-
-    fn has_room(&self, limits: &Limits) -> bool {
-        self.out.len() + self.unflushed < limits.write_high_water
-    }
-
-    pub fn write_ack(&mut self, packet: PacketType, packet_id: u16) {
-        self.write_control("ack", |version, out| {
-            Ack::new(packet_id).write(packet, version, out)
-        });
-    }
-
-    /// Queues a packet the broker makes itself (acks, CONNACK, DISCONNECT, PINGRESP). Their
-    /// sizes are bounded by construction, so failing to encode one is a bug: it is logged, and
-    /// nothing half-written stays in the output.
-    pub fn write_control(
-        &mut self,
-        what: &'static str,
-        write: impl FnOnce(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
-    ) {
-        let start = self.out.len();
-        if let Err(error) = write(self.version, &mut self.out) {
-            self.out.truncate(start);
-            tracing::error!(packet = what, %error, "could not encode a control packet");
-        }
-    }
-}
+use crate::protocol::{PacketType, QoS, SubscriptionOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AwaitingFromClient {
@@ -144,6 +81,16 @@ pub struct PumpReport {
     /// Queued or in flight, but the ACL of the connection now attached does not let the
     /// client read them.
     pub not_authorized: usize,
+}
+
+impl From<Result<(), Unsent>> for DeliverOutcome {
+    fn from(written: Result<(), Unsent>) -> DeliverOutcome {
+        match written {
+            Ok(()) => DeliverOutcome::Sent,
+            Err(Unsent::Expired) => DeliverOutcome::DroppedExpired,
+            Err(Unsent::TooLarge) => DeliverOutcome::DroppedTooLarge,
+        }
+    }
 }
 
 impl PumpReport {
@@ -298,7 +245,7 @@ impl Session {
         } else {
             self.allocate_packet_id()
         };
-        let outcome = encode_publish(&delivery, packet_id, false, link, now);
+        let outcome = link.write_publish(&delivery, packet_id, false, now).into();
         if outcome != DeliverOutcome::Sent {
             return outcome;
         }
@@ -411,13 +358,9 @@ impl Session {
         for inflight in &self.inflight {
             match inflight.awaiting {
                 AwaitingFromClient::Ack => {
-                    report.add(encode_publish(
-                        &inflight.delivery,
-                        inflight.packet_id,
-                        true,
-                        link,
-                        now,
-                    ));
+                    let written =
+                        link.write_publish(&inflight.delivery, inflight.packet_id, true, now);
+                    report.add(written.into());
                 }
                 AwaitingFromClient::Complete => {
                     link.write_ack(PacketType::PubRel, inflight.packet_id)
@@ -470,106 +413,13 @@ impl Session {
     }
 }
 
-/// Bytes an alias property adds to a PUBLISH.
-const ALIAS_PROPERTY_LEN: usize = 3;
-
-/// Encodes one delivery into the link, with this subscriber's 5.0 properties: the remaining
-/// expiry, its subscription identifiers and a topic alias. Nothing is written for a message
-/// that has expired or exceeds the client's maximum packet size.
-fn encode_publish(
-    delivery: &Delivery,
-    packet_id: u16,
-    dup: bool,
-    link: &mut Link,
-    now: Instant,
-) -> DeliverOutcome {
-    let message = &delivery.message;
-    let remaining_expiry = message.remaining_expiry(now);
-    if remaining_expiry == Some(0) && !dup {
-        return DeliverOutcome::DroppedExpired;
-    }
-    let v5 = link.version.is_v5();
-    let mut properties: Cow<Properties> = if !v5 {
-        Cow::Owned(Properties::default())
-    } else if remaining_expiry.is_none() && delivery.subscription_ids.is_empty() {
-        Cow::Borrowed(&message.properties)
-    } else {
-        let mut p = message.properties.clone();
-        if remaining_expiry.is_some() {
-            p.message_expiry_interval = remaining_expiry;
-        }
-        if !delivery.subscription_ids.is_empty() {
-            p.subscription_identifiers = delivery.subscription_ids.clone();
-        }
-        Cow::Owned(p)
-    };
-    let alias_room = if link.topic_alias_maximum > 0 {
-        ALIAS_PROPERTY_LEN
-    } else {
-        0
-    };
-    let full_len = PublishHeader {
-        dup,
-        qos: delivery.qos,
-        retain: delivery.retain,
-        topic: message.topic(),
-        packet_id,
-        properties: &properties,
-    }
-    .wire_len(link.version, message.payload().len());
-    if full_len + alias_room > link.max_packet_size as usize {
-        return DeliverOutcome::DroppedTooLarge;
-    }
-    let alias = if v5 {
-        link.aliases
-            .assign(message.topic(), link.topic_alias_maximum, link.alias_budget)
-    } else {
-        None
-    };
-    let mut topic: &str = message.topic();
-    if let Some(alias) = alias {
-        let number = match alias {
-            OutboundAlias::Set(n) => n,
-            OutboundAlias::Use(n) => {
-                topic = "";
-                n
-            }
-        };
-        properties.to_mut().topic_alias = Some(number);
-    }
-    let header = PublishHeader {
-        dup,
-        qos: delivery.qos,
-        retain: delivery.retain,
-        topic,
-        packet_id,
-        properties: &properties,
-    };
-    // Topic and properties were decoded from packets of the same limits, so they encode.
-    match header.write_with_payload(link.version, message.payload(), &mut link.out) {
-        Ok(()) => DeliverOutcome::Sent,
-        Err(_) => DeliverOutcome::DroppedTooLarge,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::message::Message;
-    use crate::protocol::{Decoder, Packet, MAX_PACKET_SIZE};
+    use crate::protocol::{Ack, Decoder, Packet, ProtocolVersion, MAX_PACKET_SIZE};
+    use bytes::BytesMut;
     use std::sync::Arc;
-
-    #[test]
-    fn a_control_packet_that_fails_to_encode_leaves_nothing_behind() {
-        let mut link = Link::new(ProtocolVersion::V3_1_1);
-        link.write_control("test", |_, out| {
-            out.extend_from_slice(b"half");
-            Err(EncodeError::Invalid("test"))
-        });
-        assert!(link.out.is_empty());
-        link.write_ack(PacketType::PubAck, 7);
-        assert_eq!(&link.out[..], [0x40, 2, 0, 7]);
-    }
 
     fn delivery(n: u8, qos: QoS) -> Delivery {
         Delivery::new(
