@@ -153,7 +153,7 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// The `$share/{group}/{filter}` it came through, so it can go to another member if this
     /// one leaves before acknowledging it.
-    pub shared_group: Option<ByteString>,
+    pub shared_group: Option<crate::core::filter::Filter>,
 }
 
 impl Delivery {

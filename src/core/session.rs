@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 
 use super::acl::ClientAcl;
+use super::filter::Filter;
 use super::limits::Limits;
 pub use super::link::Link;
 use super::link::Unsent;
@@ -377,7 +378,7 @@ impl Session {
 
     /// Takes back what was routed through shared subscription `group` (any group for `None`)
     /// and is not yet acknowledged, so the group can give it to another member.
-    pub fn take_shared(&mut self, group: Option<&str>) -> Vec<Delivery> {
+    pub fn take_shared(&mut self, group: Option<&Filter>) -> Vec<Delivery> {
         let mut taken = Vec::new();
         let from_group = |d: &Delivery| match (&d.shared_group, group) {
             (Some(g), Some(wanted)) => g == wanted,

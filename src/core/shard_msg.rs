@@ -1,7 +1,6 @@
 //! What shards tell each other. The server carries these over the mesh in batches.
 
-use bytestring::ByteString;
-
+use super::filter::Filter;
 use super::message::SharedMessage;
 
 #[derive(Debug, Clone)]
@@ -12,7 +11,7 @@ pub enum ShardMsg {
     /// which this shard has members of. `publisher` is the publisher's client id hash, for the
     /// by-publisher policy.
     DeliverShared {
-        group: ByteString,
+        group: Filter,
         message: SharedMessage,
         publisher: u64,
     },
@@ -22,14 +21,14 @@ pub enum ShardMsg {
     /// shared group member). A non-zero `sync` asks for a
     /// [`ShardMsg::RouteAck`] once applied: the SUBACK waits for every shard's.
     RouteAdd {
-        filter: ByteString,
+        filter: Filter,
         shard: usize,
         sync: u64,
     },
     /// `shard` lost its last local subscriber on `filter`. A non-zero `sync` asks for a
     /// [`ShardMsg::RouteAck`]: the UNSUBACK waits for every shard's.
     RouteRemove {
-        filter: ByteString,
+        filter: Filter,
         shard: usize,
         sync: u64,
     },

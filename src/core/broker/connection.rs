@@ -7,6 +7,7 @@ use bytestring::ByteString;
 
 use super::packets::is_sys_topic;
 use super::{Broker, ConnId, SessionKey};
+use crate::core::filter::Filter;
 use crate::core::home_shard;
 use crate::core::message::Message;
 use crate::core::session::{Link, PendingWill, Session};
@@ -426,7 +427,10 @@ impl Broker {
             .iter()
             .map(|(f, s)| (f.clone(), *s))
             .collect();
-        let filters: Vec<ByteString> = subscriptions.iter().map(|(f, _)| f.clone()).collect();
+        let filters: Vec<Filter> = subscriptions
+            .iter()
+            .map(|(f, _)| Filter::from(f.clone()))
+            .collect();
         if expired {
             self.bury(subscriptions);
         }
@@ -434,8 +438,8 @@ impl Broker {
             self.publish_will(*pending.will);
         }
         for filter in filters {
-            if self.remove_subscriber(&filter, key) && self.shards > 1 {
-                self.broadcast_route_remove(filter, 0);
+            if self.remove_subscriber(&filter, key) {
+                self.router.withdraw_quietly(filter);
             }
         }
         self.redistribute_shared(key);

@@ -28,11 +28,11 @@ use super::features::Features;
 use super::limits::Limits;
 use super::quota::Quota;
 use super::retained::RetainedStore;
+use super::router::Router;
 use super::session::{DeliverOutcome, Link, PumpReport, Session, Subscription};
 use super::shard_msg::ShardMsg;
 use super::timers::Timers;
 use super::topic_alias::InboundAliases;
-use super::trie::Trie;
 use expiry::Timer;
 
 use crate::metrics::{Counters, DropLog};
@@ -145,34 +145,6 @@ struct PendingReply {
     retained_for: Vec<(ByteString, Subscription)>,
 }
 
-/// The local subscribers of one filter.
-#[derive(Debug, Default)]
-struct Subscribers {
-    plain: AHashMap<SessionKey, Subscription>,
-    /// `$share/{group}/{filter}` -> the group's members on this shard.
-    shared: AHashMap<ByteString, SharedGroup>,
-}
-
-impl Subscribers {
-    fn is_empty(&self) -> bool {
-        self.plain.is_empty() && self.shared.is_empty()
-    }
-}
-
-#[derive(Debug, Default)]
-struct SharedGroup {
-    members: Vec<(SessionKey, Subscription)>,
-    next: usize,
-}
-
-/// The route table's entry for one filter: which shards have subscribers.
-#[derive(Debug, Default)]
-struct Route {
-    plain: u64,
-    /// `$share/{group}/{filter}` -> shards with members.
-    shared: AHashMap<ByteString, u64>,
-}
-
 #[derive(Debug)]
 pub struct Broker {
     shard: usize,
@@ -193,24 +165,16 @@ pub struct Broker {
     sessions: AHashMap<SessionKey, Box<Session>>,
     by_client_id: AHashMap<ByteString, SessionKey>,
     next_session: SessionKey,
-    subscriptions: Trie<Subscribers>,
-    routes: Trie<Route>,
-    /// Round-robin position per shared group over shards.
-    shared_turn: AHashMap<ByteString, usize>,
+    router: Router,
     retained: RetainedStore,
     /// Sessions whose retained backlog can make progress, served a step at a time.
     retained_ready: VecDeque<SessionKey>,
-    outbox: Vec<VecDeque<ShardMsg>>,
     /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
-    /// Route changes not yet acknowledged by every shard, by sync.
-    route_syncs: AHashMap<u64, replies::RouteSync>,
-    /// Filters whose RouteAdd is on its way, and its sync.
-    routes_in_flight: AHashMap<ByteString, u64>,
+    next_reply: u64,
     /// Sessions just ended, for messages still on their way to them.
     tombstones: Vec<tombstones::Tombstone>,
     timers: Timers<Timer>,
-    next_sync: u64,
     flush_queue: Vec<ConnId>,
     /// Reused per publish: each matched session once, with its best subscription.
     /// In an Option so that taking it out costs nothing: `mem::take` of the map itself built a
@@ -231,8 +195,8 @@ pub struct Broker {
 impl Broker {
     /// The broker of shard `shard` out of `shards` (at most 64).
     pub fn new(shard: usize, shards: usize, limits: Limits, now: Instant) -> Broker {
-        assert!((1..=64).contains(&shards) && shard < shards);
         Broker {
+            router: Router::new(shard, shards),
             shard,
             shards,
             limits,
@@ -245,18 +209,12 @@ impl Broker {
             sessions: AHashMap::new(),
             by_client_id: AHashMap::new(),
             next_session: 1,
-            subscriptions: Trie::default(),
-            routes: Trie::default(),
-            shared_turn: AHashMap::new(),
             retained: RetainedStore::default(),
             retained_ready: VecDeque::new(),
-            outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             pending_replies: AHashMap::new(),
-            route_syncs: AHashMap::new(),
-            routes_in_flight: AHashMap::new(),
+            next_reply: 1,
             tombstones: Vec::new(),
             timers: Timers::default(),
-            next_sync: 1,
             flush_queue: Vec::new(),
             match_scratch: Some(AHashMap::new()),
             rng: rand::SeedableRng::from_os_rng(),
@@ -307,11 +265,11 @@ impl Broker {
         Census {
             sessions: self.sessions.len(),
             client_ids: self.by_client_id.len(),
-            subscriptions: self.subscriptions.len(),
-            routes: self.routes.len(),
+            subscriptions: self.router.subscription_filters(),
+            routes: self.router.route_filters(),
             connections: self.conns.len(),
             pending_replies: self.pending_replies.len()
-                + self.route_syncs.len()
+                + self.router.pending_syncs()
                 + self.tombstones.len(),
             messages_held: self.sessions.values().map(|s| s.undelivered()).sum(),
         }
@@ -490,9 +448,7 @@ impl Broker {
     /// Up to `max` of the messages waiting for shard `to`, oldest first. Batches stay small
     /// so that the receiving shard can interleave them with writing to its clients.
     pub fn take_outbox(&mut self, to: usize, max: usize) -> Vec<ShardMsg> {
-        let outbox = &mut self.outbox[to];
-        let n = outbox.len().min(max);
-        outbox.drain(..n).collect()
+        self.router.take_outbox(to, max)
     }
 
     /// When the broker next has something to do by the clock.
@@ -501,7 +457,7 @@ impl Broker {
     }
 
     pub fn has_outbox(&self) -> bool {
-        self.outbox.iter().any(|o| !o.is_empty())
+        self.router.has_outbox()
     }
 
     /// Backlog figures for diagnostics: (messages queued in sessions, connections with bytes
@@ -519,7 +475,7 @@ impl Broker {
 
     /// Messages waiting in all outboxes.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.iter().map(VecDeque::len).sum()
+        self.router.outbox_len()
     }
 
     /// The server is stopping: 5.0 clients are told (0x8B), every connection closes.

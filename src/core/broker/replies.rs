@@ -6,103 +6,16 @@
 //! another SUBSCRIBE is still announcing waits for that announcement too, and the replies to
 //! one connection leave in the order of its requests.
 
-use bytestring::ByteString;
-
 use super::{Broker, ConnId, PendingReply};
 use crate::core::session::RetainedBacklog;
-use crate::core::shard_msg::ShardMsg;
-
-/// Route changes sent to the other shards and not yet acknowledged by all of them.
-#[derive(Debug)]
-pub(super) struct RouteSync {
-    missing: usize,
-    /// Filters whose first subscriber this announced (for a RouteAdd).
-    added: Vec<ByteString>,
-}
 
 impl Broker {
-    /// Tells every other shard that this one now has subscribers on `filters`; returns the
-    /// sync their acknowledgements carry.
-    pub(super) fn announce_routes(&mut self, filters: Vec<ByteString>) -> u64 {
-        let sync = self.start_sync(filters.len());
-        for filter in &filters {
-            for to in (0..self.shards).filter(|&s| s != self.shard) {
-                self.outbox[to].push_back(ShardMsg::RouteAdd {
-                    filter: filter.clone(),
-                    shard: self.shard,
-                    sync,
-                });
-            }
-            self.routes_in_flight.insert(filter.clone(), sync);
-        }
-        if let Some(route_sync) = self.route_syncs.get_mut(&sync) {
-            route_sync.added = filters;
-        }
-        sync
-    }
-
-    /// Tells every other shard that this one has no subscribers left on `filters`; returns
-    /// the sync their acknowledgements carry.
-    pub(super) fn withdraw_routes(&mut self, filters: Vec<ByteString>) -> u64 {
-        let sync = self.start_sync(filters.len());
-        for filter in filters {
-            self.broadcast_route_remove(filter, sync);
-        }
-        sync
-    }
-
-    /// RouteRemove to every other shard; `sync` 0 asks for no acknowledgement.
-    pub(super) fn broadcast_route_remove(&mut self, filter: ByteString, sync: u64) {
-        self.routes_in_flight.remove(&filter);
-        for to in (0..self.shards).filter(|&s| s != self.shard) {
-            self.outbox[to].push_back(ShardMsg::RouteRemove {
-                filter: filter.clone(),
-                shard: self.shard,
-                sync,
-            });
-        }
-    }
-
-    pub(super) fn start_sync(&mut self, filters: usize) -> u64 {
-        let sync = self.next_sync;
-        self.next_sync += 1;
-        let missing = filters * (self.shards - 1);
-        if missing > 0 {
-            self.route_syncs.insert(
-                sync,
-                RouteSync {
-                    missing,
-                    added: Vec::new(),
-                },
-            );
-        }
-        sync
-    }
-
-    /// The sync of a RouteAdd for `filter` still on its way to some shard.
-    pub(super) fn route_in_flight(&self, filter: &str) -> Option<u64> {
-        self.routes_in_flight
-            .get(filter)
-            .copied()
-            .filter(|sync| self.route_syncs.contains_key(sync))
-    }
-
-    /// Another shard applied a route change of ours.
+    /// Another shard applied a route change (or answered a barrier) of ours.
     pub(super) fn route_acknowledged(&mut self, sync: u64) {
-        let Some(route_sync) = self.route_syncs.get_mut(&sync) else {
-            return;
-        };
-        route_sync.missing -= 1;
-        if route_sync.missing > 0 {
+        if !self.router.acknowledged(sync) {
             return;
         }
-        let done = self.route_syncs.remove(&sync).expect("present");
         self.lay_to_rest(sync);
-        for filter in done.added {
-            if self.routes_in_flight.get(&filter) == Some(&sync) {
-                self.routes_in_flight.remove(&filter);
-            }
-        }
         let waiting: Vec<ConnId> = self.pending_replies.values().map(|p| p.conn).collect();
         for conn in waiting {
             self.release_replies(conn);
@@ -112,8 +25,8 @@ impl Broker {
     /// Queues a reply behind what it waits for and behind the connection's earlier replies.
     pub(super) fn queue_reply(&mut self, pending: PendingReply) {
         let conn = pending.conn;
-        let order = self.next_sync;
-        self.next_sync += 1;
+        let order = self.next_reply;
+        self.next_reply += 1;
         self.pending_replies.insert(order, pending);
         self.release_replies(conn);
     }
@@ -126,12 +39,7 @@ impl Broker {
                 .iter()
                 .filter(|(_, p)| p.conn == conn)
                 .min_by_key(|(order, _)| **order)
-                .map(|(order, p)| {
-                    (
-                        *order,
-                        p.waits.iter().any(|s| self.route_syncs.contains_key(s)),
-                    )
-                });
+                .map(|(order, p)| (*order, p.waits.iter().any(|&s| self.router.sync_pending(s))));
             match oldest {
                 Some((order, false)) => {
                     let pending = self.pending_replies.remove(&order).expect("present");

@@ -5,16 +5,13 @@
 
 use std::sync::Arc;
 
-use bytestring::ByteString;
-
 use super::packets::is_sys_topic;
-use super::{effective_qos, Broker, Route, SessionKey, SharedGroup, Subscribers};
-use crate::core::features::SharedPolicy;
+use super::{effective_qos, Broker, SessionKey};
+use crate::core::filter::Filter;
 use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::retained::{RetainOutcome, RetainedLimits};
 use crate::core::session::{DeliverOutcome, Subscription};
 use crate::core::shard_msg::ShardMsg;
-use crate::protocol::topic::parse_shared;
 use crate::protocol::QoS;
 
 /// What one session gets from one publish: its best subscription, all their identifiers.
@@ -64,68 +61,45 @@ impl Broker {
                 }
                 RetainOutcome::NothingToDelete => {}
                 RetainOutcome::Stored | RetainOutcome::Deleted => {
-                    for to in (0..self.shards).filter(|&s| s != self.shard) {
-                        self.outbox[to].push_back(ShardMsg::Retain(message.clone()));
-                    }
+                    self.router.broadcast(ShardMsg::Retain(message.clone()));
                 }
             }
         }
-        if self.shards == 1 {
-            let mut groups = Vec::new();
-            let delivered = self.deliver_local(&message, origin, Some(&mut groups));
-            for group in &groups {
-                self.deliver_shared_local(group, &message, publisher);
-            }
-            return delivered > 0 || !groups.is_empty();
+        let targets = self.router.targets(message.topic());
+        for to in (0..self.shards).filter(|&s| s != self.shard && targets.plain & (1 << s) != 0) {
+            self.router.send(to, ShardMsg::Deliver(message.clone()));
         }
-        let mut plain = 0u64;
-        let mut groups: Vec<(ByteString, u64)> = Vec::new();
-        self.routes.for_each_match(message.topic(), |route| {
-            plain |= route.plain;
-            groups.extend(route.shared.iter().map(|(g, mask)| (g.clone(), *mask)));
-        });
-        for to in (0..self.shards).filter(|&s| s != self.shard && plain & (1 << s) != 0) {
-            self.outbox[to].push_back(ShardMsg::Deliver(message.clone()));
+        if targets.plain & (1 << self.shard) != 0 {
+            self.deliver_local(&message, origin);
         }
-        if plain & (1 << self.shard) != 0 {
-            self.deliver_local(&message, origin, None);
-        }
-        for (group, mask) in &groups {
+        for (group, mask) in &targets.groups {
             self.route_shared(group, *mask, &message, publisher);
         }
-        plain != 0 || !groups.is_empty()
+        !targets.is_empty()
     }
 
     /// Delivers to this shard's plain subscribers, each session once, at the highest QoS of
-    /// its matching subscriptions and with all their identifiers (MQTT-3.3.5-1, 3.3.4). Shared
-    /// groups found on the way are collected into `groups` when given.
-    fn deliver_local(
-        &mut self,
-        message: &SharedMessage,
-        origin: Option<SessionKey>,
-        mut groups: Option<&mut Vec<ByteString>>,
-    ) -> usize {
+    /// its matching subscriptions and with all their identifiers (MQTT-3.3.5-1, 3.3.4).
+    fn deliver_local(&mut self, message: &SharedMessage, origin: Option<SessionKey>) -> usize {
         let mut matched = self.match_scratch.take().unwrap_or_default();
-        self.subscriptions
-            .for_each_match(message.topic(), |subscribers| {
-                for (&key, &sub) in &subscribers.plain {
-                    let own = sub.options.no_local && Some(key) == origin;
-                    if own || sub.since > message.published_at {
-                        continue;
-                    }
-                    let m = matched.entry(key).or_insert(Match {
-                        best: sub,
-                        ids: Vec::new(),
-                    });
-                    if sub.options.qos > m.best.options.qos {
-                        m.best = sub;
-                    }
-                    m.ids.extend(sub.id);
+        self.router.for_each_local_match(
+            message.topic(),
+            |key, sub| {
+                let own = sub.options.no_local && Some(key) == origin;
+                if own || sub.since > message.published_at {
+                    return;
                 }
-                if let Some(groups) = groups.as_deref_mut() {
-                    groups.extend(subscribers.shared.keys().cloned());
+                let m = matched.entry(key).or_insert(Match {
+                    best: sub,
+                    ids: Vec::new(),
+                });
+                if sub.options.qos > m.best.options.qos {
+                    m.best = sub;
                 }
-            });
+                m.ids.extend(sub.id);
+            },
+            |_| {},
+        );
         let count = matched.len();
         for (key, m) in matched.drain() {
             let mut delivery = Delivery::new(
@@ -162,64 +136,37 @@ impl Broker {
     }
 
     /// Picks the shard (out of `mask`) whose members get this message of `group`.
-    fn route_shared(
-        &mut self,
-        group: &ByteString,
-        mask: u64,
-        message: &SharedMessage,
-        publisher: u64,
-    ) {
-        let candidates = mask.count_ones() as usize;
-        if candidates == 0 {
+    fn route_shared(&mut self, group: &Filter, mask: u64, message: &SharedMessage, publisher: u64) {
+        if mask == 0 {
             return;
         }
-        let pick = match self.features.shared_policy {
-            SharedPolicy::Publisher => publisher as usize % candidates,
-            SharedPolicy::RoundRobin => {
-                let turn = self.shared_turn.entry(group.clone()).or_insert(0);
-                *turn = turn.wrapping_add(1);
-                *turn % candidates
-            }
-        };
-        let shard = (0..self.shards)
-            .filter(|s| mask & (1 << s) != 0)
-            .nth(pick)
-            .expect("pick < count");
+        let policy = self.features.shared_policy;
+        let shard = self.router.pick_shard(group, mask, policy, publisher);
         if shard == self.shard {
             self.deliver_shared_local(group, message, publisher);
         } else {
-            self.outbox[shard].push_back(ShardMsg::DeliverShared {
-                group: group.clone(),
-                message: message.clone(),
-                publisher,
-            });
+            self.router.send(
+                shard,
+                ShardMsg::DeliverShared {
+                    group: group.clone(),
+                    message: message.clone(),
+                    publisher,
+                },
+            );
         }
     }
 
     /// Gives a message of shared subscription `group` to one of its members on this shard,
     /// preferring connected ones.
-    fn deliver_shared_local(
-        &mut self,
-        group: &ByteString,
-        message: &SharedMessage,
-        publisher: u64,
-    ) {
-        let Some(Ok(shared)) = parse_shared(group) else {
-            return;
-        };
+    fn deliver_shared_local(&mut self, group: &Filter, message: &SharedMessage, publisher: u64) {
         let sessions = &self.sessions;
         let policy = self.features.shared_policy;
         let topic = message.topic();
-        let Some(group_members) = self
-            .subscriptions
-            .get_mut(shared.filter)
-            .and_then(|s| s.shared.get_mut(group))
-        else {
+        let Some(members) = self.router.group_mut(group) else {
             self.note_drop(|c| &mut c.dropped_no_member);
             return;
         };
-        let chosen = pick_member(
-            group_members,
+        let chosen = members.pick(
             policy,
             publisher,
             |key| sessions.get(&key).is_some_and(|s| s.may_receive(topic)),
@@ -251,7 +198,7 @@ impl Broker {
     }
 
     /// The same for one group the member unsubscribed from.
-    pub(super) fn redistribute_group(&mut self, key: SessionKey, group: &str) {
+    pub(super) fn redistribute_group(&mut self, key: SessionKey, group: &Filter) {
         let taken = self
             .sessions
             .get_mut(&key)
@@ -265,18 +212,7 @@ impl Broker {
             let Some(group) = delivery.shared_group else {
                 continue;
             };
-            if self.shards == 1 {
-                self.deliver_shared_local(&group, &delivery.message, 0);
-                continue;
-            }
-            let Some(Ok(shared)) = parse_shared(&group) else {
-                continue;
-            };
-            let mask = self
-                .routes
-                .get_mut(shared.filter)
-                .and_then(|r| r.shared.get(&group).copied())
-                .unwrap_or(0);
+            let mask = self.router.group_shards(&group);
             if mask == 0 {
                 self.note_drop(|c| &mut c.dropped_no_member);
                 continue;
@@ -289,108 +225,17 @@ impl Broker {
     /// reach the other shards.
     pub(super) fn add_subscriber(
         &mut self,
-        filter: &str,
+        filter: &Filter,
         key: SessionKey,
         sub: Subscription,
     ) -> bool {
-        let shared = parse_shared(filter).and_then(Result::ok);
-        let inner = shared.map_or(filter, |s| s.filter);
-        let subscribers = self
-            .subscriptions
-            .get_or_insert_with(inner, Subscribers::default);
-        let first = match shared {
-            None => {
-                let first = subscribers.plain.is_empty();
-                subscribers.plain.insert(key, sub);
-                first
-            }
-            Some(_) => {
-                let group = subscribers.shared.entry(filter.into()).or_default();
-                let first = group.members.is_empty();
-                match group.members.iter_mut().find(|(k, _)| *k == key) {
-                    Some(member) => member.1 = sub,
-                    None => group.members.push((key, sub)),
-                }
-                first
-            }
-        };
-        if first && self.shards > 1 {
-            self.add_route(filter, self.shard);
-            return true;
-        }
-        false
+        self.router.subscribe(filter, key, sub)
     }
 
     /// Removes `key`'s subscription from the local trie. True when it was the shard's last on
     /// `filter`: the caller tells the other shards to drop their route.
-    pub(super) fn remove_subscriber(&mut self, filter: &str, key: SessionKey) -> bool {
-        let shared = parse_shared(filter).and_then(Result::ok);
-        let inner = shared.map_or(filter, |s| s.filter);
-        let Some(subscribers) = self.subscriptions.get_mut(inner) else {
-            return false;
-        };
-        let last = match shared {
-            None => subscribers.plain.remove(&key).is_some() && subscribers.plain.is_empty(),
-            Some(_) => match subscribers.shared.get_mut(filter) {
-                Some(group) => {
-                    group.members.retain(|(k, _)| *k != key);
-                    let empty = group.members.is_empty();
-                    if empty {
-                        subscribers.shared.remove(filter);
-                    }
-                    empty
-                }
-                None => false,
-            },
-        };
-        if subscribers.is_empty() {
-            self.subscriptions.remove(inner);
-        }
-        if !last || self.shards == 1 {
-            return false;
-        }
-        self.remove_route(filter, self.shard);
-        true
-    }
-
-    /// Tells shard `to` that a route change it asked to hear about (`sync` non-zero) is in.
-    fn ack_route(&mut self, to: usize, sync: u64) {
-        if sync != 0 {
-            self.outbox[to].push_back(ShardMsg::RouteAck { sync });
-        }
-    }
-
-    fn add_route(&mut self, filter: &str, shard: usize) {
-        let shared = parse_shared(filter).and_then(Result::ok);
-        let route = self
-            .routes
-            .get_or_insert_with(shared.map_or(filter, |s| s.filter), Route::default);
-        match shared {
-            None => route.plain |= 1 << shard,
-            Some(_) => *route.shared.entry(filter.into()).or_insert(0) |= 1 << shard,
-        }
-    }
-
-    fn remove_route(&mut self, filter: &str, shard: usize) {
-        let shared = parse_shared(filter).and_then(Result::ok);
-        let inner = shared.map_or(filter, |s| s.filter);
-        let Some(route) = self.routes.get_mut(inner) else {
-            return;
-        };
-        match shared {
-            None => route.plain &= !(1 << shard),
-            Some(_) => {
-                if let Some(mask) = route.shared.get_mut(filter) {
-                    *mask &= !(1 << shard);
-                    if *mask == 0 {
-                        route.shared.remove(filter);
-                    }
-                }
-            }
-        }
-        if route.plain == 0 && route.shared.is_empty() {
-            self.routes.remove(inner);
-        }
+    pub(super) fn remove_subscriber(&mut self, filter: &Filter, key: SessionKey) -> bool {
+        self.router.unsubscribe(filter, key)
     }
 
     /// A batch of messages from shard `from`.
@@ -399,7 +244,7 @@ impl Broker {
         for msg in batch {
             match msg {
                 ShardMsg::Deliver(message) => {
-                    self.deliver_local(&message, None, None);
+                    self.deliver_local(&message, None);
                     self.mourn(&message);
                 }
                 ShardMsg::DeliverShared {
@@ -415,52 +260,20 @@ impl Broker {
                     shard,
                     sync,
                 } => {
-                    self.add_route(&filter, shard);
-                    self.ack_route(from, sync);
+                    self.router.add_route(&filter, shard);
+                    self.router.acknowledge(from, sync);
                 }
                 ShardMsg::RouteRemove {
                     filter,
                     shard,
                     sync,
                 } => {
-                    self.remove_route(&filter, shard);
-                    self.ack_route(from, sync);
+                    self.router.remove_route(&filter, shard);
+                    self.router.acknowledge(from, sync);
                 }
-                ShardMsg::Barrier { sync } => self.ack_route(from, sync),
+                ShardMsg::Barrier { sync } => self.router.acknowledge(from, sync),
                 ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
             }
         }
     }
-}
-
-/// A member for the next message, among those that may read it: by publisher, or the next
-/// connected one in turn (any member if none is connected: its session queues the message).
-/// None when no member may read it.
-fn pick_member(
-    group: &mut SharedGroup,
-    policy: SharedPolicy,
-    publisher: u64,
-    may_read: impl Fn(SessionKey) -> bool,
-    connected: impl Fn(SessionKey) -> bool,
-) -> Option<(SessionKey, Subscription)> {
-    let n = group.members.len();
-    if n == 0 {
-        return None;
-    }
-    if policy == SharedPolicy::Publisher {
-        let member = group.members[publisher as usize % n];
-        if may_read(member.0) {
-            return Some(member);
-        }
-    }
-    let start = group.next;
-    group.next = group.next.wrapping_add(1);
-    let mut readers = (0..n)
-        .map(|i| group.members[(start + i) % n])
-        .filter(|(key, _)| may_read(*key));
-    let first = readers.next()?;
-    if connected(first.0) {
-        return Some(first);
-    }
-    Some(readers.find(|(key, _)| connected(*key)).unwrap_or(first))
 }

@@ -3,18 +3,18 @@
 
 use ahash::AHashMap;
 use bytes::BytesMut;
-use bytestring::ByteString;
 
 use super::{Broker, ConnId, PendingReply, SessionKey};
+use crate::core::filter::Filter;
 use crate::core::session::Subscription;
-use crate::protocol::topic::{parse_shared, topic_levels};
+use crate::protocol::topic::topic_levels;
 use crate::protocol::{
     QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
 };
 
 /// A subscription made by [`Broker::subscribe_one`].
 struct Added {
-    filter: ByteString,
+    filter: Filter,
     /// This shard's first subscriber on the filter: the other shards must learn the route.
     new_route: bool,
     code: ReasonCode,
@@ -59,11 +59,11 @@ impl Broker {
                 Ok(added) => {
                     if added.new_route {
                         new_routes.push(added.filter.clone());
-                    } else if let Some(sync) = self.route_in_flight(&added.filter) {
+                    } else if let Some(sync) = self.router.add_in_flight(&added.filter) {
                         relied_on.push(sync);
                     }
                     if let Some(subscription) = added.send_retained {
-                        retained_for.push((added.filter, subscription));
+                        retained_for.push((added.filter.text(), subscription));
                     }
                     added.code
                 }
@@ -89,7 +89,7 @@ impl Broker {
         // after the SUBACK must find the subscription wherever its publish lands.
         let mut waits: Vec<u64> = relied_on;
         if !new_routes.is_empty() {
-            let sync = self.announce_routes(new_routes);
+            let sync = self.router.announce(new_routes);
             waits.push(sync);
         }
         self.queue_reply(PendingReply {
@@ -108,9 +108,10 @@ impl Broker {
         f: &SubscribeFilter,
         subscription_id: Option<u32>,
     ) -> Result<Added, ReasonCode> {
-        let shared = parse_shared(&f.filter).and_then(Result::ok);
-        let inner = shared.map_or(&*f.filter, |s| s.filter);
-        if shared.is_some() && !self.features.shared_subscriptions {
+        // Copied: the subscription outlives the read buffer the filter was decoded from.
+        let filter = Filter::new(&f.filter);
+        let inner = filter.topic_filter();
+        if filter.is_shared() && !self.features.shared_subscriptions {
             return Err(ReasonCode::SharedSubscriptionsNotSupported);
         }
         if topic_levels(inner) > self.limits.max_topic_levels {
@@ -137,19 +138,17 @@ impl Broker {
         }
         let mut options = f.options;
         options.qos = options.qos.min(self.features.max_qos);
-        // Copied: the subscription outlives the read buffer the filter was decoded from.
-        let filter = ByteString::from(&*f.filter);
         let subscription = Subscription {
             options,
             id: subscription_id,
             since: previous.unwrap_or(self.now),
         };
         let session = self.sessions.get_mut(&key).expect("checked above");
-        session.subscriptions.insert(filter.clone(), subscription);
+        session.subscriptions.insert(filter.text(), subscription);
         let new_route = self.add_subscriber(&filter, key, subscription);
         // No retained messages for shared subscriptions (5.0, 3.8.4); for the others, as
         // Retain Handling says.
-        let send_retained = shared.is_none()
+        let send_retained = !filter.is_shared()
             && match options.retain_handling {
                 RetainHandling::OnSubscribe => true,
                 RetainHandling::OnNewSubscribe => previous.is_none(),
@@ -178,11 +177,12 @@ impl Broker {
                 .get_mut(&key)
                 .is_some_and(|s| s.subscriptions.remove(filter).is_some());
             if existed {
-                if self.remove_subscriber(filter, key) && self.shards > 1 {
-                    removed_routes.push(ByteString::from(&**filter));
+                let filter = Filter::new(filter);
+                if self.remove_subscriber(&filter, key) {
+                    removed_routes.push(filter.clone());
                 }
-                if parse_shared(filter).is_some() {
-                    self.redistribute_group(key, filter);
+                if filter.is_shared() {
+                    self.redistribute_group(key, &filter);
                 }
             }
             codes.push(if existed {
@@ -202,7 +202,7 @@ impl Broker {
         let waits = if removed_routes.is_empty() {
             Vec::new()
         } else {
-            vec![self.withdraw_routes(removed_routes)]
+            vec![self.router.withdraw(removed_routes)]
         };
         self.queue_reply(PendingReply {
             conn: id,

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use super::{effective_qos, Broker, ShardMsg};
+use super::{effective_qos, Broker};
 use crate::core::message::SharedMessage;
 use crate::core::session::Subscription;
 use crate::protocol::topic::{matches, parse_shared};
@@ -34,13 +34,12 @@ impl Broker {
                 parse_shared(filter).is_none() && sub.options.qos > QoS::AtMostOnce
             })
             .collect();
-        if self.shards == 1 || subscriptions.is_empty() {
+        if subscriptions.is_empty() {
             return;
         }
-        let sync = self.start_sync(1);
-        for to in (0..self.shards).filter(|&s| s != self.shard) {
-            self.outbox[to].push_back(ShardMsg::Barrier { sync });
-        }
+        let Some(sync) = self.router.barrier() else {
+            return;
+        };
         self.tombstones.push(Tombstone {
             subscriptions,
             ended: self.now,

@@ -605,7 +605,7 @@ fn a_client_whose_output_piles_up_is_not_read() {
 fn a_publisher_waiting_for_a_slow_shard_keeps_its_keep_alive_and_others_are_not_paused() {
     let mut h = Harness::with(0, 2);
     let remote_sub = super::super::ShardMsg::RouteAdd {
-        filter: "t".into(),
+        filter: crate::core::filter::Filter::new("t"),
         shard: 1,
         sync: 0,
     };
