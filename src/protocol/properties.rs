@@ -892,6 +892,22 @@ mod tests {
     }
 
     #[test]
+    fn properties_are_written_in_identifier_order() {
+        let mut all = PropertyValues::EMPTY;
+        let mut expected = Vec::new();
+        // The 0x16 case writes the method of 0x15 too.
+        for &(_, set, body, _) in CASES.iter().filter(|case| case.0 != 0x15) {
+            set(&mut all);
+            expected.extend_from_slice(body);
+        }
+        let props = Properties::from(all);
+        let mut out = BytesMut::new();
+        props.write(&mut out).unwrap();
+        assert_eq!(out.freeze(), block(&expected));
+        assert_eq!(props.wire_len(), block(&expected).len());
+    }
+
+    #[test]
     fn single_valued_properties_are_refused_twice_and_lists_are_not() {
         for &(property, _, body, _) in CASES {
             let twice = block(&[body, body].concat());
