@@ -1,4 +1,5 @@
 use super::*;
+use bytestring::ByteString;
 
 fn decode(bytes: &'static [u8], ctx: PropertyContext) -> Result<Properties, DecodeError> {
     let mut buf = Bytes::from_static(bytes);
