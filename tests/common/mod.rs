@@ -1,7 +1,8 @@
 //! Shared harness for the end-to-end tests: the real `ringmq` binary on a free loopback port
 //! (`Broker`, over `ringmq_test_support`, which the load harness's tests share), rumqttc clients
-//! whose event loops run in tokio tasks, and a raw-TCP client (`raw`) for protocol-level tests
-//! with hand-written bytes.
+//! whose event loops run in tokio tasks, and raw-TCP clients for protocol-level tests with
+//! hand-written bytes: `enc` builds packets, `dec` reads them, `raw::RawClient` /
+//! `raw::RawSession` speak 3.x and `v5::V5` speaks 5.0.
 //!
 //! Rules every test follows:
 //! - everything is bounded: async tests run inside `bounded(..)`, blocking ones inside
@@ -16,6 +17,8 @@
 
 #![allow(dead_code)]
 
+pub mod dec;
+pub mod enc;
 pub mod raw;
 pub mod v5;
 
@@ -101,7 +104,7 @@ impl Broker {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let p = match watcher.read_packet(left) {
-                Ok(p) if p.kind() == raw::kind::PUBLISH => p.publish(),
+                Ok(p) if p.kind() == enc::kind::PUBLISH => p.publish(),
                 Ok(_) => continue,
                 Err(e) => panic!("{topic}: last figure {last:?}, then {e:?}"),
             };
