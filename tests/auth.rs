@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG};
+use common::dec::parse_connack_v5;
+use common::enc::{self, kind, Connect, Props, Publish, Will};
+use common::raw::{RawClient, LONG};
 use common::{bounded, connect_with, opts, recv_one, secs, text, try_connect_with, Broker};
 use rumqttc::{ConnectReturnCode, ConnectionError};
 
@@ -77,13 +79,11 @@ fn refusals_carry_the_spec_codes_then_close() {
             (5, None, 0x87),
         ];
         for (level, password, expected) in cases {
-            let connect = enc::connect(&enc::Connect {
-                level,
-                client_id: b"auth-raw",
-                username: password.map(|_| &b"sensor-1"[..]),
-                password,
-                ..Default::default()
-            });
+            let mut connect = Connect::v311("auth-raw").protocol(b"MQTT", level);
+            if let Some(password) = password {
+                connect = connect.username("sensor-1").password(password);
+            }
+            let connect = connect.encode();
             let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
             let ack = ack.expect("a CONNACK");
             assert_eq!(ack.kind(), kind::CONNACK);
@@ -178,13 +178,10 @@ fn broker_with_acl(extra: &[&str]) -> Broker {
 }
 
 /// A raw CONNECT as sensor-1 (password `s3cret!`); callers set the rest.
-fn as_sensor(client_id: &[u8]) -> enc::Connect<'_> {
-    enc::Connect {
-        client_id,
-        username: Some(b"sensor-1"),
-        password: Some(b"s3cret!"),
-        ..Default::default()
-    }
+fn as_sensor(client_id: &str) -> Connect {
+    Connect::v311(client_id)
+        .username("sensor-1")
+        .password("s3cret!")
 }
 
 async fn login(port: u16, client_id: &str, user: &str, password: &str) -> common::Mqtt {
@@ -258,32 +255,34 @@ async fn the_acl_file_limits_what_each_client_publishes_and_receives() {
 fn v5_refusals_say_not_authorized() {
     common::run_bounded(secs(60), || {
         let broker = broker_with_acl(&["--allow-anonymous"]);
-        let connect = enc::connect(&enc::Connect {
-            level: 5,
-            ..as_sensor(b"acl-v5")
-        });
+        let connect = as_sensor("acl-v5").protocol(b"MQTT", 5).encode();
         let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
-        c.send_ok(&enc::publish_v5(b"commands/sensor-1", b"x", 1, false, 7));
+        c.send_ok(
+            &Publish::new(b"commands/sensor-1", b"x")
+                .qos(1)
+                .pkid(7)
+                .v5()
+                .encode(),
+        );
         let puback = c.expect_kind(kind::PUBACK, LONG);
         assert_eq!(puback.body[..3], [0, 7, 0x87]);
         c.send_ok(&enc::subscribe_v5(
             8,
+            &Props::new(),
             &[("telemetry/#", 1), ("commands/sensor-1", 1)],
         ));
         let suback = c.expect_kind(kind::SUBACK, LONG);
         assert_eq!(suback.body[suback.body.len() - 2..], [0x87, 0x01]);
 
-        let (mut anonymous, ack) = RawClient::connect_raw(
-            broker.port,
-            &enc::connect(&enc::Connect {
-                level: 5,
-                client_id: b"acl-anon",
-                ..Default::default()
-            }),
-        );
+        let (mut anonymous, ack) =
+            RawClient::connect_raw(broker.port, &Connect::v5("acl-anon").encode());
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
-        anonymous.send_ok(&enc::subscribe_v5(1, &[("public/#", 0), ("commands/#", 0)]));
+        anonymous.send_ok(&enc::subscribe_v5(
+            1,
+            &Props::new(),
+            &[("public/#", 0), ("commands/#", 0)],
+        ));
         let suback = anonymous.expect_kind(kind::SUBACK, LONG);
         assert_eq!(suback.body[suback.body.len() - 2..], [0x00, 0x87]);
         broker.assert_alive();
@@ -296,11 +295,11 @@ fn v5_refusals_say_not_authorized() {
 fn a_refused_qos2_publish_completes_its_exchange_in_3_1_1() {
     common::run_bounded(secs(60), || {
         let broker = broker_with_acl(&[]);
-        let connect = enc::connect(&as_sensor(b"acl-q2"));
+        let connect = as_sensor("acl-q2").encode();
         let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
         assert_eq!(ack.expect("CONNACK").connack().1, 0);
         // Completes PUBREC / PUBREL / PUBCOMP and checks their bytes.
-        c.publish(2, 9, "commands/sensor-1", b"denied", false);
+        c.publish(Publish::new("commands/sensor-1", b"denied").qos(2).pkid(9));
         c.ping();
         broker.assert_alive();
     });
@@ -316,15 +315,9 @@ fn a_will_on_a_topic_the_acl_denies_refuses_the_connect() {
             (&b"commands/sensor-1"[..], 5),
             (&b"telemetry/sensor-1/status"[..], 0),
         ] {
-            let connect = enc::connect(&enc::Connect {
-                will: Some(enc::Will {
-                    topic,
-                    payload: b"gone",
-                    qos: 0,
-                    retain: false,
-                }),
-                ..as_sensor(b"acl-will")
-            });
+            let connect = as_sensor("acl-will")
+                .will(Will::new(topic, b"gone"))
+                .encode();
             let (_c, ack) = RawClient::connect_raw(broker.port, &connect);
             assert_eq!(ack.expect("CONNACK").connack().1, expected, "{topic:?}");
         }

@@ -8,8 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::raw::{enc, kind, parse_packets, RawClient, LONG};
-use common::v5::{self, decode_disconnect, Conn5, Props, V5};
+use common::dec::{decode_disconnect, parse_packets};
+use common::enc::{self, kind, Connect, Props, Publish};
+use common::raw::{RawClient, LONG};
+use common::v5::V5;
 use common::{free_port, run_bounded, secs, Broker};
 
 /// Writes `burst`, waits a moment as a client busy elsewhere would, then reads everything
@@ -45,7 +47,7 @@ fn a_client_that_sent_more_reads_why_it_was_disconnected() {
             let c = V5::connect(broker.port, &format!("eager-{round}"), true);
             let mut burst = Vec::new();
             for id in 1..=16_000u16 {
-                burst.extend(v5::publish("t", &[0; 512], 2, false, id, &Props::new()));
+                burst.extend(Publish::new("t", [0; 512]).qos(2).pkid(id).v5().encode());
             }
             let got = send_then_read(c.conn.stream(), &burst);
             let disconnect = parse_packets(&got)
@@ -66,8 +68,8 @@ fn a_refused_client_reads_its_connack() {
         let (_first, _) = RawClient::connect311(broker.port, "first", true, 60);
         for round in 0..5 {
             let c = RawClient::tcp(broker.port);
-            let mut burst = enc::connect_v311(&format!("second-{round}"), true, 60);
-            burst.extend(enc::publish(b"t", &[0; 1000], 0, false, false, 0).repeat(8000));
+            let mut burst = Connect::v311(format!("second-{round}")).encode();
+            burst.extend(Publish::new(b"t", [0; 1000]).encode().repeat(8000));
             let got = send_then_read(c.stream(), &burst);
             assert_eq!(got, [0x20, 2, 0, 3], "round {round}");
         }
@@ -85,7 +87,7 @@ fn a_broker_restarts_on_its_port_twenty_times_in_a_row() {
                 .unwrap_or_else(|e| panic!("start {round}: {e}"));
             for i in 0..4 {
                 let mut c = V5::connect(port, &format!("restart-{round}-{i}"), true);
-                c.send_ok(&v5::subscribe(1, &Props::new(), &[("r", 0)]));
+                c.send_ok(&enc::subscribe_v5(1, &Props::new(), &[("r", 0)]));
                 c.conn.expect_kind(kind::SUBACK, LONG);
             }
             broker.signal("TERM");
@@ -112,7 +114,7 @@ fn a_broker_started_right_after_a_kill_waits_for_the_port() {
             let started = Instant::now();
             let next = Broker::start_on(port, &["--shards", "2"])
                 .unwrap_or_else(|e| panic!("start after kill -9, round {round}: {e}"));
-            let c = V5::try_connect(port, &Conn5::new("after-kill")).1;
+            let c = V5::try_connect(port, &Connect::v5("after-kill")).1;
             assert!(c.is_ok(), "round {round}: {c:?}");
             eprintln!(
                 "round {round}: ready {:?} after the kill",

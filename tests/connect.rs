@@ -4,7 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw::{enc, kind, parse_connack_v5, PropValue, RawClient, ReadErr, LONG, SHORT};
+use common::dec::{parse_connack_v5, PropValue};
+use common::enc::{self, kind, Connect, Publish};
+use common::raw::{RawClient, ReadErr, LONG, SHORT};
 use common::{run_bounded, secs, Broker};
 
 /// A CONNECT with an unsupported protocol level gets exactly CONNACK 0x01 (unacceptable
@@ -14,11 +16,7 @@ fn unsupported_protocol_level_gets_connack_0x01_and_close() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&[]);
         for level in [2u8, 6, 0x7F] {
-            let connect = enc::connect(&enc::Connect {
-                level,
-                client_id: b"badlevel",
-                ..Default::default()
-            });
+            let connect = Connect::v311("badlevel").protocol(b"MQTT", level).encode();
             let (mut c, first) = RawClient::connect_raw(broker.port, &connect);
             let first = first.unwrap_or_else(|e| panic!("level {level}: no CONNACK: {e:?}"));
             assert_eq!(
@@ -39,12 +37,7 @@ fn bad_protocol_name_is_refused() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&[]);
         for name in [&b"MQTX"[..], b"mqtt", b"HTTP", b"MQIsdpX"] {
-            let connect = enc::connect(&enc::Connect {
-                protocol_name: name,
-                level: 4,
-                client_id: b"badname",
-                ..Default::default()
-            });
+            let connect = Connect::v311("badname").protocol(name, 4).encode();
             let mut c = RawClient::tcp(broker.port);
             let _ = c.send(&connect);
             let what = format!("protocol name {:?}", String::from_utf8_lossy(name));
@@ -65,12 +58,7 @@ fn all_three_protocol_versions_accepted() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&[]);
 
-        let v31 = enc::connect(&enc::Connect {
-            protocol_name: b"MQIsdp",
-            level: 3,
-            client_id: b"v31client",
-            ..Default::default()
-        });
+        let v31 = Connect::v31("v31client").encode();
         let (mut c, ack) = RawClient::connect_raw(broker.port, &v31);
         assert_eq!(
             ack.expect("3.1 CONNACK").bytes(),
@@ -80,7 +68,7 @@ fn all_three_protocol_versions_accepted() {
         c.ping();
 
         let (mut c, ack) =
-            RawClient::connect_raw(broker.port, &enc::connect_v311("v311client", true, 60));
+            RawClient::connect_raw(broker.port, &Connect::v311("v311client").encode());
         assert_eq!(
             ack.expect("3.1.1 CONNACK").bytes(),
             vec![0x20, 0x02, 0x00, 0x00],
@@ -88,8 +76,7 @@ fn all_three_protocol_versions_accepted() {
         );
         c.ping();
 
-        let (mut c, ack) =
-            RawClient::connect_raw(broker.port, &enc::connect_v5("v5client", true, 60));
+        let (mut c, ack) = RawClient::connect_raw(broker.port, &Connect::v5("v5client").encode());
         let ack = ack.expect("v5 CONNACK");
         let (sp, rc, _props) = parse_connack_v5(&ack);
         assert!(!sp, "v5 clean start: session present must be 0");
@@ -106,7 +93,7 @@ fn first_packet_not_connect_closes() {
         let broker = Broker::start(&[]);
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("PINGREQ", enc::PINGREQ.to_vec()),
-            ("PUBLISH", enc::publish(b"t", b"x", 0, false, false, 0)),
+            ("PUBLISH", Publish::new(b"t", b"x").encode()),
             ("SUBSCRIBE", enc::subscribe(1, &[("t", 0)])),
             ("PUBACK", enc::puback(1)),
         ];
@@ -134,7 +121,7 @@ fn second_connect_closes() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&[]);
         let (mut c, _) = RawClient::connect311(broker.port, "twice", true, 60);
-        c.send_ok(&enc::connect_v311("twice", true, 60));
+        c.send_ok(&Connect::v311("twice").encode());
         let got = c.expect_closed(SHORT, "second CONNECT");
         assert!(
             got.iter().all(|p| p.kind() != kind::CONNACK),
@@ -154,16 +141,16 @@ fn second_connect_closes() {
 fn empty_client_id_with_clean_session_accepted_v311() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
-        let (mut a, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", true, 60));
+        let (mut a, ack) = RawClient::connect_raw(broker.port, &Connect::v311("").encode());
         assert_eq!(ack.expect("CONNACK").bytes(), vec![0x20, 0x02, 0x00, 0x00]);
-        let (mut b, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", true, 60));
+        let (mut b, ack) = RawClient::connect_raw(broker.port, &Connect::v311("").encode());
         assert_eq!(ack.expect("CONNACK").bytes(), vec![0x20, 0x02, 0x00, 0x00]);
         // Both are alive and each gets its own messages.
         a.ping();
         b.ping();
         a.subscribe_ok(1, &[("empty/a", 1)]);
         b.subscribe_ok(1, &[("empty/b", 1)]);
-        b.publish(1, 7, "empty/a", b"to-a", false);
+        b.publish(Publish::new("empty/a", b"to-a").qos(1).pkid(7));
         let m = a.next_publish(LONG);
         assert_eq!(
             (m.topic.as_str(), m.payload.as_slice()),
@@ -180,7 +167,8 @@ fn empty_client_id_with_clean_session_accepted_v311() {
 fn empty_client_id_without_clean_session_rejected_v311() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&[]);
-        let (mut c, ack) = RawClient::connect_raw(broker.port, &enc::connect_v311("", false, 60));
+        let (mut c, ack) =
+            RawClient::connect_raw(broker.port, &Connect::v311("").clean(false).encode());
         assert_eq!(
             ack.expect("CONNACK").bytes(),
             vec![0x20, 0x02, 0x00, 0x02],
@@ -199,7 +187,7 @@ fn v5_empty_client_id_gets_assigned_identifier() {
         let mut ids = Vec::new();
         let mut conns = Vec::new();
         for _ in 0..3 {
-            let (c, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5("", true, 60));
+            let (c, ack) = RawClient::connect_raw(broker.port, &Connect::v5("").encode());
             let ack = ack.expect("v5 CONNACK");
             let (sp, rc, props) = parse_connack_v5(&ack);
             assert_eq!(rc, 0, "v5 CONNACK reason code: {ack:?}");
@@ -257,7 +245,7 @@ fn takeover_closes_first_connection_repeatedly() {
                 // The subscription came along: a message published now reaches `b`.
                 let (mut p, _) =
                     RawClient::connect311(broker.port, &format!("takeover-pub-{i}"), true, 60);
-                p.publish(1, 1, &topic, b"after-takeover", false);
+                p.publish(Publish::new(&topic, b"after-takeover").qos(1).pkid(1));
                 let m = b.next_publish(LONG);
                 assert_eq!(m.payload, b"after-takeover", "{id}");
                 b.send_ok(&enc::puback(m.pkid));
@@ -276,9 +264,9 @@ fn v5_takeover_closes_first_connection() {
         let broker = Broker::start_sharded(&[]);
         for i in 0..6 {
             let id = format!("v5-takeover-{i}");
-            let (mut a, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5(&id, true, 60));
+            let (mut a, ack) = RawClient::connect_raw(broker.port, &Connect::v5(&id).encode());
             assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
-            let (mut b, ack) = RawClient::connect_raw(broker.port, &enc::connect_v5(&id, true, 60));
+            let (mut b, ack) = RawClient::connect_raw(broker.port, &Connect::v5(&id).encode());
             assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
             let got = a.expect_closed(SHORT, &format!("{id}: first v5 connection after takeover"));
             for p in &got {

@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG, SHORT};
-use common::v5::{self, decode_ack, decode_disconnect, p, Conn5, Props, Will5, V5};
+use common::dec::{decode_ack, decode_disconnect, parse_connack_v5};
+use common::enc::{self, kind, p, Connect, Props, Publish, Will};
+use common::raw::{RawClient, LONG, SHORT};
+use common::v5::V5;
 use common::{run_bounded, secs, unique, Broker};
 
 fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
@@ -42,12 +44,12 @@ fn a_client_id_cannot_widen_an_acl_pattern() {
             let codes = thief.subscribe(1, &[("devices/+/#", 0), ("devices/#", 0), ("#", 0)]);
             assert_eq!(codes, [0x80, 0x80, 0x80], "client id {id:?}");
             // Nor may it write there (3.1.1 cannot say so: acked, not routed).
-            thief.publish(1, 2, "devices/d1/cmd", b"forged", false);
+            thief.publish(Publish::new("devices/d1/cmd", b"forged").qos(1).pkid(2));
         }
         let (mut other, _) = RawClient::connect311(port, "d2", true, 60);
-        other.publish(1, 1, "devices/d1/cmd", b"not d2's", false);
+        other.publish(Publish::new("devices/d1/cmd", b"not d2's").qos(1).pkid(1));
         // d1's own topic works: its marker is the first thing it reads.
-        device.publish(1, 1, "devices/d1/marker", b"marker", false);
+        device.publish(Publish::new("devices/d1/marker", b"marker").qos(1).pkid(1));
         let got = device.next_publish(LONG);
         assert_eq!(
             (got.topic.as_str(), got.text().as_str()),
@@ -78,13 +80,8 @@ fn wills_pass_the_checks_of_a_publish() {
             acl.to_str().unwrap(),
         ]);
         let port = broker.port;
-        let will = |topic: &str, qos: u8, retain: bool| Will5 {
-            topic: topic.to_string(),
-            payload: b"gone".to_vec(),
-            qos,
-            retain,
-            props: Props::new(),
-        };
+        let will =
+            |topic: &str, qos: u8, retain: bool| Will::new(topic, b"gone").qos(qos).retain(retain);
         let deep = ["w"; 9].join("/");
         let cases = [
             (will("$SYS/broker/uptime", 0, false), 0x87),
@@ -95,21 +92,14 @@ fn wills_pass_the_checks_of_a_publish() {
             (will("devices/willer-5/state", 1, false), 0x00),
         ];
         for (i, (w, code)) in cases.into_iter().enumerate() {
-            let topic = w.topic.clone();
-            let (_c, ack) = V5::try_connect(port, &Conn5::new(&format!("willer-{i}")).will(w));
+            let topic = String::from_utf8_lossy(&w.topic).into_owned();
+            let (_c, ack) = V5::try_connect(port, &Connect::v5(format!("willer-{i}")).will(w));
             let rc = parse_connack_v5(&ack.expect("CONNACK")).1;
             assert_eq!(rc, code, "will on {topic}");
         }
-        let connect = enc::connect(&enc::Connect {
-            client_id: b"willer-v4",
-            will: Some(enc::Will {
-                topic: b"$SYS/broker/clients/connected",
-                payload: b"999",
-                qos: 0,
-                retain: false,
-            }),
-            ..Default::default()
-        });
+        let connect = Connect::v311("willer-v4")
+            .will(Will::new("$SYS/broker/clients/connected", b"999"))
+            .encode();
         let (_c, ack) = RawClient::connect_raw(port, &connect);
         assert_eq!(ack.expect("CONNACK").bytes(), [0x20, 2, 0, 5]);
         let _ = std::fs::remove_file(acl);
@@ -140,32 +130,28 @@ fn shared_groups_respect_the_acl_and_publishes_carry_no_subscription_id() {
         let mut a = V5::connect(port, "a", true);
         let mut b = V5::connect(port, "b", true);
         for m in [&mut a, &mut b] {
-            m.send_ok(&v5::subscribe(1, &Props::new(), &[("$share/g/jobs/#", 0)]));
+            m.send_ok(&enc::subscribe_v5(
+                1,
+                &Props::new(),
+                &[("$share/g/jobs/#", 0)],
+            ));
             m.conn.expect_kind(kind::SUBACK, LONG);
         }
         let mut publisher = V5::connect(port, "boss", true);
         for i in 0..6 {
-            publisher.send_ok(&v5::publish(
-                "jobs/not-a",
-                format!("{i}").as_bytes(),
-                1,
-                false,
-                i + 1,
-                &Props::new(),
-            ));
+            publisher.send_ok(
+                &Publish::new("jobs/not-a", format!("{i}").as_bytes())
+                    .qos(1)
+                    .pkid(i + 1)
+                    .v5()
+                    .encode(),
+            );
             let ack = publisher.conn.expect_kind(kind::PUBACK, LONG);
             assert_eq!(decode_ack(&ack).code(), 0, "someone may read it");
         }
         assert_eq!(b.expect_pubs(6, LONG).len(), 6, "all go to b");
         assert!(a.try_pub(std::time::Duration::from_millis(300)).is_none());
-        publisher.send_ok(&v5::publish(
-            "jobs/forbidden",
-            b"x",
-            0,
-            false,
-            0,
-            &Props::new(),
-        ));
+        publisher.send_ok(&Publish::new("jobs/forbidden", b"x").v5().encode());
         broker.sys_figure(
             "$SYS/broker/publish/messages/dropped/not_authorized",
             LONG,
@@ -174,7 +160,11 @@ fn shared_groups_respect_the_acl_and_publishes_carry_no_subscription_id() {
 
         let mut forger = V5::connect(port, "forger", true);
         let props = Props::new().varint(p::SUBSCRIPTION_ID, 5);
-        forger.send_ok(&v5::publish("jobs/x", b"forged", 0, false, 0, &props));
+        forger.send_ok(
+            &Publish::new("jobs/x", b"forged")
+                .props(props.clone())
+                .encode(),
+        );
         let closed = forger
             .conn
             .expect_closed(LONG, "after a PUBLISH with a subscription id");
@@ -203,9 +193,9 @@ fn a_resumed_session_gets_only_what_it_may_read_now() {
         assert_eq!(s.subscribe(1, &[("t/#", 1)]), [1]);
         s.disconnect();
         let (mut p, _) = RawClient::connect311(port, "resume-pub", true, 60);
-        p.publish(1, 1, "t/open", b"1", false);
-        p.publish(1, 2, "t/closed", b"2", false);
-        p.publish(1, 3, "t/open", b"3", false);
+        p.publish(Publish::new("t/open", b"1").qos(1).pkid(1));
+        p.publish(Publish::new("t/closed", b"2").qos(1).pkid(2));
+        p.publish(Publish::new("t/open", b"3").qos(1).pkid(3));
         std::fs::write(
             &acl,
             "topic read t/open\ntopic write t/#\ntopic read $SYS/#\n",
@@ -244,7 +234,7 @@ fn assigned_client_ids_are_not_guessable() {
         let ids: Vec<String> = (0..4)
             .map(|_| {
                 let c = V5::connect(broker.port, "", true);
-                common::v5::prop_str(&c.connack_props, p::ASSIGNED_CLIENT_ID).unwrap()
+                common::dec::prop_str(&c.connack_props, p::ASSIGNED_CLIENT_ID).unwrap()
             })
             .collect();
         for id in &ids {
@@ -268,12 +258,7 @@ fn with_use_username_as_clientid_sessions_belong_to_users() {
         let broker = Broker::start_sharded(&["--use-username-as-clientid"]);
         let port = broker.port;
         let login = |user: &str, id: &str, clean: bool| {
-            enc::connect(&enc::Connect {
-                client_id: id.as_bytes(),
-                username: Some(user.as_bytes()),
-                clean,
-                ..Default::default()
-            })
+            Connect::v311(id).username(user).clean(clean).encode()
         };
         let (mut alice, ack) = RawClient::connect_raw(port, &login("alice", "phone", false));
         assert_eq!(ack.unwrap().connack(), (false, 0));
@@ -281,7 +266,7 @@ fn with_use_username_as_clientid_sessions_belong_to_users() {
         alice.disconnect();
         let (mut p, ack) = RawClient::connect_raw(port, &login("sender", "", true));
         assert_eq!(ack.unwrap().connack(), (false, 0));
-        p.publish(1, 1, "inbox/alice", b"for alice", false);
+        p.publish(Publish::new("inbox/alice", b"for alice").qos(1).pkid(1));
 
         // Mallory uses alice's old client id: a session of his own, nothing of hers.
         let (mut mallory, ack) = RawClient::connect_raw(port, &login("mallory", "phone", false));
@@ -295,8 +280,7 @@ fn with_use_username_as_clientid_sessions_belong_to_users() {
         assert_eq!(ack.unwrap().connack(), (true, 0));
         assert_eq!(alice.next_publish(LONG).text(), "for alice");
 
-        let (mut anonymous, ack) =
-            RawClient::connect_raw(port, &enc::connect_v311("nobody", true, 60));
+        let (mut anonymous, ack) = RawClient::connect_raw(port, &Connect::v311("nobody").encode());
         assert_eq!(ack.unwrap().bytes(), [0x20, 2, 0, 5]);
         anonymous.expect_closed(SHORT, "refused");
     });

@@ -7,8 +7,10 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG, SHORT};
-use common::v5::{self, p, prop_num, Conn5, Props, V5};
+use common::dec::{parse_connack_v5, prop_num};
+use common::enc::{self, kind, p, Connect, Props, Publish};
+use common::raw::{RawClient, LONG, SHORT};
+use common::v5::V5;
 use common::{run_bounded, secs, Broker};
 
 const MIB: u64 = 1024 * 1024;
@@ -21,10 +23,10 @@ fn queued_properties_own_their_bytes_and_count_against_the_queue() {
     run_bounded(secs(120), || {
         let broker = Broker::start(&["--shards", "1", "--sys-interval", "1"]);
         let port = broker.port;
-        let mut sub = V5::connect_with(port, Conn5::new("offline-sub").clean(false).expiry(600));
-        sub.send_ok(&v5::subscribe(1, &Props::new(), &[("props/#", 1)]));
+        let mut sub = V5::connect_with(port, Connect::v5("offline-sub").clean(false).expiry(600));
+        sub.send_ok(&enc::subscribe_v5(1, &Props::new(), &[("props/#", 1)]));
         sub.conn.expect_kind(kind::SUBACK, LONG);
-        sub.send_ok(&v5::disconnect(0, &Props::new()));
+        sub.send_ok(&enc::disconnect_v5(0, &Props::new()));
         let before = broker.rss_bytes().unwrap();
         let mut publisher = V5::connect(port, "props-pub", true);
         let props = Props::new()
@@ -33,7 +35,13 @@ fn queued_properties_own_their_bytes_and_count_against_the_queue() {
             .bin(p::CORRELATION_DATA, b"0123456789abcdef");
         for i in 0..3000u16 {
             // One at a time: each arrives in a read of its own.
-            publisher.send_ok(&v5::publish("props/t", b"21.5", 1, false, i + 1, &props));
+            publisher.send_ok(
+                &Publish::new("props/t", b"21.5")
+                    .qos(1)
+                    .pkid(i + 1)
+                    .props(props.clone())
+                    .encode(),
+            );
             publisher.conn.expect_kind(kind::PUBACK, LONG);
         }
         let grown = broker.rss_bytes().unwrap().saturating_sub(before);
@@ -47,14 +55,20 @@ fn queued_properties_own_their_bytes_and_count_against_the_queue() {
         // 1,000 bytes of properties, 4 of payload: a 10,000 byte queue holds nine.
         let broker = Broker::start(&["--sys-interval", "1", "--max-queued-bytes", "10000"]);
         let port = broker.port;
-        let mut sub = V5::connect_with(port, Conn5::new("small-queue").clean(false).expiry(600));
-        sub.send_ok(&v5::subscribe(1, &Props::new(), &[("props/#", 1)]));
+        let mut sub = V5::connect_with(port, Connect::v5("small-queue").clean(false).expiry(600));
+        sub.send_ok(&enc::subscribe_v5(1, &Props::new(), &[("props/#", 1)]));
         sub.conn.expect_kind(kind::SUBACK, LONG);
-        sub.send_ok(&v5::disconnect(0, &Props::new()));
+        sub.send_ok(&enc::disconnect_v5(0, &Props::new()));
         let mut publisher = V5::connect(port, "props-pub", true);
         let big = Props::new().user("k", &"v".repeat(1000));
         for i in 0..20u16 {
-            publisher.send_ok(&v5::publish("props/t", b"21.5", 1, false, i + 1, &big));
+            publisher.send_ok(
+                &Publish::new("props/t", b"21.5")
+                    .qos(1)
+                    .pkid(i + 1)
+                    .props(big.clone())
+                    .encode(),
+            );
             publisher.conn.expect_kind(kind::PUBACK, LONG);
         }
         let dropped = broker.sys_figure(
@@ -74,9 +88,9 @@ fn the_retained_store_is_bounded() {
             Broker::start_sharded(&["--sys-interval", "1", "--max-retained-messages", "2"]);
         let (mut publisher, _) = RawClient::connect311(broker.port, "retainer", true, 60);
         for t in ["r/1", "r/2", "r/3"] {
-            publisher.publish(1, 1, t, b"v", true);
+            publisher.publish(Publish::new(t, b"v").qos(1).pkid(1).retain(true));
         }
-        publisher.publish(1, 1, "r/1", b"replaced", true);
+        publisher.publish(Publish::new("r/1", b"replaced").qos(1).pkid(1).retain(true));
         let (mut late, _) = RawClient::connect311(broker.port, "late", true, 60);
         late.subscribe(1, &[("r/#", 0)]);
         let mut got: Vec<String> = (0..2)
@@ -180,7 +194,7 @@ fn sockets_before_connect_are_bounded() {
         for _ in 0..128 {
             props = props.user("k", &"v".repeat(65_000));
         }
-        let connect = v5::connect(&Conn5::new("huge-connect").props(props));
+        let connect = Connect::v5("huge-connect").props(props).encode();
         let mut huge = RawClient::tcp(port);
         let started = Instant::now();
         for piece in connect.chunks(1024) {
@@ -195,7 +209,7 @@ fn sockets_before_connect_are_bounded() {
         drop(huge);
 
         let silent: Vec<RawClient> = (0..3).map(|_| RawClient::tcp(port)).collect();
-        let (mut refused, ack) = V5::try_connect(port, &Conn5::new("one-too-many"));
+        let (mut refused, ack) = V5::try_connect(port, &Connect::v5("one-too-many"));
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0x97);
         refused.expect_closed(SHORT, "after 0x97");
         for mut s in silent {
@@ -219,8 +233,8 @@ fn sessions_are_bounded() {
         s.subscribe(1, &[("queued/#", 1)]);
         s.disconnect();
         let (mut publisher, _) = RawClient::connect311(port, "exp-pub", true, 60);
-        publisher.publish(1, 1, "queued/a", b"1", false);
-        publisher.publish(1, 2, "queued/b", b"2", false);
+        publisher.publish(Publish::new("queued/a", b"1").qos(1).pkid(1));
+        publisher.publish(Publish::new("queued/b", b"2").qos(1).pkid(2));
         broker.sys_figure(
             "$SYS/broker/publish/messages/dropped/session_expired",
             LONG,
@@ -233,12 +247,12 @@ fn sessions_are_bounded() {
 
         let broker = Broker::start(&["--max-session-expiry", "5", "--max-sessions", "2"]);
         let port = broker.port;
-        let c = V5::connect_with(port, Conn5::new("asks-forever").expiry(u32::MAX));
+        let c = V5::connect_with(port, Connect::v5("asks-forever").expiry(u32::MAX));
         assert_eq!(prop_num(&c.connack_props, p::SESSION_EXPIRY), Some(5));
         let (d, _) = RawClient::connect311(port, "second", false, 60);
-        let (_e, ack) = V5::try_connect(port, &Conn5::new("third"));
+        let (_e, ack) = V5::try_connect(port, &Connect::v5("third"));
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0x97);
-        let (_f, ack) = RawClient::connect_raw(port, &enc::connect_v311("fourth", true, 60));
+        let (_f, ack) = RawClient::connect_raw(port, &Connect::v311("fourth").encode());
         assert_eq!(ack.expect("CONNACK").bytes(), [0x20, 2, 0, 3]);
         drop((c, d));
     });
@@ -252,14 +266,14 @@ fn outbound_topic_aliases_are_bounded_in_bytes() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&["--shards", "1"]);
         let port = broker.port;
-        let conn = Conn5::new("alias-sub").props(Props::new().u16(p::TOPIC_ALIAS_MAXIMUM, 1000));
+        let conn = Connect::v5("alias-sub").props(Props::new().u16(p::TOPIC_ALIAS_MAXIMUM, 1000));
         let mut sub = V5::connect_with(port, conn);
-        sub.send_ok(&v5::subscribe(1, &Props::new(), &[("long/#", 0)]));
+        sub.send_ok(&enc::subscribe_v5(1, &Props::new(), &[("long/#", 0)]));
         sub.conn.expect_kind(kind::SUBACK, LONG);
         let topic = |i: usize| format!("long/{i:02}/{}", "x".repeat(990));
         let (mut publisher, _) = RawClient::connect311(port, "alias-pub", true, 60);
         for i in (0..40).chain([39, 0]) {
-            publisher.publish(1, 1, &topic(i), b"v", false);
+            publisher.publish(Publish::new(topic(i), b"v").qos(1).pkid(1));
         }
         let got = sub.expect_pubs(42, LONG);
         assert!(

@@ -7,8 +7,10 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::raw::{enc, kind, RawClient, LONG};
-use common::v5::{self, decode_disconnect, decode_suback, Props, V5};
+use common::dec::{decode_disconnect, decode_suback};
+use common::enc::{self, kind, Props, Publish};
+use common::raw::{RawClient, LONG};
+use common::v5::V5;
 use common::{run_bounded, secs, Broker};
 
 fn levels(n: usize) -> String {
@@ -28,7 +30,7 @@ fn deep_topics_are_refused_and_the_broker_stays_up() {
         let far = "/".repeat(65_000);
 
         let mut c = V5::connect(port, "deep-v5", true);
-        c.send_ok(&v5::subscribe(
+        c.send_ok(&enc::subscribe_v5(
             1,
             &Props::new(),
             &[(&at_limit, 0), (&beyond, 0), (&far, 0)],
@@ -42,17 +44,10 @@ fn deep_topics_are_refused_and_the_broker_stays_up() {
         old.ping();
 
         let (mut publisher, _) = RawClient::connect311(port, "deep-pub", true, 60);
-        publisher.publish(1, 1, &at_limit, b"at the limit", false);
+        publisher.publish(Publish::new(&at_limit, b"at the limit").qos(1).pkid(1));
         assert_eq!(c.expect_pub(LONG).text(), "at the limit");
 
-        c.send_ok(&v5::publish(
-            &beyond,
-            b"too deep",
-            0,
-            false,
-            0,
-            &Props::new(),
-        ));
+        c.send_ok(&Publish::new(&beyond, b"too deep").v5().encode());
         let closed = c.conn.expect_closed(LONG, "after a too deep topic name");
         let disconnect = closed
             .iter()
@@ -60,7 +55,7 @@ fn deep_topics_are_refused_and_the_broker_stays_up() {
             .expect("a DISCONNECT");
         assert_eq!(decode_disconnect(disconnect).0, 0x90, "Topic Name invalid");
 
-        publisher.send_ok(&enc::publish(far.as_bytes(), b"x", 0, false, false, 0));
+        publisher.send_ok(&Publish::new(far.as_bytes(), b"x").encode());
         publisher.expect_closed(LONG, "3.1.1: a too deep name closes the connection");
         broker.assert_alive();
         old.ping();
@@ -75,7 +70,7 @@ fn subscriptions_per_client_are_capped_and_duplicates_collapse() {
     run_bounded(secs(60), || {
         let broker = Broker::start(&["--max-subscriptions", "3"]);
         let mut c = V5::connect(broker.port, "many-subs", true);
-        c.send_ok(&v5::subscribe(
+        c.send_ok(&enc::subscribe_v5(
             1,
             &Props::new(),
             &[("a", 1), ("a", 1), ("b", 1), ("c", 1), ("d", 1), ("a", 0)],
@@ -100,18 +95,23 @@ fn a_large_retained_set_does_not_stall_the_shard() {
         let (mut publisher, _) = RawClient::connect311(port, "retainer", true, 60);
         let mut batch = Vec::new();
         for i in 0..RETAINED {
-            batch.extend(enc::publish(
-                format!("fleet/{}/{}", i / 1000, i % 1000).as_bytes(),
-                b"reading",
-                0,
-                true,
-                false,
-                0,
-            ));
+            batch.extend(
+                Publish::new(
+                    format!("fleet/{}/{}", i / 1000, i % 1000).as_bytes(),
+                    b"reading",
+                )
+                .retain(true)
+                .encode(),
+            );
         }
         publisher.send_ok(&batch);
         // A QoS 1 round trip after them: all are stored.
-        publisher.publish(1, 1, "fleet/done", b"last", true);
+        publisher.publish(
+            Publish::new("fleet/done", b"last")
+                .qos(1)
+                .pkid(1)
+                .retain(true),
+        );
 
         let (mut pinger, _) = RawClient::connect311(port, "pinger", true, 60);
         let (subscriber, _) = RawClient::connect311(port, "everything", true, 60);

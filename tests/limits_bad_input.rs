@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{enc, kind, RawClient, RawPacket, LONG};
+use common::dec::RawPacket;
+use common::enc::{self, kind, Connect, Publish, Will};
+use common::raw::{RawClient, LONG};
 use common::{
     bounded, client_id_on_shard, connect, connect_with, opts, recv_n, recv_one, secs, text, texts,
     unique, Broker, Mqtt, SHARDS,
@@ -119,13 +121,10 @@ async fn run_cases(broker: &Broker, cases: Vec<Case>) {
     }
 }
 
-fn connect_bytes(f: impl FnOnce(&mut enc::Connect)) -> Vec<u8> {
-    let mut c = enc::Connect {
-        client_id: b"bad-connect",
-        ..Default::default()
-    };
+fn connect_bytes(f: impl FnOnce(&mut Connect)) -> Vec<u8> {
+    let mut c = Connect::v311("bad-connect");
     f(&mut c);
-    enc::connect(&c)
+    c.encode()
 }
 
 /// Malformed CONNECT packets and non-MQTT bytes on a fresh connection.
@@ -134,7 +133,7 @@ async fn bad_connect_closes_only_that_connection() {
     bounded(secs(120), async {
         let broker = Broker::start_sharded(&[]);
         use Stage::BeforeConnect as B;
-        let valid = enc::connect_v311("truncated", true, 60);
+        let valid = Connect::v311("truncated").encode();
         let cases = vec![
             Case {
                 eof: true,
@@ -166,27 +165,20 @@ async fn bad_connect_closes_only_that_connection() {
             case(
                 "CONNECT will QoS 3",
                 B,
-                connect_bytes(|c| {
-                    c.will = Some(enc::Will {
-                        topic: b"w",
-                        payload: b"x",
-                        qos: 3,
-                        retain: false,
-                    })
-                }),
+                connect_bytes(|c| c.will = Some(Will::new(b"w", b"x").qos(3))),
             ),
             case(
                 "CONNECT password without username",
                 B,
-                connect_bytes(|c| c.password = Some(b"pw")),
+                connect_bytes(|c| c.password = Some(b"pw".to_vec())),
             ),
             case(
                 "CONNECT client id not UTF-8",
                 B,
-                connect_bytes(|c| c.client_id = &[0xC3, 0x28]),
+                connect_bytes(|c| c.client_id = vec![0xC3, 0x28]),
             ),
             case("CONNECT fixed header flags 0x1F", B, {
-                let mut v = enc::connect_v311("flags", true, 60);
+                let mut v = Connect::v311("flags").encode();
                 v[0] = 0x1F;
                 v
             }),
@@ -206,42 +198,45 @@ async fn malformed_publish_closes_only_that_connection() {
             case(
                 "PUBLISH QoS 3",
                 A,
-                enc::publish(b"bad/t", b"x", 3, false, false, 1),
+                Publish::new(b"bad/t", b"x").qos(3).pkid(1).encode(),
             ),
             case(
                 "PUBLISH topic not UTF-8",
                 A,
-                enc::publish(&[b'a', 0xC3, 0x28], b"x", 0, false, false, 0),
+                Publish::new([b'a', 0xC3, 0x28], b"x").encode(),
             ),
             case(
                 "PUBLISH topic with U+0000",
                 A,
-                enc::publish(b"a\0b", b"x", 0, false, false, 0),
+                Publish::new(b"a\0b", b"x").encode(),
             ),
             case(
                 "PUBLISH topic with UTF-16 surrogate",
                 A,
-                enc::publish(&[b'a', 0xED, 0xA0, 0x80], b"x", 1, false, false, 1),
+                Publish::new([b'a', 0xED, 0xA0, 0x80], b"x")
+                    .qos(1)
+                    .pkid(1)
+                    .encode(),
             ),
             case(
                 "PUBLISH topic with +",
                 A,
-                enc::publish(b"a/+", b"x", 1, false, false, 1),
+                Publish::new(b"a/+", b"x").qos(1).pkid(1).encode(),
             ),
             case(
                 "PUBLISH topic with #",
                 A,
-                enc::publish(b"a/#", b"x", 0, false, false, 0),
+                Publish::new(b"a/#", b"x").encode(),
             ),
             case(
                 "PUBLISH empty topic",
                 A,
-                enc::publish(b"", b"x", 1, false, false, 1),
+                Publish::new(b"", b"x").qos(1).pkid(1).encode(),
             ),
             case(
                 "PUBLISH QoS 1 packet id 0",
                 A,
-                enc::publish(b"bad/t", b"x", 1, false, false, 0),
+                Publish::new(b"bad/t", b"x").qos(1).encode(),
             ),
             case(
                 "PUBLISH topic length past the end",
@@ -316,7 +311,7 @@ async fn truncated_and_garbage_close_only_that_connection() {
                 x as u8
             })
             .collect();
-        let full = enc::publish(b"trunc/t", &[7u8; 100], 1, false, false, 1);
+        let full = Publish::new(b"trunc/t", [7u8; 100]).qos(1).pkid(1).encode();
         let cases = vec![
             Case {
                 eof: true,
@@ -360,7 +355,7 @@ async fn oversized_packet_closes_only_that_connection() {
         sub.subscribe_ok("size/t", 1).await;
         let (mut p, _) = RawClient::connect311(port, "size-pub", true, 60);
         let small = vec![b's'; 900];
-        p.publish(1, 1, "size/t", &small, false);
+        p.publish(Publish::new("size/t", &small).qos(1).pkid(1));
         let m = recv_one(&mut sub.publishes, secs(10)).await;
         assert_eq!(m.payload.len(), 900);
 
@@ -372,7 +367,10 @@ async fn oversized_packet_closes_only_that_connection() {
             case(
                 "PUBLISH of 2000 bytes",
                 A,
-                enc::publish(b"size/t", &[b'x'; 2000], 1, false, false, 2),
+                Publish::new(b"size/t", [b'x'; 2000])
+                    .qos(1)
+                    .pkid(2)
+                    .encode(),
             ),
             case("PUBLISH declaring 1 MB", A, declared),
             case(
@@ -389,7 +387,7 @@ async fn oversized_packet_closes_only_that_connection() {
         run_cases(&broker, cases).await;
 
         // The oversized message reached nobody; the connection used above still works.
-        p.publish(1, 4, "size/t", b"after", false);
+        p.publish(Publish::new("size/t", b"after").qos(1).pkid(4));
         let m = recv_one(&mut sub.publishes, secs(10)).await;
         assert_eq!(
             text(&m),
@@ -411,8 +409,7 @@ async fn max_connections_refuses_extra_clients() {
             .map(|i| RawClient::connect311(port, &format!("mc-{i}"), true, 60).0)
             .collect();
 
-        let (mut extra, first) =
-            RawClient::connect_raw(port, &enc::connect_v311("mc-extra", true, 60));
+        let (mut extra, first) = RawClient::connect_raw(port, &Connect::v311("mc-extra").encode());
         if let Ok(p) = &first {
             assert_eq!(
                 p.bytes(),
@@ -429,8 +426,7 @@ async fn max_connections_refuses_extra_clients() {
         // The broker may take a moment to count the closed connection: retry for up to 10 s.
         let deadline = std::time::Instant::now() + secs(10);
         loop {
-            let (mut c, first) =
-                RawClient::connect_raw(port, &enc::connect_v311("mc-late", true, 60));
+            let (mut c, first) = RawClient::connect_raw(port, &Connect::v311("mc-late").encode());
             match first {
                 Ok(p) if p.bytes() == vec![0x20, 0x02, 0x00, 0x00] => {
                     c.ping();
@@ -474,7 +470,11 @@ fn max_inflight_limits_unacknowledged_messages() {
             60,
         );
         for i in 0..20u16 {
-            p.publish(1, i + 1, "if/t", format!("{i}").as_bytes(), false);
+            p.publish(
+                Publish::new("if/t", format!("{i}").as_bytes())
+                    .qos(1)
+                    .pkid(i + 1),
+            );
         }
         let mut got: Vec<_> = (0..5).map(|_| sub.next_publish(LONG)).collect();
         match sub.read_packet(secs(1)) {
@@ -597,7 +597,7 @@ async fn a_stalled_reader_catches_up_in_order_and_keeps_receiving() {
         for i in 0..N {
             let mut payload = format!("{i:08}").into_bytes();
             payload.resize(SIZE, b'x');
-            publ.publish(0, 0, "stall/t", &payload, false);
+            publ.publish(Publish::new("stall/t", &payload));
         }
         // Packets are handled in order: once PINGRESP is back, all N were routed.
         publ.ping();
@@ -607,7 +607,7 @@ async fn a_stalled_reader_catches_up_in_order_and_keeps_receiving() {
             assert_eq!(&m.payload[..8], format!("{i:08}").as_bytes(), "order");
         }
         for k in 0..5 {
-            publ.publish(0, 0, "stall/t", format!("after-{k}").as_bytes(), false);
+            publ.publish(Publish::new("stall/t", format!("after-{k}").as_bytes()));
             assert_eq!(sub.next_publish(LONG).text(), format!("after-{k}"));
         }
         broker.assert_alive();

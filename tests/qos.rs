@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::raw::{enc, kind, RawClient, LONG};
+use common::enc::{self, kind, Publish};
+use common::raw::{RawClient, LONG};
 use common::{
     bounded, client_id_on_shard, connect, connect_with, opts, recv_n, recv_until_marker,
     run_bounded, secs, text, texts, Broker, Note, SHARDS,
@@ -89,7 +90,7 @@ fn raw_qos_flows_exact_bytes() {
         );
         sub.subscribe_ok(1, &[("rq/t", 2)]);
 
-        publ.publish(0, 0, "rq/t", b"zero", false);
+        publ.publish(Publish::new("rq/t", b"zero"));
         let p = sub.expect_kind(kind::PUBLISH, LONG);
         assert_eq!(p.header, 0x30, "QoS 0 PUBLISH header");
         assert_eq!(
@@ -98,8 +99,8 @@ fn raw_qos_flows_exact_bytes() {
             "QoS 0 PUBLISH has no packet id"
         );
 
-        publ.publish(1, 10, "rq/t", b"one-a", false);
-        publ.publish(1, 11, "rq/t", b"one-b", false);
+        publ.publish(Publish::new("rq/t", b"one-a").qos(1).pkid(10));
+        publ.publish(Publish::new("rq/t", b"one-b").qos(1).pkid(11));
         let a = sub.expect_kind(kind::PUBLISH, LONG);
         let b = sub.expect_kind(kind::PUBLISH, LONG);
         assert_eq!((a.header, b.header), (0x32, 0x32), "QoS 1 PUBLISH header");
@@ -114,7 +115,7 @@ fn raw_qos_flows_exact_bytes() {
         sub.send_ok(&enc::puback(a.pkid));
         sub.send_ok(&enc::puback(b.pkid));
 
-        publ.publish(2, 12, "rq/t", b"two", false);
+        publ.publish(Publish::new("rq/t", b"two").qos(2).pkid(12));
         let c = sub.expect_kind(kind::PUBLISH, LONG);
         assert_eq!(c.header, 0x34, "QoS 2 PUBLISH header");
         let c = c.publish();
@@ -208,16 +209,22 @@ async fn qos2_inbound_duplicate_suppressed() {
 
         // Same connection.
         let (mut p, _) = RawClient::connect311(port, &pub_id, true, 60);
-        p.send_ok(&enc::publish(b"dedup/t", b"once", 2, false, false, 7));
+        p.send_ok(&Publish::new(b"dedup/t", b"once").qos(2).pkid(7).encode());
         let rec = p.expect_kind(kind::PUBREC, LONG);
         assert_eq!(rec.bytes(), enc::pubrec(7));
-        p.send_ok(&enc::publish(b"dedup/t", b"once", 2, false, true, 7));
+        p.send_ok(
+            &Publish::new(b"dedup/t", b"once")
+                .qos(2)
+                .pkid(7)
+                .dup(true)
+                .encode(),
+        );
         let rec = p.expect_kind(kind::PUBREC, LONG);
         assert_eq!(rec.bytes(), enc::pubrec(7), "a duplicate gets PUBREC again");
         p.send_ok(&enc::pubrel(7));
         let comp = p.expect_kind(kind::PUBCOMP, LONG);
         assert_eq!(comp.bytes(), enc::pubcomp(7));
-        p.publish(2, 8, "dedup/t", b"after", false);
+        p.publish(Publish::new("dedup/t", b"after").qos(2).pkid(8));
         p.disconnect();
         let got = recv_until_marker(&mut sub.publishes, "after", secs(10)).await;
         assert_eq!(
@@ -228,16 +235,22 @@ async fn qos2_inbound_duplicate_suppressed() {
 
         // Across a reconnect of a persistent publisher session.
         let (mut p, _) = RawClient::connect311(port, &pub_id, false, 60);
-        p.send_ok(&enc::publish(b"dedup/t", b"once-2", 2, false, false, 9));
+        p.send_ok(&Publish::new(b"dedup/t", b"once-2").qos(2).pkid(9).encode());
         assert_eq!(p.expect_kind(kind::PUBREC, LONG).bytes(), enc::pubrec(9));
         drop(p); // gone before PUBREL
         let (mut p, sp) = RawClient::connect311(port, &pub_id, false, 60);
         assert!(sp, "publisher session present");
-        p.send_ok(&enc::publish(b"dedup/t", b"once-2", 2, false, true, 9));
+        p.send_ok(
+            &Publish::new(b"dedup/t", b"once-2")
+                .qos(2)
+                .pkid(9)
+                .dup(true)
+                .encode(),
+        );
         assert_eq!(p.expect_kind(kind::PUBREC, LONG).bytes(), enc::pubrec(9));
         p.send_ok(&enc::pubrel(9));
         assert_eq!(p.expect_kind(kind::PUBCOMP, LONG).bytes(), enc::pubcomp(9));
-        p.publish(2, 10, "dedup/t", b"after-2", false);
+        p.publish(Publish::new("dedup/t", b"after-2").qos(2).pkid(10));
         p.disconnect();
         let got = recv_until_marker(&mut sub.publishes, "after-2", secs(10)).await;
         assert_eq!(

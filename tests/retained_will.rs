@@ -5,7 +5,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::raw::{enc, RawClient, LONG, SHORT};
+use common::enc::{Connect, Publish, Will};
+use common::raw::{RawClient, LONG, SHORT};
 use common::{
     bounded, client_id_on_shard, connect, recv_one, recv_until_marker, secs, text, texts, Broker,
     SHARDS,
@@ -175,17 +176,10 @@ fn will_connect(
     retain: bool,
     keepalive: u16,
 ) -> Vec<u8> {
-    enc::connect(&enc::Connect {
-        client_id: id.as_bytes(),
-        keepalive,
-        will: Some(enc::Will {
-            topic: topic.as_bytes(),
-            payload: payload.as_bytes(),
-            qos,
-            retain,
-        }),
-        ..Default::default()
-    })
+    Connect::v311(id)
+        .keepalive(keepalive)
+        .will(Will::new(topic, payload).qos(qos).retain(retain))
+        .encode()
 }
 
 fn connect_with_will(
@@ -341,7 +335,7 @@ async fn no_will_after_clean_disconnect() {
         }
         let (mut p, _) =
             RawClient::connect311(port, &client_id_on_shard("wc-pub", 1, SHARDS), true, 60);
-        p.publish(1, 1, "will/clean", b"marker", false);
+        p.publish(Publish::new("will/clean", b"marker").qos(1).pkid(1));
         let got = recv_until_marker(&mut sub.publishes, "marker", LONG).await;
         assert_eq!(
             texts(&got),

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::raw::{enc, kind, RawClient, RawPublish, LONG, SHORT};
+use common::dec::RawPublish;
+use common::enc::{self, kind, Publish};
+use common::raw::{RawClient, LONG, SHORT};
 use common::{
     bounded, client_id_on_shard, connect, recv_n, recv_one, recv_until_marker, run_bounded, secs,
     text, texts, Broker, SHARDS,
@@ -150,7 +152,11 @@ async fn clean_session_discards_subscriptions_and_queue() {
 fn publish_batch(port: u16, pub_id: &str, topic: &str, qos: u8, payloads: &[&str]) {
     let (mut p, _) = RawClient::connect311(port, pub_id, true, 60);
     for (i, m) in payloads.iter().enumerate() {
-        p.publish(qos, i as u16 + 1, topic, m.as_bytes(), false);
+        p.publish(
+            Publish::new(topic, m.as_bytes())
+                .qos(qos)
+                .pkid(i as u16 + 1),
+        );
     }
     p.disconnect();
 }

@@ -11,7 +11,8 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::raw::{enc, RawClient, LONG};
+use common::enc::Publish;
+use common::raw::{RawClient, LONG};
 use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// The thread id of shard `shard` of the broker (threads are named `ringmq-shard-N`).
@@ -67,7 +68,7 @@ fn a_frozen_shard_pauses_only_its_publishers_and_no_one_misses_a_keep_alive() {
 
         let thaw = freeze(shard_thread(broker.pid(), 1));
         // Enough to fill the mesh channel to shard 1 and then the outbox behind it.
-        let flood: Vec<u8> = enc::publish(b"far/t", b"1234", 0, false, false, 0).repeat(900_000);
+        let flood: Vec<u8> = Publish::new(b"far/t", b"1234").encode().repeat(900_000);
         let mut stream = publisher.stream().try_clone().unwrap();
         stream.set_write_timeout(Some(secs(60))).unwrap();
         let writer = std::thread::spawn(move || stream.write_all(&flood).is_ok());

@@ -4,7 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::raw::{enc, kind, RawClient, ReadErr, LONG, SHORT};
+use common::enc::{self, kind, Publish};
+use common::raw::{RawClient, ReadErr, LONG, SHORT};
 use common::{
     bounded, client_id_on_shard, connect, recv_one, recv_until_marker, run_bounded, secs, text,
     texts, Broker, Mqtt, SHARDS,
@@ -54,7 +55,7 @@ fn invalid_filter_gets_0x80_or_close() {
                         vec![0x01, 0x80],
                         "filter {bad:?}: SUBACK codes"
                     );
-                    publ.publish(1, i as u16 + 1, &valid, b"ok", false);
+                    publ.publish(Publish::new(&valid, b"ok").qos(1).pkid(i as u16 + 1));
                     let m = c.next_publish(LONG);
                     assert_eq!(
                         (m.topic.as_str(), m.text().as_str()),
@@ -91,16 +92,16 @@ fn unsubscribe_stops_delivery() {
             60,
         );
         sub.subscribe_ok(1, &[("u/t", 1)]);
-        publ.publish(1, 1, "u/t", b"before", false);
+        publ.publish(Publish::new("u/t", b"before").qos(1).pkid(1));
         let m = sub.next_publish(LONG);
         assert_eq!(m.text(), "before");
         sub.send_ok(&enc::puback(m.pkid));
 
         sub.unsubscribe(2, &["u/t"]); // checks the UNSUBACK bytes
         sub.unsubscribe(3, &["never/subscribed"]);
-        publ.publish(1, 2, "u/t", b"while-unsubscribed", false);
+        publ.publish(Publish::new("u/t", b"while-unsubscribed").qos(1).pkid(2));
         sub.subscribe_ok(4, &[("u/t", 1)]);
-        publ.publish(1, 3, "u/t", b"marker", false);
+        publ.publish(Publish::new("u/t", b"marker").qos(1).pkid(3));
         let m = sub.next_publish(LONG);
         assert_eq!(
             m.text(),
@@ -288,14 +289,14 @@ fn multi_filter_subscribe_and_partial_unsubscribe() {
         let (mut publ, _) = RawClient::connect311(broker.port, "multi-p", true, 60);
         sub.subscribe_ok(1, &[("m/a", 0), ("m/b", 1)]);
         sub.unsubscribe(2, &["m/a"]);
-        publ.publish(1, 1, "m/a", b"gone", false);
-        publ.publish(1, 2, "m/b", b"kept", false);
+        publ.publish(Publish::new("m/a", b"gone").qos(1).pkid(1));
+        publ.publish(Publish::new("m/b", b"kept").qos(1).pkid(2));
         let m = sub.next_publish(SHORT);
         assert_eq!((m.topic.as_str(), m.text().as_str()), ("m/b", "kept"));
         sub.send_ok(&enc::puback(m.pkid));
         // m/a: re-subscribe and publish a marker there; it must be the first m/a message.
         sub.subscribe_ok(3, &[("m/a", 0)]);
-        publ.publish(1, 3, "m/a", b"marker", false);
+        publ.publish(Publish::new("m/a", b"marker").qos(1).pkid(3));
         let m = sub.next_publish(SHORT);
         assert_eq!((m.topic.as_str(), m.text().as_str()), ("m/a", "marker"));
     });

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG};
+use common::dec::parse_connack_v5;
+use common::enc::{kind, Connect, Publish};
+use common::raw::{RawClient, LONG};
 use common::{bounded, client_id_on_shard, connect, recv_until, secs, text, Broker, SHARDS};
 
 /// Waits for a `$SYS` figure on `topic` that satisfies `ok`.
@@ -68,23 +70,20 @@ async fn sys_topics_count_clients_and_drops_over_all_shards() {
 fn clients_cannot_publish_to_sys_topics() {
     common::run_bounded(secs(30), || {
         let broker = Broker::start(&[]);
-        let connect = enc::connect(&enc::Connect {
-            level: 5,
-            client_id: b"sys-forger",
-            ..Default::default()
-        });
+        let connect = Connect::v5("sys-forger").encode();
         let (mut c, ack) = RawClient::connect_raw(broker.port, &connect);
         assert_eq!(parse_connack_v5(&ack.expect("CONNACK")).1, 0);
-        c.send_ok(&enc::publish_v5(
-            b"$SYS/broker/version",
-            b"fake",
-            1,
-            true,
-            9,
-        ));
+        c.send_ok(
+            &Publish::new(b"$SYS/broker/version", b"fake")
+                .qos(1)
+                .pkid(9)
+                .retain(true)
+                .v5()
+                .encode(),
+        );
         assert_eq!(c.expect_kind(kind::PUBACK, LONG).body[..3], [0, 9, 0x87]);
         // Other `$` topics are ordinary ones.
-        c.send_ok(&enc::publish_v5(b"$app/x", b"ok", 1, false, 10));
+        c.send_ok(&Publish::new(b"$app/x", b"ok").qos(1).pkid(10).v5().encode());
         assert_eq!(c.expect_kind(kind::PUBACK, LONG).body[..3], [0, 10, 0x10]);
     });
 }

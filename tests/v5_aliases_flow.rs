@@ -5,12 +5,13 @@ mod common;
 
 use std::collections::HashSet;
 
-fn outstanding_ids(v: &[common::v5::Pub5]) -> HashSet<u16> {
+fn outstanding_ids(v: &[common::dec::Pub5]) -> HashSet<u16> {
     v.iter().map(|m| m.pkid).collect()
 }
 
+use common::enc::{p, Connect, Props, Publish};
 use common::raw::{LONG, SHORT};
-use common::v5::{p, publish, Conn5, Props, V5};
+use common::v5::V5;
 use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 fn alias(a: u16) -> Props {
@@ -40,22 +41,22 @@ fn inbound_topic_alias_set_used_and_remapped() {
             "default Topic Alias Maximum"
         );
         assert_eq!(
-            pb.publish_with("al/in/a", b"1", 1, false, alias(1))
+            pb.publish_ack(Publish::new("al/in/a", b"1").qos(1).props(alias(1)))
                 .unwrap()
                 .code(),
             0
         );
         assert_eq!(
-            pb.publish_with("", b"2", 1, false, alias(1))
+            pb.publish_ack(Publish::new("", b"2").qos(1).props(alias(1)))
                 .unwrap()
                 .code(),
             0
         );
-        pb.publish_with("al/in/b", b"3", 0, false, alias(64));
-        pb.publish_with("", b"4", 1, false, alias(64));
-        pb.publish_with("al/in/c", b"5", 1, false, alias(1)); // re-map 1
-        pb.publish_with("", b"6", 1, false, alias(1));
-        pb.publish_with("", b"7", 2, false, alias(64));
+        pb.publish_ack(Publish::new("al/in/b", b"3").props(alias(64)));
+        pb.publish_ack(Publish::new("", b"4").qos(1).props(alias(64)));
+        pb.publish_ack(Publish::new("al/in/c", b"5").qos(1).props(alias(1))); // re-map 1
+        pb.publish_ack(Publish::new("", b"6").qos(1).props(alias(1)));
+        pb.publish_ack(Publish::new("", b"7").qos(2).props(alias(64)));
         let got = s.expect_pubs(7, LONG);
         let seen: Vec<(String, String)> = got.iter().map(|m| (m.topic.clone(), m.text())).collect();
         let want: Vec<(String, String)> = [
@@ -87,7 +88,7 @@ fn inbound_alias_zero_disconnects_0x94() {
     run_bounded(secs(30), || {
         let broker = Broker::start_sharded(&[]);
         let mut c = V5::connect(broker.port, "al-zero", true);
-        let _ = c.send(&publish("al/zero", b"x", 0, false, 0, &alias(0)));
+        let _ = c.send(&Publish::new("al/zero", b"x").props(alias(0)).encode());
         let (rc, _) = c.expect_disconnect(SHORT, "topic alias 0");
         assert_eq!(rc, 0x94, "Topic Alias invalid");
     });
@@ -101,11 +102,17 @@ fn inbound_alias_above_maximum_disconnects_0x94() {
         let mut c = V5::connect(broker.port, "al-max", true);
         assert_eq!(c.connack_num(p::TOPIC_ALIAS_MAXIMUM), Some(5));
         let rc = c
-            .publish_with("al/max", b"ok", 1, false, alias(5))
+            .publish_ack(Publish::new("al/max", b"ok").qos(1).props(alias(5)))
             .unwrap()
             .code();
         assert!(rc < 0x80, "alias 5 is allowed: PUBACK 0x{rc:02X}");
-        let _ = c.send(&publish("al/max", b"x", 1, false, 9, &alias(6)));
+        let _ = c.send(
+            &Publish::new("al/max", b"x")
+                .qos(1)
+                .pkid(9)
+                .props(alias(6))
+                .encode(),
+        );
         let (rc, _) = c.expect_disconnect(SHORT, "topic alias 6 > maximum 5");
         assert_eq!(rc, 0x94, "Topic Alias invalid");
     });
@@ -123,7 +130,7 @@ fn topic_alias_maximum_zero_omitted_and_any_alias_rejected() {
             "Topic Alias Maximum 0 is omitted: {:?}",
             c.connack_props
         );
-        let _ = c.send(&publish("al/none", b"x", 0, false, 0, &alias(1)));
+        let _ = c.send(&Publish::new("al/none", b"x").props(alias(1)).encode());
         let (rc, _) = c.expect_disconnect(SHORT, "alias with maximum 0");
         assert_eq!(rc, 0x94);
     });
@@ -135,8 +142,14 @@ fn inbound_unknown_alias_disconnects_0x82() {
     run_bounded(secs(30), || {
         let broker = Broker::start_sharded(&[]);
         let mut c = V5::connect(broker.port, "al-unknown", true);
-        c.publish_with("al/u", b"set-3", 0, false, alias(3));
-        let _ = c.send(&publish("", b"x", 1, false, 4, &alias(4)));
+        c.publish_ack(Publish::new("al/u", b"set-3").props(alias(3)));
+        let _ = c.send(
+            &Publish::new("", b"x")
+                .qos(1)
+                .pkid(4)
+                .props(alias(4))
+                .encode(),
+        );
         let (rc, _) = c.expect_disconnect(SHORT, "empty topic, unknown alias");
         assert_eq!(rc, 0x82, "protocol error");
     });
@@ -151,7 +164,7 @@ fn outbound_aliases_resolve_and_stay_within_client_maximum() {
         let broker = Broker::start_sharded(&[]);
         let mut s = V5::connect_with(
             broker.port,
-            Conn5::new(&client_id_on_shard("al-out-sub", 0, SHARDS))
+            Connect::v5(client_id_on_shard("al-out-sub", 0, SHARDS))
                 .props(Props::new().u16(p::TOPIC_ALIAS_MAXIMUM, 2)),
         );
         assert_eq!(s.alias_max, 2);
@@ -172,7 +185,7 @@ fn outbound_aliases_resolve_and_stay_within_client_maximum() {
         for i in 0..40 {
             let t = topics[(i * 7 / 3) % topics.len()];
             let payload = format!("{t}|{i}");
-            pb.publish(t, payload.as_bytes(), (i % 2) as u8, false);
+            pb.publish(Publish::new(t, payload.as_bytes()).qos((i % 2) as u8));
             want.push(payload);
         }
         let got = s.expect_pubs(40, LONG); // alias bounds and resolution checked on arrival
@@ -210,7 +223,7 @@ fn outbound_no_alias_without_client_maximum() {
             true,
         );
         for i in 0..20 {
-            pb.publish("al/no/same/topic", format!("{i}").as_bytes(), 1, false);
+            pb.publish(Publish::new("al/no/same/topic", format!("{i}").as_bytes()).qos(1));
         }
         let got = s.expect_pubs(20, LONG);
         for m in &got {
@@ -228,14 +241,14 @@ fn client_receive_maximum_limits_outstanding_qos1() {
         let broker = Broker::start_sharded(&[]);
         let mut s = V5::connect_with(
             broker.port,
-            Conn5::new(&client_id_on_shard("rm-sub", 0, SHARDS))
+            Connect::v5(client_id_on_shard("rm-sub", 0, SHARDS))
                 .props(Props::new().u16(p::RECEIVE_MAXIMUM, 3)),
         );
         s.auto_ack = false;
         s.sub_ok("rm/t", 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("rm-pub", 1, SHARDS), true);
         for i in 0..10 {
-            pb.publish("rm/t", format!("{i}").as_bytes(), 1, false);
+            pb.publish(Publish::new("rm/t", format!("{i}").as_bytes()).qos(1));
         }
         let mut outstanding = s.expect_pubs(3, LONG);
         let mut all = outstanding.clone();
@@ -243,7 +256,7 @@ fn client_receive_maximum_limits_outstanding_qos1() {
             assert!(
                 s.try_pub(millis(700)).is_none(),
                 "a 4th unacknowledged QoS 1 PUBLISH arrived (Receive Maximum 3); outstanding {:?}",
-                common::v5::texts(&outstanding)
+                common::dec::texts(&outstanding)
             );
             let done = outstanding.remove(0);
             s.puback(done.pkid);
@@ -254,7 +267,7 @@ fn client_receive_maximum_limits_outstanding_qos1() {
         for m in outstanding {
             s.puback(m.pkid);
         }
-        let texts: Vec<String> = common::v5::texts(&all);
+        let texts: Vec<String> = common::dec::texts(&all);
         let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
         assert_eq!(texts, want, "all messages, in order");
         let ids: HashSet<u16> = outstanding_ids(&all);
@@ -273,11 +286,11 @@ fn inbound_receive_maximum_exceeded_disconnects_0x93() {
         let mut c = V5::connect(broker.port, "rm-in", true);
         assert_eq!(c.connack_num(p::RECEIVE_MAXIMUM), Some(2));
         for id in 1..=2u16 {
-            c.send_ok(&publish("rm/in", b"q2", 2, false, id, &Props::new()));
-            let rec = common::v5::decode_ack(&c.expect_kind(common::raw::kind::PUBREC, LONG));
+            c.send_ok(&Publish::new("rm/in", b"q2").qos(2).pkid(id).v5().encode());
+            let rec = common::dec::decode_ack(&c.expect_kind(common::enc::kind::PUBREC, LONG));
             assert_eq!(rec.pkid, id);
         }
-        let _ = c.send(&publish("rm/in", b"q2", 2, false, 3, &Props::new()));
+        let _ = c.send(&Publish::new("rm/in", b"q2").qos(2).pkid(3).v5().encode());
         let (rc, _) = c.expect_disconnect(SHORT, "third QoS 2 awaiting PUBREL");
         assert_eq!(rc, 0x93, "Receive Maximum exceeded");
     });
@@ -291,7 +304,7 @@ fn client_maximum_packet_size_skips_large_messages() {
         let broker = Broker::start_sharded(&[]);
         let mut small = V5::connect_with(
             broker.port,
-            Conn5::new(&client_id_on_shard("mps-small", 0, SHARDS))
+            Connect::v5(client_id_on_shard("mps-small", 0, SHARDS))
                 .props(Props::new().u32(p::MAXIMUM_PACKET_SIZE, 256)),
         );
         small.sub_ok("mps/t", 1);
@@ -299,12 +312,12 @@ fn client_maximum_packet_size_skips_large_messages() {
         big.sub_ok("mps/t", 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("mps-pub", 1, SHARDS), true);
         let large = vec![b'L'; 2000];
-        pb.publish("mps/t", &large, 1, false);
-        pb.publish("mps/t", b"small-1", 1, false);
-        pb.publish("mps/t", &large, 0, false);
-        pb.publish("mps/t", b"small-2", 1, false);
+        pb.publish(Publish::new("mps/t", &large).qos(1));
+        pb.publish(Publish::new("mps/t", b"small-1").qos(1));
+        pb.publish(Publish::new("mps/t", &large));
+        pb.publish(Publish::new("mps/t", b"small-2").qos(1));
         let got = small.expect_pubs(2, LONG);
-        assert_eq!(common::v5::texts(&got), vec!["small-1", "small-2"]);
+        assert_eq!(common::dec::texts(&got), vec!["small-1", "small-2"]);
         for pk in &small.log {
             assert!(
                 pk.bytes().len() <= 256,

@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::raw::{kind, parse_connack_v5, PropValue, LONG, SHORT};
-use common::v5::{has_prop, p, packet_props, publish, sub_opts, texts, Conn5, Props, V5};
+use common::dec::{has_prop, packet_props, parse_connack_v5, texts, PropValue};
+use common::enc::{self, kind, p, sub_opts, Connect, Props, Publish};
+use common::raw::{LONG, SHORT};
+use common::v5::V5;
 use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// Response Topic, Correlation Data, Content Type, Payload Format Indicator and User Properties
@@ -31,7 +33,7 @@ fn request_response_properties_pass_through() {
             .user("a", "x")
             .user("k", "v2")
             .user("k", "v1");
-        requester.publish_with("rr/req", br#"{"q":1}"#, 1, false, props);
+        requester.publish_ack(Publish::new("rr/req", br#"{"q":1}"#).qos(1).props(props));
 
         let req = responder.expect_pub(LONG);
         assert_eq!(req.text(), r#"{"q":1}"#);
@@ -77,12 +79,10 @@ fn request_response_properties_pass_through() {
             Some(PropValue::Bin(b)) => b.clone(),
             _ => unreachable!(),
         };
-        responder.publish_with(
-            &topic,
-            b"answer",
-            1,
-            false,
-            Props::new().bin(p::CORRELATION_DATA, &corr),
+        responder.publish_ack(
+            Publish::new(&topic, b"answer")
+                .qos(1)
+                .props(Props::new().bin(p::CORRELATION_DATA, &corr)),
         );
         let resp = requester.expect_pub(LONG);
         assert_eq!(resp.text(), "answer");
@@ -101,27 +101,23 @@ fn invalid_utf8_payload_qos1_puback_0x99_not_delivered() {
         s.sub_ok("pfi/t", 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("pfi-p", 1, SHARDS), true);
         let a = pb
-            .publish_with(
-                "pfi/t",
-                &[b'o', 0xFF, 0xFE, b'k'],
-                1,
-                false,
-                Props::new().byte(p::PAYLOAD_FORMAT, 1),
+            .publish_ack(
+                Publish::new("pfi/t", [b'o', 0xFF, 0xFE, b'k'])
+                    .qos(1)
+                    .props(Props::new().byte(p::PAYLOAD_FORMAT, 1)),
             )
             .unwrap();
         assert_eq!(a.code(), 0x99, "Payload format invalid: {a:?}");
         // Valid UTF-8 with the indicator set, and binary without it, are fine.
         let a = pb
-            .publish_with(
-                "pfi/t",
-                "héllo".as_bytes(),
-                1,
-                false,
-                Props::new().byte(p::PAYLOAD_FORMAT, 1),
+            .publish_ack(
+                Publish::new("pfi/t", "héllo".as_bytes())
+                    .qos(1)
+                    .props(Props::new().byte(p::PAYLOAD_FORMAT, 1)),
             )
             .unwrap();
         assert_eq!(a.code(), 0x00);
-        pb.publish("pfi/t", &[0xFF, 0x00], 1, false);
+        pb.publish(Publish::new("pfi/t", [0xFF, 0x00]).qos(1));
         let got = s.expect_pubs(2, LONG);
         assert_eq!(
             got[0].text(),
@@ -139,14 +135,11 @@ fn invalid_utf8_payload_qos0_disconnects_0x99() {
     run_bounded(secs(30), || {
         let broker = Broker::start_sharded(&[]);
         let mut c = V5::connect(broker.port, "pfi-q0", true);
-        let _ = c.send(&publish(
-            "pfi/q0",
-            &[0xC3, 0x28],
-            0,
-            false,
-            0,
-            &Props::new().byte(p::PAYLOAD_FORMAT, 1),
-        ));
+        let _ = c.send(
+            &Publish::new("pfi/q0", [0xC3, 0x28])
+                .props(Props::new().byte(p::PAYLOAD_FORMAT, 1))
+                .encode(),
+        );
         let (rc, _) = c.expect_disconnect(SHORT, "QoS 0 invalid UTF-8 payload");
         assert_eq!(rc, 0x99);
     });
@@ -160,19 +153,19 @@ fn puback_no_matching_subscribers_across_shards() {
         let broker = Broker::start_sharded(&[]);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("nms-p", 0, SHARDS), true);
         assert_eq!(
-            pb.publish("nms/t", b"1", 1, false),
+            pb.publish(Publish::new("nms/t", b"1").qos(1)),
             0x10,
             "no subscriber anywhere"
         );
         let mut s = V5::connect(broker.port, &client_id_on_shard("nms-s", 1, SHARDS), true);
         s.sub_ok("nms/+", 1);
         assert_eq!(
-            pb.publish("nms/t", b"2", 1, false),
+            pb.publish(Publish::new("nms/t", b"2").qos(1)),
             0x00,
             "subscriber on the other shard"
         );
         assert_eq!(
-            pb.publish("nms/other/level", b"3", 1, false),
+            pb.publish(Publish::new("nms/other/level", b"3").qos(1)),
             0x10,
             "filter does not match"
         );
@@ -181,7 +174,7 @@ fn puback_no_matching_subscribers_across_shards() {
         // Route removal on the other shard is not synchronous with UNSUBACK (unlike route
         // addition with SUBACK), so allow it a bounded moment to turn back into 0x10.
         let deadline = std::time::Instant::now() + secs(10);
-        while pb.publish("nms/t", b"4", 1, false) != 0x10 {
+        while pb.publish(Publish::new("nms/t", b"4").qos(1)) != 0x10 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "still not 0x10 10 s after UNSUBACK"
@@ -191,7 +184,10 @@ fn puback_no_matching_subscribers_across_shards() {
         // The publisher's own shard too.
         let mut s0 = V5::connect(broker.port, &client_id_on_shard("nms-s0", 0, SHARDS), true);
         s0.sub_ok("nms/#", 0);
-        assert_eq!(pb.publish("nms/other/level", b"5", 1, false), 0x00);
+        assert_eq!(
+            pb.publish(Publish::new("nms/other/level", b"5").qos(1)),
+            0x00
+        );
     });
 }
 
@@ -244,7 +240,7 @@ fn subscription_identifiers_disabled_disconnects_0xa1() {
         assert_eq!(c.connack_num(p::SUB_ID_AVAILABLE), Some(0));
         c.sub_ok("sid/ok", 1);
         let id = c.pkid();
-        let _ = c.send(&common::v5::subscribe(
+        let _ = c.send(&enc::subscribe_v5(
             id,
             &Props::new().varint(p::SUBSCRIPTION_ID, 3),
             &[("sid/x", 1)],
@@ -261,8 +257,15 @@ fn retain_disabled_disconnects_0x9a() {
         let broker = Broker::start_sharded(&["--no-retain"]);
         let mut c = V5::connect(broker.port, "noretain", true);
         assert_eq!(c.connack_num(p::RETAIN_AVAILABLE), Some(0));
-        c.publish("nr/t", b"fine", 1, false);
-        let _ = c.send(&publish("nr/t", b"r", 1, true, 77, &Props::new()));
+        c.publish(Publish::new("nr/t", b"fine").qos(1));
+        let _ = c.send(
+            &Publish::new("nr/t", b"r")
+                .qos(1)
+                .pkid(77)
+                .retain(true)
+                .v5()
+                .encode(),
+        );
         let (rc, _) = c.expect_disconnect(SHORT, "retain not supported");
         assert_eq!(rc, 0x9A);
     });
@@ -277,10 +280,10 @@ fn max_qos_1_downgrades_subscribe_and_rejects_qos2_publish() {
         let mut c = V5::connect(broker.port, "maxqos1", true);
         assert_eq!(c.connack_num(p::MAXIMUM_QOS), Some(1));
         assert_eq!(c.subscribe("mq/t", sub_opts(2, false, false, 0)), 0x01);
-        c.publish("mq/t", b"q1", 1, false);
+        c.publish(Publish::new("mq/t", b"q1").qos(1));
         let m = c.expect_pub(LONG);
         assert_eq!((m.text().as_str(), m.qos), ("q1", 1));
-        let _ = c.send(&publish("mq/t", b"q2", 2, false, 9, &Props::new()));
+        let _ = c.send(&Publish::new("mq/t", b"q2").qos(2).pkid(9).v5().encode());
         let (rc, _) = c.expect_disconnect(SHORT, "QoS 2 with Maximum QoS 1");
         assert_eq!(rc, 0x9B);
     });
@@ -294,24 +297,22 @@ fn request_problem_information_zero_suppresses_reason_strings() {
         let broker = Broker::start_sharded(&["--no-wildcard-subscriptions"]);
         let mut c = V5::connect_with(
             broker.port,
-            Conn5::new("rpi0").props(Props::new().byte(p::REQUEST_PROBLEM_INFO, 0)),
+            Connect::v5("rpi0").props(Props::new().byte(p::REQUEST_PROBLEM_INFO, 0)),
         );
         let a = c.subscribe_with(Props::new(), &[("rpi/+", 1), ("rpi/t", 1)]);
         assert_eq!(a.codes, vec![0xA2, 0x01]);
         let a = c
-            .publish_with(
-                "rpi/t",
-                &[0xFF],
-                1,
-                false,
-                Props::new().byte(p::PAYLOAD_FORMAT, 1),
+            .publish_ack(
+                Publish::new("rpi/t", [0xFF])
+                    .qos(1)
+                    .props(Props::new().byte(p::PAYLOAD_FORMAT, 1)),
             )
             .unwrap();
         assert_eq!(a.code(), 0x99);
         assert_eq!(c.unsubscribe(&["rpi/none"]).codes, vec![0x11]);
-        assert_eq!(c.publish("rpi/nobody", b"x", 1, false), 0x10);
-        c.publish("rpi/nobody", b"x", 2, false); // PUBREC / PUBCOMP audited below
-        c.publish("rpi/t", b"echo", 2, false);
+        assert_eq!(c.publish(Publish::new("rpi/nobody", b"x").qos(1)), 0x10);
+        c.publish(Publish::new("rpi/nobody", b"x").qos(2)); // PUBREC / PUBCOMP audited below
+        c.publish(Publish::new("rpi/t", b"echo").qos(2));
         assert_eq!(c.expect_pub(LONG).text(), "echo");
         c.ping();
         assert!(c.log.len() >= 7, "{:?}", c.log);
@@ -337,16 +338,14 @@ fn error_acks_may_carry_reason_string() {
         let mut c = V5::connect(broker.port, "rs-ok", true);
         let a = c.subscribe_with(Props::new(), &[("rs/#", 1)]);
         assert_eq!(a.codes, vec![0xA2]);
-        if let Some(v) = common::v5::prop(&a.props, p::REASON_STRING) {
+        if let Some(v) = common::dec::prop(&a.props, p::REASON_STRING) {
             assert!(matches!(v, PropValue::Str(_)), "{v:?}");
         }
         let a = c
-            .publish_with(
-                "rs/t",
-                &[0xFF],
-                1,
-                false,
-                Props::new().byte(p::PAYLOAD_FORMAT, 1),
+            .publish_ack(
+                Publish::new("rs/t", [0xFF])
+                    .qos(1)
+                    .props(Props::new().byte(p::PAYLOAD_FORMAT, 1)),
             )
             .unwrap();
         assert_eq!(a.code(), 0x99);
@@ -359,7 +358,7 @@ fn error_acks_may_carry_reason_string() {
 fn auth_method_refused_connack_0x8c() {
     run_bounded(secs(30), || {
         let broker = Broker::start_sharded(&[]);
-        let c = Conn5::new("auth-m").props(
+        let c = Connect::v5("auth-m").props(
             Props::new()
                 .str(p::AUTH_METHOD, "SCRAM-SHA-256")
                 .bin(p::AUTH_DATA, b"client-first"),
@@ -379,10 +378,7 @@ fn unsolicited_auth_disconnects_0x82() {
     run_bounded(secs(30), || {
         let broker = Broker::start_sharded(&[]);
         let mut c = V5::connect(broker.port, "auth-u", true);
-        let _ = c.send(&common::v5::auth(
-            0x18,
-            &Props::new().str(p::AUTH_METHOD, "X"),
-        ));
+        let _ = c.send(&enc::auth(0x18, &Props::new().str(p::AUTH_METHOD, "X")));
         let (rc, _) = c.expect_disconnect(SHORT, "unsolicited AUTH");
         assert_eq!(rc, 0x82);
     });
@@ -397,12 +393,10 @@ fn publisher_properties_and_subscription_id_combined() {
         let mut s = V5::connect(broker.port, &client_id_on_shard("mix-s", 1, SHARDS), true);
         s.subscribe_with(Props::new().varint(p::SUBSCRIPTION_ID, 42), &[("mix/t", 2)]);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("mix-p", 0, SHARDS), true);
-        pb.publish_with(
-            "mix/t",
-            b"\x00\x01",
-            2,
-            false,
-            Props::new().str(p::CONTENT_TYPE, "bin").user("u", "1"),
+        pb.publish_ack(
+            Publish::new("mix/t", b"\x00\x01")
+                .qos(2)
+                .props(Props::new().str(p::CONTENT_TYPE, "bin").user("u", "1")),
         );
         let m = s.expect_pub(LONG);
         assert_eq!(texts(std::slice::from_ref(&m)), vec!["\u{0}\u{1}"]);

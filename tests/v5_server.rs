@@ -6,8 +6,10 @@ mod common;
 
 use std::time::Instant;
 
-use common::raw::{enc, kind, parse_connack_v5, RawClient, LONG, SHORT};
-use common::v5::{p, prop_num, prop_str, Conn5, Props, V5};
+use common::dec::{parse_connack_v5, prop_num, prop_str};
+use common::enc::{kind, p, Connect, Props, Publish};
+use common::raw::{RawClient, LONG, SHORT};
+use common::v5::V5;
 use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 /// Defaults: Maximum Packet Size 1048576, Topic Alias Maximum 64, Receive Maximum 1024; no
@@ -57,8 +59,8 @@ fn connack_properties_defaults() {
     });
 }
 
-fn prop_num_or_str(props: &[(u8, common::raw::PropValue)], id: u8) -> Option<String> {
-    common::v5::prop(props, id).map(|v| format!("{v:?}"))
+fn prop_num_or_str(props: &[(u8, common::dec::PropValue)], id: u8) -> Option<String> {
+    common::dec::prop(props, id).map(|v| format!("{v:?}"))
 }
 
 /// Every flag shows up in CONNACK.
@@ -137,7 +139,7 @@ fn response_information_only_when_requested() {
         let broker = Broker::start_sharded(&[]);
         let c = V5::connect_with(
             broker.port,
-            Conn5::new("rri-yes").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 1)),
+            Connect::v5("rri-yes").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 1)),
         );
         assert_eq!(
             prop_str(&c.connack_props, p::RESPONSE_INFO).as_deref(),
@@ -145,7 +147,7 @@ fn response_information_only_when_requested() {
         );
         let c = V5::connect_with(
             broker.port,
-            Conn5::new("rri-no").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 0)),
+            Connect::v5("rri-no").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 0)),
         );
         assert_eq!(prop_str(&c.connack_props, p::RESPONSE_INFO), None);
         let c = V5::connect(broker.port, "rri-absent", true);
@@ -160,21 +162,21 @@ fn response_information_only_when_requested() {
 fn max_keepalive_sets_server_keep_alive_and_is_enforced() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&["--max-keepalive", "2"]);
-        let mut a = V5::connect_with(broker.port, Conn5::new("ska-60").keepalive(60));
+        let mut a = V5::connect_with(broker.port, Connect::v5("ska-60").keepalive(60));
         assert_eq!(
             a.connack_num(p::SERVER_KEEP_ALIVE),
             Some(2),
             "{:?}",
             a.connack_props
         );
-        let mut z = V5::connect_with(broker.port, Conn5::new("ska-0").keepalive(0));
+        let mut z = V5::connect_with(broker.port, Connect::v5("ska-0").keepalive(0));
         assert_eq!(
             z.connack_num(p::SERVER_KEEP_ALIVE),
             Some(2),
             "{:?}",
             z.connack_props
         );
-        let one = V5::connect_with(broker.port, Conn5::new("ska-1").keepalive(1));
+        let one = V5::connect_with(broker.port, Connect::v5("ska-1").keepalive(1));
         if let Some(v) = one.connack_num(p::SERVER_KEEP_ALIVE) {
             assert_eq!(v, 1, "client asked for less than the maximum");
         }
@@ -196,8 +198,8 @@ fn max_keepalive_sets_server_keep_alive_and_is_enforced() {
 fn keepalive_timeout_disconnects_0x8d() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
-        let mut pinger = V5::connect_with(broker.port, Conn5::new("ka-ping").keepalive(1));
-        let mut silent = V5::connect_with(broker.port, Conn5::new("ka-silent").keepalive(1));
+        let mut pinger = V5::connect_with(broker.port, Connect::v5("ka-ping").keepalive(1));
+        let mut silent = V5::connect_with(broker.port, Connect::v5("ka-silent").keepalive(1));
         // The pinger pings every 300 ms for 4 s on its own thread while the silent one waits.
         let pinging = std::thread::spawn(move || {
             let until = Instant::now() + secs(4);
@@ -224,15 +226,15 @@ fn takeover_sends_0x8e_to_old_connection() {
         let broker = Broker::start_sharded(&[]);
         for i in 0..8 {
             let id = client_id_on_shard(&format!("to-{i}"), i % SHARDS, SHARDS);
-            let mut a = V5::connect_with(broker.port, Conn5::new(&id).expiry(60));
+            let mut a = V5::connect_with(broker.port, Connect::v5(&id).expiry(60));
             a.sub_ok(&format!("to/{i}"), 1);
-            let mut b = V5::connect_with(broker.port, Conn5::new(&id).clean(false).expiry(60));
+            let mut b = V5::connect_with(broker.port, Connect::v5(&id).clean(false).expiry(60));
             assert!(b.session_present, "{id}: session taken over");
             let (rc, _) =
                 a.expect_disconnect(SHORT, &format!("{id}: old connection after takeover"));
             assert_eq!(rc, 0x8E, "{id}: Session taken over");
             // The subscription moved with the session.
-            b.publish(&format!("to/{i}"), b"still-here", 1, false);
+            b.publish(Publish::new(format!("to/{i}"), b"still-here").qos(1));
             assert_eq!(b.expect_pub(LONG).text(), "still-here");
         }
     });
@@ -283,12 +285,11 @@ fn max_connections_quota_exceeded() {
         let broker = Broker::start(&["--shards", "1", "--max-connections", "2"]);
         let mut a = V5::connect(broker.port, "quota-a", true);
         let b = V5::connect(broker.port, "quota-b", true);
-        let (mut c, ack) = V5::try_connect(broker.port, &Conn5::new("quota-c"));
+        let (mut c, ack) = V5::try_connect(broker.port, &Connect::v5("quota-c"));
         let (sp, rc, _) = parse_connack_v5(&ack.expect("CONNACK for the third connection"));
         assert_eq!((sp, rc), (false, 0x97), "Quota exceeded");
         c.expect_closed(SHORT, "after CONNACK 0x97");
-        let (mut d, ack) =
-            RawClient::connect_raw(broker.port, &enc::connect_v311("quota-d", true, 60));
+        let (mut d, ack) = RawClient::connect_raw(broker.port, &Connect::v311("quota-d").encode());
         let ack = ack.expect("CONNACK for the 3.1.1 client");
         assert_eq!(
             ack.bytes(),
@@ -301,7 +302,7 @@ fn max_connections_quota_exceeded() {
         // The slot frees up (the close may take a moment to be noticed): retry for a while.
         let deadline = Instant::now() + secs(10);
         loop {
-            let (_conn, ack) = V5::try_connect(broker.port, &Conn5::new("quota-e"));
+            let (_conn, ack) = V5::try_connect(broker.port, &Connect::v5("quota-e"));
             let rc = parse_connack_v5(&ack.expect("CONNACK")).1;
             if rc == 0 {
                 break;

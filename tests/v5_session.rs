@@ -6,8 +6,10 @@ mod common;
 use std::thread;
 use std::time::Instant;
 
-use common::raw::{kind, LONG, SHORT};
-use common::v5::{p, texts, Conn5, Props, Will5, V5};
+use common::dec::texts;
+use common::enc::{self, kind, p, Connect, Props, Publish, Will};
+use common::raw::{LONG, SHORT};
+use common::v5::V5;
 use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// Session Expiry Interval 60: subscription and the QoS 1 / QoS 2 messages published while the
@@ -19,22 +21,17 @@ fn session_survives_disconnect_and_queued_messages_delivered() {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-keep", 1, SHARDS);
         let pid = client_id_on_shard("v5s-keep-pub", 0, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(60));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(60));
         assert!(!s.session_present, "fresh session");
         s.sub_ok("v5s/keep/#", 2);
         s.disconnect();
 
         let mut pb = V5::connect(broker.port, &pid, true);
         for (i, q) in [(1, 1u8), (2, 2), (3, 1)] {
-            pb.publish(
-                &format!("v5s/keep/{i}"),
-                format!("m{i}").as_bytes(),
-                q,
-                false,
-            );
+            pb.publish(Publish::new(format!("v5s/keep/{i}"), format!("m{i}").as_bytes()).qos(q));
         }
 
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).clean(false).expiry(60));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).clean(false).expiry(60));
         assert!(
             s.session_present,
             "session present after resume within the expiry interval"
@@ -47,7 +44,7 @@ fn session_survives_disconnect_and_queued_messages_delivered() {
         );
         assert_eq!(got.iter().map(|m| m.qos).collect::<Vec<_>>(), vec![1, 2, 1]);
         // The subscription is still live too.
-        pb.publish("v5s/keep/live", b"live", 1, false);
+        pb.publish(Publish::new("v5s/keep/live", b"live").qos(1));
         assert_eq!(s.expect_pub(LONG).text(), "live");
     });
 }
@@ -71,8 +68,8 @@ fn session_expiry_zero_ends_session_at_disconnect() {
         );
         s.sub_ok("v5s/zero/marker", 1);
         let mut pb = V5::connect(broker.port, &pid, true);
-        pb.publish("v5s/zero/old", b"old-subscription", 1, false);
-        pb.publish("v5s/zero/marker", b"marker", 1, false);
+        pb.publish(Publish::new("v5s/zero/old", b"old-subscription").qos(1));
+        pb.publish(Publish::new("v5s/zero/marker", b"marker").qos(1));
         let first = s.expect_pub(LONG);
         assert_eq!(
             first.text(),
@@ -90,11 +87,11 @@ fn session_expires_after_interval() {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-exp", 1, SHARDS);
         let pid = client_id_on_shard("v5s-exp-pub", 0, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(1));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(1));
         s.sub_ok("v5s/exp/t", 1);
         s.disconnect();
         let mut pb = V5::connect(broker.port, &pid, true);
-        pb.publish("v5s/exp/t", b"queued-while-away", 1, false);
+        pb.publish(Publish::new("v5s/exp/t", b"queued-while-away").qos(1));
 
         thread::sleep(secs(4)); // interval 1 s + generous margin
 
@@ -104,8 +101,8 @@ fn session_expires_after_interval() {
             "session must have expired after 1 s (waited 4 s)"
         );
         s.sub_ok("v5s/exp/marker", 1);
-        pb.publish("v5s/exp/t", b"after-expiry", 1, false);
-        pb.publish("v5s/exp/marker", b"marker", 1, false);
+        pb.publish(Publish::new("v5s/exp/t", b"after-expiry").qos(1));
+        pb.publish(Publish::new("v5s/exp/marker", b"marker").qos(1));
         let first = s.expect_pub(LONG);
         assert_eq!(
             first.text(),
@@ -122,13 +119,13 @@ fn session_expiry_max_never_expires() {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-never", 0, SHARDS);
         let pid = client_id_on_shard("v5s-never-pub", 1, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(u32::MAX));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(u32::MAX));
         s.sub_ok("v5s/never/t", 1);
         s.disconnect();
         let mut pb = V5::connect(broker.port, &pid, true);
-        pb.publish("v5s/never/t", b"kept", 1, false);
+        pb.publish(Publish::new("v5s/never/t", b"kept").qos(1));
         thread::sleep(secs(3));
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).clean(false).expiry(u32::MAX));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).clean(false).expiry(u32::MAX));
         assert!(s.session_present, "0xFFFFFFFF: session must not expire");
         assert_eq!(s.expect_pub(LONG).text(), "kept");
     });
@@ -141,10 +138,10 @@ fn disconnect_lowers_session_expiry_to_zero() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-dz", 1, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(60));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(60));
         s.sub_ok("v5s/dz/t", 1);
         s.disconnect_with(0x00, Props::new().u32(p::SESSION_EXPIRY, 0));
-        let s = V5::connect_with(broker.port, Conn5::new(&sid).clean(false).expiry(60));
+        let s = V5::connect_with(broker.port, Connect::v5(&sid).clean(false).expiry(60));
         assert!(
             !s.session_present,
             "DISCONNECT with Session Expiry 0 must end the session"
@@ -161,7 +158,7 @@ fn disconnect_raising_expiry_from_zero_is_protocol_error() {
         let sid = client_id_on_shard("v5s-dr", 0, SHARDS);
         let mut s = V5::connect(broker.port, &sid, true);
         s.sub_ok("v5s/dr/t", 1);
-        let _ = s.send(&common::v5::disconnect(
+        let _ = s.send(&enc::disconnect_v5(
             0x00,
             &Props::new().u32(p::SESSION_EXPIRY, 30),
         ));
@@ -180,17 +177,17 @@ fn clean_start_discards_existing_session() {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-cs", 1, SHARDS);
         let pid = client_id_on_shard("v5s-cs-pub", 0, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(300));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(300));
         s.sub_ok("v5s/cs/t", 1);
         s.disconnect();
         let mut pb = V5::connect(broker.port, &pid, true);
-        pb.publish("v5s/cs/t", b"queued", 1, false);
+        pb.publish(Publish::new("v5s/cs/t", b"queued").qos(1));
 
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).clean(true).expiry(300));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).clean(true).expiry(300));
         assert!(!s.session_present, "clean start: session present must be 0");
         s.sub_ok("v5s/cs/marker", 1);
-        pb.publish("v5s/cs/t", b"old-sub", 1, false);
-        pb.publish("v5s/cs/marker", b"marker", 1, false);
+        pb.publish(Publish::new("v5s/cs/t", b"old-sub").qos(1));
+        pb.publish(Publish::new("v5s/cs/marker", b"marker").qos(1));
         let first = s.expect_pub(LONG);
         assert_eq!(
             first.text(),
@@ -208,27 +205,23 @@ fn message_expiry_drops_expired_and_decrements_remaining() {
         let broker = Broker::start_sharded(&[]);
         let sid = client_id_on_shard("v5s-me", 0, SHARDS);
         let pid = client_id_on_shard("v5s-me-pub", 1, SHARDS);
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).expiry(300));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).expiry(300));
         s.sub_ok("v5s/me/t", 1);
         s.disconnect();
         let mut pb = V5::connect(broker.port, &pid, true);
-        pb.publish_with(
-            "v5s/me/t",
-            b"short-lived",
-            1,
-            false,
-            Props::new().u32(p::MESSAGE_EXPIRY, 1),
+        pb.publish_ack(
+            Publish::new("v5s/me/t", b"short-lived")
+                .qos(1)
+                .props(Props::new().u32(p::MESSAGE_EXPIRY, 1)),
         );
-        pb.publish_with(
-            "v5s/me/t",
-            b"long-lived",
-            1,
-            false,
-            Props::new().u32(p::MESSAGE_EXPIRY, 100),
+        pb.publish_ack(
+            Publish::new("v5s/me/t", b"long-lived")
+                .qos(1)
+                .props(Props::new().u32(p::MESSAGE_EXPIRY, 100)),
         );
         let sent = Instant::now();
         thread::sleep(secs(3));
-        let mut s = V5::connect_with(broker.port, Conn5::new(&sid).clean(false).expiry(300));
+        let mut s = V5::connect_with(broker.port, Connect::v5(&sid).clean(false).expiry(300));
         assert!(s.session_present);
         let first = s.expect_pub(LONG);
         assert_eq!(
@@ -259,14 +252,12 @@ fn message_expiry_on_live_delivery() {
             &client_id_on_shard("v5s-mel-p", 0, SHARDS),
             true,
         );
-        pb.publish_with(
-            "v5s/mel/t",
-            b"x",
-            1,
-            false,
-            Props::new().u32(p::MESSAGE_EXPIRY, 30),
+        pb.publish_ack(
+            Publish::new("v5s/mel/t", b"x")
+                .qos(1)
+                .props(Props::new().u32(p::MESSAGE_EXPIRY, 30)),
         );
-        pb.publish("v5s/mel/t", b"no-expiry", 1, false);
+        pb.publish(Publish::new("v5s/mel/t", b"no-expiry").qos(1));
         let m = s.expect_pub(LONG);
         let left = m
             .num(p::MESSAGE_EXPIRY)
@@ -281,14 +272,12 @@ fn message_expiry_on_live_delivery() {
     });
 }
 
-fn will_conn(id: &str, topic: &str, delay: u32, session_expiry: u32) -> Conn5 {
-    Conn5::new(id).expiry(session_expiry).will(Will5 {
-        topic: topic.to_string(),
-        payload: b"will-payload".to_vec(),
-        qos: 1,
-        retain: false,
-        props: Props::new().u32(p::WILL_DELAY, delay),
-    })
+fn will_conn(id: &str, topic: &str, delay: u32, session_expiry: u32) -> Connect {
+    Connect::v5(id).expiry(session_expiry).will(
+        Will::new(topic, b"will-payload")
+            .qos(1)
+            .props(Props::new().u32(p::WILL_DELAY, delay)),
+    )
 }
 
 /// Will Delay Interval 2 s (session expiry 60): after an abrupt close the will is published, but
@@ -342,10 +331,10 @@ fn will_not_published_when_client_reconnects_within_delay() {
         let c = V5::connect_with(broker.port, will_conn(&id, "v5s/wr/will", 4, 60));
         c.drop_connection();
         thread::sleep(common::millis(300));
-        let mut c = V5::connect_with(broker.port, Conn5::new(&id).clean(false).expiry(60));
+        let mut c = V5::connect_with(broker.port, Connect::v5(&id).clean(false).expiry(60));
         assert!(c.session_present, "session resumed within its expiry");
         thread::sleep(secs(6)); // past the 4 s delay
-        c.publish("v5s/wr/will", b"marker", 1, false);
+        c.publish(Publish::new("v5s/wr/will", b"marker").qos(1));
         let first = w.expect_pub(LONG);
         assert_eq!(
             first.text(),

@@ -7,8 +7,10 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::dec::{texts, Pub5};
+use common::enc::{Connect, Publish};
 use common::raw::LONG;
-use common::v5::{texts, Conn5, Pub5, V5};
+use common::v5::V5;
 use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 /// Reads all `clients` (round the table, short waits) until `done(received so far)` holds;
@@ -68,10 +70,7 @@ fn shared_group_exactly_once_across_shards_round_robin() {
         for i in 0..100 {
             assert_eq!(
                 pb.publish(
-                    &format!("sh/t/{}", i % 3),
-                    format!("m{i}").as_bytes(),
-                    1,
-                    false
+                    Publish::new(format!("sh/t/{}", i % 3), format!("m{i}").as_bytes()).qos(1)
                 ),
                 0
             );
@@ -133,7 +132,7 @@ fn shared_member_leaving_with_unacked_messages_hands_them_over() {
         good.sub_ok("$share/g/shl/t", 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("sh-lpub", 1, SHARDS), true);
         for i in 0..20 {
-            pb.publish("shl/t", format!("m{i}").as_bytes(), 1, false);
+            pb.publish(Publish::new("shl/t", format!("m{i}").as_bytes()).qos(1));
         }
         let got = collect(&mut [&mut lazy, &mut good], secs(30), |g| total(g) >= 20);
         assert!(
@@ -181,10 +180,8 @@ fn shared_policy_publisher_is_sticky_and_ordered() {
         for i in 0..30 {
             for (k, c) in clients.iter_mut().enumerate() {
                 c.publish(
-                    &format!("shp/{k}/{}", i % 4),
-                    format!("{k}:{i}").as_bytes(),
-                    1,
-                    false,
+                    Publish::new(format!("shp/{k}/{}", i % 4), format!("{k}:{i}").as_bytes())
+                        .qos(1),
                 );
             }
         }
@@ -217,11 +214,11 @@ fn retained_not_sent_on_shared_subscription() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("shr-p", 0, SHARDS), true);
-        pb.publish("shr/t", b"retained", 1, true);
+        pb.publish(Publish::new("shr/t", b"retained").qos(1).retain(true));
         common::v5::wait_retained_on_all_shards(broker.port, "shr/t", b"retained", SHARDS);
         let mut m = V5::connect(broker.port, &client_id_on_shard("shr-m", 1, SHARDS), true);
         m.sub_ok("$share/g/shr/t", 1);
-        pb.publish("shr/t", b"marker", 1, false);
+        pb.publish(Publish::new("shr/t", b"marker").qos(1));
         let first = m.expect_pub(LONG);
         assert_eq!(
             first.text(),
@@ -245,14 +242,14 @@ fn shared_member_session_resumes() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
         let id = client_id_on_shard("shs-m", 1, SHARDS);
-        let mut m = V5::connect_with(broker.port, Conn5::new(&id).expiry(60));
+        let mut m = V5::connect_with(broker.port, Connect::v5(&id).expiry(60));
         m.sub_ok("$share/g/shs/t", 1);
         m.disconnect();
-        let mut m = V5::connect_with(broker.port, Conn5::new(&id).clean(false).expiry(60));
+        let mut m = V5::connect_with(broker.port, Connect::v5(&id).clean(false).expiry(60));
         assert!(m.session_present);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("shs-p", 0, SHARDS), true);
         assert_eq!(
-            pb.publish("shs/t", b"x", 1, false),
+            pb.publish(Publish::new("shs/t", b"x").qos(1)),
             0,
             "group member exists"
         );

@@ -3,8 +3,10 @@
 
 mod common;
 
+use common::dec::texts;
+use common::enc::{p, sub_opts, Props, Publish};
 use common::raw::LONG;
-use common::v5::{p, sub_opts, texts, Props, V5};
+use common::v5::V5;
 use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// No Local: a client's own publishes are not sent back on that subscription; another
@@ -17,8 +19,8 @@ fn no_local_suppresses_own_publishes() {
         assert_eq!(a.subscribe("nl/t", sub_opts(1, true, false, 0)), 1);
         let mut b = V5::connect(broker.port, &client_id_on_shard("nl-b", 1, SHARDS), true);
         assert_eq!(b.subscribe("nl/t", sub_opts(1, false, false, 0)), 1);
-        a.publish("nl/t", b"from-a", 1, false);
-        b.publish("nl/t", b"from-b", 1, false);
+        a.publish(Publish::new("nl/t", b"from-a").qos(1));
+        b.publish(Publish::new("nl/t", b"from-b").qos(1));
         let first = a.expect_pub(LONG);
         assert_eq!(
             first.text(),
@@ -41,8 +43,8 @@ fn retain_as_published_keeps_flag_on_live_delivery() {
         let mut plain = V5::connect(broker.port, &client_id_on_shard("rap-0", 1, SHARDS), true);
         assert_eq!(plain.subscribe("rap/t", sub_opts(1, false, false, 0)), 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("rap-p", 1, SHARDS), true);
-        pb.publish("rap/t", b"retained-live", 1, true);
-        pb.publish("rap/t", b"not-retained", 1, false);
+        pb.publish(Publish::new("rap/t", b"retained-live").qos(1).retain(true));
+        pb.publish(Publish::new("rap/t", b"not-retained").qos(1));
         let got = rap.expect_pubs(2, LONG);
         assert_eq!(texts(&got), vec!["retained-live", "not-retained"]);
         assert!(
@@ -58,7 +60,7 @@ fn retain_as_published_keeps_flag_on_live_delivery() {
             got[0]
         );
         assert!(!got[1].retain);
-        pb.publish("rap/t", b"", 1, true); // clear
+        pb.publish(Publish::new("rap/t", b"").qos(1).retain(true)); // clear
     });
 }
 
@@ -66,7 +68,7 @@ fn retain_as_published_keeps_flag_on_live_delivery() {
 /// marker; returns the payloads that arrived up to and including it.
 fn sub_then_marker(c: &mut V5, pb: &mut V5, topic: &str, opts: u8, marker: &str) -> Vec<String> {
     assert_eq!(c.subscribe(topic, opts), 1, "SUBACK for {topic}");
-    pb.publish(topic, marker.as_bytes(), 1, false);
+    pb.publish(Publish::new(topic, marker.as_bytes()).qos(1));
     texts(&c.pubs_until(marker, LONG))
 }
 
@@ -77,7 +79,7 @@ fn retain_handling_0_1_2() {
     run_bounded(secs(60), || {
         let broker = Broker::start_sharded(&[]);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("rh-p", 0, SHARDS), true);
-        pb.publish("rh/t", b"R", 1, true);
+        pb.publish(Publish::new("rh/t", b"R").qos(1).retain(true));
         common::v5::wait_retained_on_all_shards(broker.port, "rh/t", b"R", SHARDS);
 
         let mut c0 = V5::connect(broker.port, &client_id_on_shard("rh-0", 1, SHARDS), true);
@@ -178,9 +180,9 @@ fn subscription_identifier_carried_on_matching_publishes() {
         assert_eq!(ack.codes, vec![0]);
         s.sub_ok("sid/plain", 1);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("sid-p", 1, SHARDS), true);
-        pb.publish("sid/a/b", b"a", 1, false);
-        pb.publish("sid/big", b"big", 0, false);
-        pb.publish("sid/plain", b"plain", 1, false);
+        pb.publish(Publish::new("sid/a/b", b"a").qos(1));
+        pb.publish(Publish::new("sid/big", b"big"));
+        pb.publish(Publish::new("sid/plain", b"plain").qos(1));
         let got = s.expect_pubs(3, LONG);
         let seen: Vec<(String, Vec<usize>)> = got.iter().map(|m| (m.text(), m.sub_ids())).collect();
         assert_eq!(
@@ -215,8 +217,8 @@ fn overlapping_subscriptions_one_publish_with_both_ids() {
             vec![1]
         );
         let mut pb = V5::connect(broker.port, &client_id_on_shard("sid-op", 0, SHARDS), true);
-        pb.publish("sido/a/x", b"both", 1, false);
-        pb.publish("sido/marker", b"marker", 1, false);
+        pb.publish(Publish::new("sido/a/x", b"both").qos(1));
+        pb.publish(Publish::new("sido/marker", b"marker").qos(1));
         let got = s.pubs_until("marker", LONG);
         assert_eq!(
             texts(&got),
@@ -237,7 +239,7 @@ fn resubscribe_replaces_subscription_identifier() {
         s.subscribe_with(Props::new().varint(p::SUBSCRIPTION_ID, 5), &[("sidr/t", 1)]);
         s.subscribe_with(Props::new().varint(p::SUBSCRIPTION_ID, 6), &[("sidr/t", 1)]);
         let mut pb = V5::connect(broker.port, &client_id_on_shard("sid-rp", 1, SHARDS), true);
-        pb.publish("sidr/t", b"x", 1, false);
+        pb.publish(Publish::new("sidr/t", b"x").qos(1));
         let m = s.expect_pub(LONG);
         assert_eq!(m.sub_ids(), vec![6]);
     });

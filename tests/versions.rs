@@ -5,7 +5,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::raw::{enc, kind, RawClient, RawPublish, LONG};
+use common::dec::RawPublish;
+use common::enc::{self, kind, Connect, Props, Publish};
+use common::raw::{RawClient, LONG};
 use common::{run_bounded, secs, Broker};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,14 +19,9 @@ enum Version {
 
 fn connect(port: u16, v: Version, id: &str) -> RawClient {
     let bytes = match v {
-        Version::V31 => enc::connect(&enc::Connect {
-            protocol_name: b"MQIsdp",
-            level: 3,
-            client_id: id.as_bytes(),
-            ..Default::default()
-        }),
-        Version::V311 => enc::connect_v311(id, true, 60),
-        Version::V5 => enc::connect_v5(id, true, 60),
+        Version::V31 => Connect::v31(id).encode(),
+        Version::V311 => Connect::v311(id).encode(),
+        Version::V5 => Connect::v5(id).encode(),
     };
     let (c, ack) = RawClient::connect_raw(port, &bytes);
     let ack = ack.unwrap_or_else(|e| panic!("{v:?}: no CONNACK: {e:?}"));
@@ -35,7 +32,7 @@ fn connect(port: u16, v: Version, id: &str) -> RawClient {
 
 fn subscribe(c: &mut RawClient, v: Version, topic: &str) {
     let bytes = match v {
-        Version::V5 => enc::subscribe_v5(1, &[(topic, 1)]),
+        Version::V5 => enc::subscribe_v5(1, &Props::new(), &[(topic, 1)]),
         _ => enc::subscribe(1, &[(topic, 1)]),
     };
     c.send_ok(&bytes);
@@ -51,8 +48,15 @@ fn subscribe(c: &mut RawClient, v: Version, topic: &str) {
 
 fn publish(c: &mut RawClient, v: Version, topic: &str, payload: &str, pkid: u16) {
     let bytes = match v {
-        Version::V5 => enc::publish_v5(topic.as_bytes(), payload.as_bytes(), 1, false, pkid),
-        _ => enc::publish(topic.as_bytes(), payload.as_bytes(), 1, false, false, pkid),
+        Version::V5 => Publish::new(topic.as_bytes(), payload.as_bytes())
+            .qos(1)
+            .pkid(pkid)
+            .v5()
+            .encode(),
+        _ => Publish::new(topic.as_bytes(), payload.as_bytes())
+            .qos(1)
+            .pkid(pkid)
+            .encode(),
     };
     c.send_ok(&bytes);
     let ack = c.expect_where(LONG, "PUBACK", |p| p.kind() == kind::PUBACK);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{load_json, num, Broker};
+use common::{load_json, num, start_broker, Broker};
 
 fn run(b: &Broker, mode: &str, extra: &[&str]) -> String {
     let pid = b.pid().to_string();
@@ -34,7 +34,7 @@ fn assert_pair_served(j: &str) {
 
 #[test]
 fn slowsub_keeps_the_healthy_subscriber_served() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = run(&b, "slowsub", &["--qos", "1", "--rate", "2000"]);
     assert_pair_served(&j);
     assert_eq!(num(&j, "fault_connections"), 1.0, "{j}");
@@ -42,7 +42,7 @@ fn slowsub_keeps_the_healthy_subscriber_served() {
 
 #[test]
 fn storm_connects_and_leaves_many_times() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = run(&b, "storm", &["--clients", "4", "--rate", "1000"]);
     assert_pair_served(&j);
     assert!(num(&j, "fault_connections") > 10.0, "{j}");
@@ -50,7 +50,7 @@ fn storm_connects_and_leaves_many_times() {
 
 #[test]
 fn garbage_clients_are_closed_and_the_pair_is_untouched() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = run(&b, "garbage", &["--clients", "4", "--rate", "1000"]);
     assert_pair_served(&j);
     assert!(num(&j, "fault_closed_by_broker") > 0.0, "{j}");

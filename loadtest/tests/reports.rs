@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{load, load_json, num, Broker};
+use common::{load, load_json, num, start_broker};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ringmq-load-test-{}", std::process::id()));
@@ -38,7 +38,7 @@ fn parse_hdr(text: &str) -> Vec<(f64, f64, u64)> {
 
 #[test]
 fn hdr_and_plot_files() {
-    let b = Broker::start();
+    let b = start_broker();
     let (hdr, svg) = (tmp("run.hdr"), tmp("run.svg"));
     let j = load_json(
         b.port,
@@ -102,7 +102,7 @@ fn hdr_and_plot_files() {
 
 #[test]
 fn text_summary_and_progress() {
-    let b = Broker::start();
+    let b = start_broker();
     let out = load(b.port, &["fanin", "--pairs", "1", "--duration", "2"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

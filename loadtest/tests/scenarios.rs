@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{load_json, num, Broker};
+use common::{load_json, num, start_broker};
 
 /// Sent, received and lost of a QoS 1 run where every group must get every message once.
 fn assert_lossless(json: &str, copies: f64) {
@@ -20,7 +20,7 @@ fn assert_lossless(json: &str, copies: f64) {
 
 #[test]
 fn fanin_qos1_loses_nothing() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &["fanin", "--pairs", "2", "--qos", "1", "--duration", "1"],
@@ -35,7 +35,7 @@ fn fanin_qos1_loses_nothing() {
 
 #[test]
 fn fanin_qos0_counts_add_up() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(b.port, &["fanin", "--pairs", "2", "--duration", "1"]);
     let (sent, distinct) = (num(&j, "sent"), num(&j, "distinct"));
     assert!(sent > 0.0 && distinct <= sent, "{j}");
@@ -45,7 +45,7 @@ fn fanin_qos0_counts_add_up() {
 
 #[test]
 fn fanout_qos1_every_subscriber_gets_everything() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &[
@@ -65,7 +65,7 @@ fn fanout_qos1_every_subscriber_gets_everything() {
 
 #[test]
 fn funnel_qos1_one_subscriber_gets_all_publishers() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &[
@@ -83,7 +83,7 @@ fn funnel_qos1_one_subscriber_gets_all_publishers() {
 
 #[test]
 fn mqtt5_persistent_sessions_work() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &[
@@ -104,7 +104,7 @@ fn mqtt5_persistent_sessions_work() {
 
 #[test]
 fn shared_group_gets_each_message_once() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &[
@@ -127,7 +127,7 @@ fn shared_group_gets_each_message_once() {
 
 #[test]
 fn paced_rate_and_count_are_kept() {
-    let b = Broker::start();
+    let b = start_broker();
     // 2 publishers x 1000 msgs/s for up to 3 s, but at most 600 each.
     let j = load_json(
         b.port,
@@ -154,7 +154,7 @@ fn paced_rate_and_count_are_kept() {
 
 #[test]
 fn separate_pub_and_sub_processes() {
-    let b = Broker::start();
+    let b = start_broker();
     let port = b.port.to_string();
     let sub = std::process::Command::new(common::LOAD)
         .args([
@@ -202,7 +202,7 @@ fn separate_pub_and_sub_processes() {
 
 #[test]
 fn conn_opens_and_holds_connections() {
-    let b = Broker::start();
+    let b = start_broker();
     let j = load_json(
         b.port,
         &[

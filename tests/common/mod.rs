@@ -1,6 +1,8 @@
-//! Shared harness for the end-to-end tests: the real `ringmq` binary on a free loopback port,
-//! rumqttc clients whose event loops run in tokio tasks, and a raw-TCP client (`raw`) for
-//! protocol-level tests with hand-written bytes.
+//! Shared harness for the end-to-end tests: the real `ringmq` binary on a free loopback port
+//! (`Broker`, over `ringmq_test_support`, which the load harness's tests share), rumqttc clients
+//! whose event loops run in tokio tasks, and raw-TCP clients for protocol-level tests with
+//! hand-written bytes: `enc` builds packets, `dec` reads them, `raw::RawClient` /
+//! `raw::RawSession` speak 3.x and `v5::V5` speaks 5.0.
 //!
 //! Rules every test follows:
 //! - everything is bounded: async tests run inside `bounded(..)`, blocking ones inside
@@ -8,22 +10,22 @@
 //! - no sleep decides pass or fail: "X did not happen" is checked with a marker message sent
 //!   after X would have happened, on the same topic, which must be the first thing to arrive;
 //! - the broker child is killed when its `Broker` is dropped (and, as a backstop, when the
-//!   thread that started it exits: PR_SET_PDEATHSIG).
+//!   thread that started it exits: PR_SET_PDEATHSIG; see `ringmq_test_support`).
 //!
 //! Set `RINGMQ_TEST_ECHO=1` to see the broker's stderr live, `RINGMQ_TEST_BIN=path` to test
 //! another build of the broker.
 
 #![allow(dead_code)]
 
+pub mod dec;
+pub mod enc;
 pub mod raw;
 pub mod v5;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,8 @@ use rumqttc::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::task::JoinHandle;
 
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+#[allow(unused_imports)]
+pub use ringmq_test_support::READY_TIMEOUT;
 /// The shard count the cross-shard tests use (the test machine has 2 cores).
 pub const SHARDS: usize = 2;
 
@@ -47,40 +50,36 @@ pub fn millis(n: u64) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The broker process.
+// The broker process (started and reaped by `ringmq_test_support`).
 // ---------------------------------------------------------------------------------------------
 
-pub struct Broker {
-    pub port: u16,
-    pub args: Vec<String>,
-    child: Mutex<Child>,
-    log: Arc<Mutex<VecDeque<String>>>,
+#[allow(unused_imports)]
+pub use ringmq_test_support::free_port;
+
+/// The broker under test: `RINGMQ_TEST_BIN` (to run the suite against another build, e.g. an
+/// older one, to see a test fail without its fix), else the one cargo built for these tests.
+pub fn broker_bin() -> PathBuf {
+    std::env::var_os("RINGMQ_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringmq")))
 }
 
-/// A port that was free a moment ago (bind :0, read it, drop the listener).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
+/// A running `ringmq` (see `ringmq_test_support::Broker`, which it derefs to: `port`, `pid()`,
+/// `signal()`, `wait_exit()`, `assert_alive()`, `log_tail()`, `rss_bytes()` ...).
+pub struct Broker(ringmq_test_support::Broker);
 
-const LOG_LINES: usize = 400;
+impl std::ops::Deref for Broker {
+    type Target = ringmq_test_support::Broker;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 impl Broker {
     /// Starts `ringmq --bind 127.0.0.1 --port <free> <extra...>` and waits (at most
-    /// `READY_TIMEOUT`) for `ringmq ready` on its stderr. Retries on a fresh port if the broker
-    /// exits before it is ready (the free port may have been taken in between).
+    /// `READY_TIMEOUT`) for `ringmq ready` on its stderr; retries on a fresh port.
     pub fn start(extra: &[&str]) -> Broker {
-        let mut errors = Vec::new();
-        for _ in 0..3 {
-            match Self::try_start(free_port(), extra) {
-                Ok(b) => return b,
-                Err(e) => errors.push(e),
-            }
-        }
-        panic!(
-            "ringmq did not start (3 tries):\n{}",
-            errors.join("\n-----\n")
-        );
+        Broker(ringmq_test_support::Broker::start(&broker_bin(), extra))
     }
 
     /// `--shards 2` plus `extra`.
@@ -92,136 +91,7 @@ impl Broker {
 
     /// Starts the broker on `port` exactly (no retry on another port).
     pub fn start_on(port: u16, extra: &[&str]) -> Result<Broker, String> {
-        Self::try_start(port, extra)
-    }
-
-    fn try_start(port: u16, extra: &[&str]) -> Result<Broker, String> {
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-
-        // RINGMQ_TEST_BIN runs the suite against another build (an older one, to see a test
-        // fail without its fix).
-        let bin = std::env::var("RINGMQ_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringmq").to_string());
-        let mut cmd = Command::new(bin);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        set_parent_death_signal(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| format!("spawn ringmq: {e}"))?;
-
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (ready_tx, ready_rx) = std_mpsc::channel::<()>();
-        {
-            let log = log.clone();
-            let echo = std::env::var_os("RINGMQ_TEST_ECHO").is_some();
-            // Drains stderr for the broker's whole life so the pipe never fills.
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut ready_tx = Some(ready_tx);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let s = String::from_utf8_lossy(&line).trim_end().to_string();
-                    if echo {
-                        eprintln!("[ringmq:{port}] {s}");
-                    }
-                    if s.contains("ringmq ready") {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    let mut log = log.lock().unwrap();
-                    if log.len() == LOG_LINES {
-                        log.pop_front();
-                    }
-                    log.push_back(s);
-                }
-            });
-        }
-
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match ready_rx.recv_timeout(millis(50)) {
-                Ok(()) => break,
-                Err(_) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        // Give the stderr thread a moment to collect the last lines.
-                        thread::sleep(millis(100));
-                        return Err(format!(
-                            "ringmq {args:?} exited with {status} before it was ready; stderr:\n{}",
-                            tail(&log)
-                        ));
-                    }
-                    if Instant::now() >= deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!(
-                            "ringmq {args:?} printed no `ringmq ready` within {READY_TIMEOUT:?}; stderr:\n{}",
-                            tail(&log)
-                        );
-                    }
-                }
-            }
-        }
-        Ok(Broker {
-            port,
-            args,
-            child: Mutex::new(child),
-            log,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap().id()
-    }
-
-    /// The last lines the broker wrote to stderr.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log)
-    }
-
-    /// Panics if the broker process has exited.
-    pub fn assert_alive(&self) {
-        let status = self.child.lock().unwrap().try_wait().expect("try_wait");
-        if let Some(status) = status {
-            panic!("ringmq exited ({status}); stderr:\n{}", self.log_tail());
-        }
-    }
-
-    /// Sends `signal` (e.g. "TERM") to the broker with kill(1).
-    pub fn signal(&self, signal: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -{signal} {} failed: {st}", self.pid());
-    }
-
-    /// Waits at most `timeout` for the broker to exit; its exit status, or None if still running.
-    pub fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.lock().unwrap().try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(millis(20));
-        }
+        ringmq_test_support::Broker::start_on(&broker_bin(), port, extra).map(Broker)
     }
 
     /// Waits (at most `timeout`) for the `$SYS` figure `topic` (the broker must run with
@@ -234,7 +104,7 @@ impl Broker {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let p = match watcher.read_packet(left) {
-                Ok(p) if p.kind() == raw::kind::PUBLISH => p.publish(),
+                Ok(p) if p.kind() == enc::kind::PUBLISH => p.publish(),
                 Ok(_) => continue,
                 Err(e) => panic!("{topic}: last figure {last:?}, then {e:?}"),
             };
@@ -247,57 +117,6 @@ impl Broker {
             }
             last = Some(n);
         }
-    }
-
-    /// Resident set size of the broker process, from /proc.
-    pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    }
-}
-
-fn tail(log: &Arc<Mutex<VecDeque<String>>>) -> String {
-    let log = log.lock().unwrap();
-    let v: Vec<&str> = log.iter().map(|s| s.as_str()).collect();
-    v.join("\n")
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let exited = child.try_wait().ok().flatten();
-        let _ = child.kill();
-        let _ = child.wait();
-        if thread::panicking() || exited.is_some() {
-            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-            let v: Vec<&str> = log.iter().map(|s| s.as_str()).collect();
-            eprintln!(
-                "---- ringmq {:?} (exited on its own: {:?}), last stderr lines ----\n{}",
-                self.args,
-                exited,
-                v.join("\n")
-            );
-        }
-    }
-}
-
-/// Asks Linux to SIGKILL the broker when the thread that spawned it dies, so a test that
-/// panics or times out never leaves a broker behind. (No libc dependency: prctl declared here.)
-fn set_parent_death_signal(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    extern "C" {
-        fn prctl(option: i32, ...) -> i32;
-    }
-    const PR_SET_PDEATHSIG: i32 = 1;
-    const SIGKILL: u64 = 9;
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            Ok(())
-        });
     }
 }
 

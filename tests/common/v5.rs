@@ -1,7 +1,6 @@
-//! MQTT 5.0 over raw TCP for the `tests/v5_*.rs` suites: property builders, encoders for every
-//! packet a v5 client sends (with properties), decoders for what the broker sends back, and
-//! `V5`, a blocking client that resolves the broker's outbound topic aliases, acks on demand and
-//! keeps every packet it received for later audits. Independent of `ringmq::protocol`.
+//! The MQTT 5.0 raw client for the `tests/v5_*.rs` suites: `V5`, a blocking client on a
+//! `RawClient` that resolves the broker's outbound topic aliases, acks on demand and keeps every
+//! packet it received for later audits. Packets are built with `enc` and read with `dec`.
 //!
 //! Every read has a deadline (as in `raw`), so nothing here can hang.
 
@@ -9,451 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::raw::{
-    decode_varint, enc, kind, parse_connack_v5, parse_properties, PropValue, RawClient, RawPacket,
-    ReadErr, LONG, SHORT,
+use super::dec::{
+    decode_ack, decode_disconnect, decode_publish, decode_suback, parse_connack_v5, prop_num,
+    texts, Ack5, PropValue, Pub5, RawPacket,
 };
-
-/// MQTT 5 property identifiers (MQTT 5.0, 2.2.2.2).
-pub mod p {
-    pub const PAYLOAD_FORMAT: u8 = 0x01;
-    pub const MESSAGE_EXPIRY: u8 = 0x02;
-    pub const CONTENT_TYPE: u8 = 0x03;
-    pub const RESPONSE_TOPIC: u8 = 0x08;
-    pub const CORRELATION_DATA: u8 = 0x09;
-    pub const SUBSCRIPTION_ID: u8 = 0x0B;
-    pub const SESSION_EXPIRY: u8 = 0x11;
-    pub const ASSIGNED_CLIENT_ID: u8 = 0x12;
-    pub const SERVER_KEEP_ALIVE: u8 = 0x13;
-    pub const AUTH_METHOD: u8 = 0x15;
-    pub const AUTH_DATA: u8 = 0x16;
-    pub const REQUEST_PROBLEM_INFO: u8 = 0x17;
-    pub const WILL_DELAY: u8 = 0x18;
-    pub const REQUEST_RESPONSE_INFO: u8 = 0x19;
-    pub const RESPONSE_INFO: u8 = 0x1A;
-    pub const SERVER_REFERENCE: u8 = 0x1C;
-    pub const REASON_STRING: u8 = 0x1F;
-    pub const RECEIVE_MAXIMUM: u8 = 0x21;
-    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
-    pub const TOPIC_ALIAS: u8 = 0x23;
-    pub const MAXIMUM_QOS: u8 = 0x24;
-    pub const RETAIN_AVAILABLE: u8 = 0x25;
-    pub const USER_PROPERTY: u8 = 0x26;
-    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
-    pub const WILDCARD_SUB_AVAILABLE: u8 = 0x28;
-    pub const SUB_ID_AVAILABLE: u8 = 0x29;
-    pub const SHARED_SUB_AVAILABLE: u8 = 0x2A;
-}
-
-/// An encoded property list (without its length prefix), built by chaining.
-#[derive(Clone, Debug, Default)]
-pub struct Props(pub Vec<u8>);
-
-impl Props {
-    pub fn new() -> Props {
-        Props::default()
-    }
-    pub fn byte(mut self, id: u8, v: u8) -> Props {
-        self.0.extend([id, v]);
-        self
-    }
-    pub fn u16(mut self, id: u8, v: u16) -> Props {
-        self.0.push(id);
-        self.0.extend(v.to_be_bytes());
-        self
-    }
-    pub fn u32(mut self, id: u8, v: u32) -> Props {
-        self.0.push(id);
-        self.0.extend(v.to_be_bytes());
-        self
-    }
-    pub fn varint(mut self, id: u8, v: usize) -> Props {
-        self.0.push(id);
-        self.0.extend(enc::remaining_length(v));
-        self
-    }
-    pub fn str(mut self, id: u8, s: &str) -> Props {
-        self.0.push(id);
-        self.0.extend(enc::string(s.as_bytes()));
-        self
-    }
-    pub fn bin(mut self, id: u8, b: &[u8]) -> Props {
-        self.0.push(id);
-        self.0.extend(enc::string(b));
-        self
-    }
-    pub fn user(mut self, k: &str, v: &str) -> Props {
-        self.0.push(p::USER_PROPERTY);
-        self.0.extend(enc::string(k.as_bytes()));
-        self.0.extend(enc::string(v.as_bytes()));
-        self
-    }
-    /// Length prefix + properties, as they go into a packet.
-    pub fn block(&self) -> Vec<u8> {
-        let mut out = enc::remaining_length(self.0.len());
-        out.extend_from_slice(&self.0);
-        out
-    }
-    pub fn parsed(&self) -> Vec<(u8, PropValue)> {
-        parse_properties(&self.0)
-    }
-}
-
-/// The first property `id` of a parsed list.
-pub fn prop(props: &[(u8, PropValue)], id: u8) -> Option<&PropValue> {
-    props.iter().find(|(i, _)| *i == id).map(|(_, v)| v)
-}
-
-pub fn has_prop(props: &[(u8, PropValue)], id: u8) -> bool {
-    prop(props, id).is_some()
-}
-
-/// The numeric value of property `id` (byte, u16, u32 or varint), if present.
-pub fn prop_num(props: &[(u8, PropValue)], id: u8) -> Option<u64> {
-    prop(props, id).map(|v| match v {
-        PropValue::Byte(b) => *b as u64,
-        PropValue::U16(n) => *n as u64,
-        PropValue::U32(n) => *n as u64,
-        PropValue::Varint(n) => *n as u64,
-        other => panic!("property 0x{id:02X} is not numeric: {other:?}"),
-    })
-}
-
-pub fn prop_str(props: &[(u8, PropValue)], id: u8) -> Option<String> {
-    prop(props, id).map(|v| match v {
-        PropValue::Str(s) => s.clone(),
-        other => panic!("property 0x{id:02X} is not a string: {other:?}"),
-    })
-}
-
-pub fn user_props(props: &[(u8, PropValue)]) -> Vec<(String, String)> {
-    props
-        .iter()
-        .filter_map(|(_, v)| match v {
-            PropValue::Pair(k, v) => Some((k.clone(), v.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Encoding.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-pub struct Will5 {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub qos: u8,
-    pub retain: bool,
-    pub props: Props,
-}
-
-#[derive(Clone, Debug)]
-pub struct Conn5 {
-    pub client_id: String,
-    pub clean_start: bool,
-    pub keepalive: u16,
-    pub props: Props,
-    pub will: Option<Will5>,
-    pub username: Option<String>,
-    pub password: Option<Vec<u8>>,
-}
-
-impl Conn5 {
-    /// Clean start, keep alive 60, no properties.
-    pub fn new(client_id: &str) -> Conn5 {
-        Conn5 {
-            client_id: client_id.to_string(),
-            clean_start: true,
-            keepalive: 60,
-            props: Props::new(),
-            will: None,
-            username: None,
-            password: None,
-        }
-    }
-    pub fn clean(mut self, clean_start: bool) -> Conn5 {
-        self.clean_start = clean_start;
-        self
-    }
-    pub fn keepalive(mut self, k: u16) -> Conn5 {
-        self.keepalive = k;
-        self
-    }
-    pub fn props(mut self, props: Props) -> Conn5 {
-        self.props = props;
-        self
-    }
-    /// Adds Session Expiry Interval.
-    pub fn expiry(mut self, secs: u32) -> Conn5 {
-        self.props = self.props.u32(p::SESSION_EXPIRY, secs);
-        self
-    }
-    pub fn will(mut self, w: Will5) -> Conn5 {
-        self.will = Some(w);
-        self
-    }
-}
-
-pub fn connect(c: &Conn5) -> Vec<u8> {
-    let mut flags = 0u8;
-    if c.clean_start {
-        flags |= 0x02;
-    }
-    if let Some(w) = &c.will {
-        flags |= 0x04 | ((w.qos & 3) << 3);
-        if w.retain {
-            flags |= 0x20;
-        }
-    }
-    if c.password.is_some() {
-        flags |= 0x40;
-    }
-    if c.username.is_some() {
-        flags |= 0x80;
-    }
-    let mut body = enc::string(b"MQTT");
-    body.push(5);
-    body.push(flags);
-    body.extend(c.keepalive.to_be_bytes());
-    body.extend(c.props.block());
-    body.extend(enc::string(c.client_id.as_bytes()));
-    if let Some(w) = &c.will {
-        body.extend(w.props.block());
-        body.extend(enc::string(w.topic.as_bytes()));
-        body.extend(enc::string(&w.payload));
-    }
-    if let Some(u) = &c.username {
-        body.extend(enc::string(u.as_bytes()));
-    }
-    if let Some(pw) = &c.password {
-        body.extend(enc::string(pw));
-    }
-    enc::packet(0x10, &body)
-}
-
-pub fn publish(
-    topic: &str,
-    payload: &[u8],
-    qos: u8,
-    retain: bool,
-    pkid: u16,
-    props: &Props,
-) -> Vec<u8> {
-    let header = 0x30 | ((qos & 3) << 1) | retain as u8;
-    let mut body = enc::string(topic.as_bytes());
-    if qos > 0 {
-        body.extend(pkid.to_be_bytes());
-    }
-    body.extend(props.block());
-    body.extend_from_slice(payload);
-    enc::packet(header, &body)
-}
-
-/// Subscription options byte (MQTT 5.0, 3.8.3.1).
-pub fn sub_opts(qos: u8, no_local: bool, retain_as_published: bool, retain_handling: u8) -> u8 {
-    (qos & 3)
-        | (no_local as u8) << 2
-        | (retain_as_published as u8) << 3
-        | (retain_handling & 3) << 4
-}
-
-pub fn subscribe(pkid: u16, props: &Props, filters: &[(&str, u8)]) -> Vec<u8> {
-    let mut body = pkid.to_be_bytes().to_vec();
-    body.extend(props.block());
-    for (f, o) in filters {
-        body.extend(enc::string(f.as_bytes()));
-        body.push(*o);
-    }
-    enc::packet(0x82, &body)
-}
-
-pub fn unsubscribe(pkid: u16, filters: &[&str]) -> Vec<u8> {
-    let mut body = pkid.to_be_bytes().to_vec();
-    body.push(0);
-    for f in filters {
-        body.extend(enc::string(f.as_bytes()));
-    }
-    enc::packet(0xA2, &body)
-}
-
-/// PUBACK (0x40) / PUBREC (0x50) / PUBREL (0x62) / PUBCOMP (0x70) with a reason code.
-pub fn ack(header: u8, pkid: u16, reason: u8) -> Vec<u8> {
-    let mut body = pkid.to_be_bytes().to_vec();
-    if reason != 0 {
-        body.push(reason);
-    }
-    enc::packet(header, &body)
-}
-
-pub fn disconnect(reason: u8, props: &Props) -> Vec<u8> {
-    let mut body = vec![reason];
-    body.extend(props.block());
-    enc::packet(0xE0, &body)
-}
-
-pub fn auth(reason: u8, props: &Props) -> Vec<u8> {
-    let mut body = vec![reason];
-    body.extend(props.block());
-    enc::packet(0xF0, &body)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decoding.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-pub struct Pub5 {
-    /// The topic after resolving a topic alias.
-    pub topic: String,
-    /// The topic as it was on the wire (empty when only an alias was sent).
-    pub wire_topic: String,
-    pub alias: Option<u16>,
-    pub props: Vec<(u8, PropValue)>,
-    pub payload: Vec<u8>,
-    pub qos: u8,
-    pub dup: bool,
-    pub retain: bool,
-    pub pkid: u16,
-}
-
-impl Pub5 {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
-    }
-    pub fn prop(&self, id: u8) -> Option<&PropValue> {
-        prop(&self.props, id)
-    }
-    pub fn num(&self, id: u8) -> Option<u64> {
-        prop_num(&self.props, id)
-    }
-    /// Every Subscription Identifier, sorted.
-    pub fn sub_ids(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self
-            .props
-            .iter()
-            .filter_map(|(id, v)| match (id, v) {
-                (&p::SUBSCRIPTION_ID, PropValue::Varint(n)) => Some(*n),
-                _ => None,
-            })
-            .collect();
-        v.sort();
-        v
-    }
-    pub fn user_props(&self) -> Vec<(String, String)> {
-        user_props(&self.props)
-    }
-}
-
-pub fn texts(ps: &[Pub5]) -> Vec<String> {
-    ps.iter().map(|m| m.text()).collect()
-}
-
-pub fn decode_publish(pk: &RawPacket) -> Pub5 {
-    assert_eq!(pk.kind(), kind::PUBLISH, "expected PUBLISH, got {pk:?}");
-    let qos = (pk.header >> 1) & 3;
-    let b = &pk.body;
-    let tlen = u16::from_be_bytes([b[0], b[1]]) as usize;
-    let mut i = 2 + tlen;
-    let topic = String::from_utf8(b[2..i].to_vec()).expect("PUBLISH topic is not UTF-8");
-    let mut pkid = 0;
-    if qos > 0 {
-        pkid = u16::from_be_bytes([b[i], b[i + 1]]);
-        i += 2;
-    }
-    let (plen, used) = decode_varint(&b[i..]).expect("bad v5 PUBLISH property length");
-    i += used;
-    let props = parse_properties(&b[i..i + plen]);
-    i += plen;
-    let alias = prop_num(&props, p::TOPIC_ALIAS).map(|a| a as u16);
-    Pub5 {
-        topic: topic.clone(),
-        wire_topic: topic,
-        alias,
-        props,
-        payload: b[i..].to_vec(),
-        qos,
-        dup: pk.header & 0x08 != 0,
-        retain: pk.header & 0x01 != 0,
-        pkid,
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Ack5 {
-    pub pkid: u16,
-    /// One code for PUBACK..PUBCOMP (0 when omitted), one per filter for SUBACK / UNSUBACK.
-    pub codes: Vec<u8>,
-    pub props: Vec<(u8, PropValue)>,
-}
-
-impl Ack5 {
-    pub fn code(&self) -> u8 {
-        assert_eq!(self.codes.len(), 1, "one reason code expected: {self:?}");
-        self.codes[0]
-    }
-}
-
-/// PUBACK / PUBREC / PUBREL / PUBCOMP.
-pub fn decode_ack(pk: &RawPacket) -> Ack5 {
-    let b = &pk.body;
-    assert!(b.len() >= 2, "short ack {pk:?}");
-    let pkid = u16::from_be_bytes([b[0], b[1]]);
-    let code = b.get(2).copied().unwrap_or(0);
-    let props = if b.len() > 3 {
-        let (plen, used) = decode_varint(&b[3..]).expect("bad ack property length");
-        assert_eq!(3 + used + plen, b.len(), "ack length mismatch {pk:?}");
-        parse_properties(&b[3 + used..])
-    } else {
-        Vec::new()
-    };
-    Ack5 {
-        pkid,
-        codes: vec![code],
-        props,
-    }
-}
-
-/// SUBACK / UNSUBACK.
-pub fn decode_suback(pk: &RawPacket) -> Ack5 {
-    let b = &pk.body;
-    let pkid = u16::from_be_bytes([b[0], b[1]]);
-    let (plen, used) = decode_varint(&b[2..]).expect("bad SUBACK property length");
-    let props = parse_properties(&b[2 + used..2 + used + plen]);
-    Ack5 {
-        pkid,
-        codes: b[2 + used + plen..].to_vec(),
-        props,
-    }
-}
-
-/// DISCONNECT / AUTH: (reason code, properties). An empty body means 0x00.
-pub fn decode_disconnect(pk: &RawPacket) -> (u8, Vec<(u8, PropValue)>) {
-    let b = &pk.body;
-    if b.is_empty() {
-        return (0, Vec::new());
-    }
-    let props = if b.len() > 1 {
-        let (plen, used) = decode_varint(&b[1..]).expect("bad DISCONNECT property length");
-        parse_properties(&b[1 + used..1 + used + plen])
-    } else {
-        Vec::new()
-    };
-    (b[0], props)
-}
-
-/// The property list of any v5 packet the broker sends, or None for packets without one.
-pub fn packet_props(pk: &RawPacket) -> Vec<(u8, PropValue)> {
-    match pk.kind() {
-        kind::PUBLISH => decode_publish(pk).props,
-        kind::PUBACK | kind::PUBREC | kind::PUBREL | kind::PUBCOMP => decode_ack(pk).props,
-        kind::SUBACK | kind::UNSUBACK => decode_suback(pk).props,
-        kind::DISCONNECT | kind::AUTH => decode_disconnect(pk).1,
-        kind::CONNACK => parse_connack_v5(pk).2,
-        _ => Vec::new(),
-    }
-}
+use super::enc::{self, ack, kind, p, Connect, Props, Publish};
+use super::raw::{RawClient, ReadErr, LONG, SHORT};
 
 // ---------------------------------------------------------------------------------------------
 // The client.
@@ -479,18 +39,19 @@ pub struct V5 {
 impl V5 {
     /// Connects (v5, no properties besides what `clean_start` implies); CONNACK must be 0x00.
     pub fn connect(port: u16, id: &str, clean_start: bool) -> V5 {
-        Self::connect_with(port, Conn5::new(id).clean(clean_start))
+        Self::connect_with(port, Connect::v5(id).clean(clean_start))
     }
 
-    /// Sends `c` and requires CONNACK 0x00.
-    pub fn connect_with(port: u16, c: Conn5) -> V5 {
-        let (conn, ack) = RawClient::connect_raw(port, &connect(&c));
-        let ack = ack.unwrap_or_else(|e| panic!("{}: no CONNACK: {e:?}", c.client_id));
+    /// Sends `c` (an MQTT 5 CONNECT: `Connect::v5`) and requires CONNACK 0x00.
+    pub fn connect_with(port: u16, c: Connect) -> V5 {
+        let id = c.id();
+        let (conn, ack) = Self::try_connect(port, &c);
+        let ack = ack.unwrap_or_else(|e| panic!("{id}: no CONNACK: {e:?}"));
         let (sp, rc, props) = parse_connack_v5(&ack);
-        assert_eq!(rc, 0, "{}: CONNACK refused: {ack:?} {props:?}", c.client_id);
+        assert_eq!(rc, 0, "{id}: CONNACK refused: {ack:?} {props:?}");
         let alias_max = prop_num(&c.props.parsed(), p::TOPIC_ALIAS_MAXIMUM).unwrap_or(0) as u16;
         V5 {
-            id: c.client_id.clone(),
+            id,
             conn,
             session_present: sp,
             connack_props: props,
@@ -505,8 +66,9 @@ impl V5 {
     }
 
     /// Sends `c`; returns the connection and the broker's first answer (CONNACK or an error).
-    pub fn try_connect(port: u16, c: &Conn5) -> (RawClient, Result<RawPacket, ReadErr>) {
-        RawClient::connect_raw(port, &connect(c))
+    pub fn try_connect(port: u16, c: &Connect) -> (RawClient, Result<RawPacket, ReadErr>) {
+        assert_eq!(c.level, 5, "V5 sends MQTT 5 CONNECTs: {c:?}");
+        RawClient::connect_raw(port, &c.encode())
     }
 
     pub fn connack_num(&self, id: u8) -> Option<u64> {
@@ -675,7 +237,7 @@ impl V5 {
     /// SUBSCRIBE with properties and (filter, options byte) pairs; returns the SUBACK.
     pub fn subscribe_with(&mut self, props: Props, filters: &[(&str, u8)]) -> Ack5 {
         let id = self.pkid();
-        self.send_ok(&subscribe(id, &props, filters));
+        self.send_ok(&enc::subscribe_v5(id, &props, filters));
         let ack = decode_suback(&self.expect_kind(kind::SUBACK, LONG));
         assert_eq!(ack.pkid, id, "{}: SUBACK packet id", self.id);
         assert_eq!(
@@ -700,24 +262,19 @@ impl V5 {
 
     pub fn unsubscribe(&mut self, filters: &[&str]) -> Ack5 {
         let id = self.pkid();
-        self.send_ok(&unsubscribe(id, filters));
+        self.send_ok(&enc::unsubscribe_v5(id, filters));
         let ack = decode_suback(&self.expect_kind(kind::UNSUBACK, LONG));
         assert_eq!(ack.pkid, id, "{}: UNSUBACK packet id", self.id);
         ack
     }
 
-    /// PUBLISH with properties and complete the QoS flow. QoS 0: None. QoS 1: the PUBACK.
-    /// QoS 2: the PUBREC (then PUBREL / PUBCOMP if the PUBREC reason is a success).
-    pub fn publish_with(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        qos: u8,
-        retain: bool,
-        props: Props,
-    ) -> Option<Ack5> {
+    /// Sends `m` in the MQTT 5 form (with its properties, if any) under the next packet id
+    /// (QoS > 0; `m.pkid` is ignored), and completes the QoS flow. QoS 0: None. QoS 1: the
+    /// PUBACK. QoS 2: the PUBREC (then PUBREL / PUBCOMP if the PUBREC reason is a success).
+    pub fn publish_ack(&mut self, m: Publish) -> Option<Ack5> {
+        let qos = m.qos;
         let id = if qos > 0 { self.pkid() } else { 0 };
-        self.send_ok(&publish(topic, payload, qos, retain, id, &props));
+        self.send_ok(&m.pkid(id).v5().encode());
         match qos {
             0 => None,
             1 => {
@@ -739,10 +296,9 @@ impl V5 {
         }
     }
 
-    /// PUBLISH without properties; returns the PUBACK / PUBREC reason code (0 for QoS 0).
-    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> u8 {
-        self.publish_with(topic, payload, qos, retain, Props::new())
-            .map_or(0, |a| a.code())
+    /// `publish_ack`, returning the PUBACK / PUBREC reason code (0 for QoS 0).
+    pub fn publish(&mut self, m: Publish) -> u8 {
+        self.publish_ack(m).map_or(0, |a| a.code())
     }
 
     pub fn puback(&mut self, pkid: u16) {
@@ -796,7 +352,7 @@ impl V5 {
     }
 
     pub fn disconnect_with(mut self, reason: u8, props: Props) {
-        let _ = self.conn.send(&disconnect(reason, &props));
+        let _ = self.conn.send(&enc::disconnect_v5(reason, &props));
         let id = self.id.clone();
         self.conn
             .expect_closed(LONG, &format!("{id}: close after our DISCONNECT"));

@@ -1,14 +1,11 @@
-//! Shared by the harness tests: the real ringmq broker on a free loopback port, and a way to
-//! run `ringmq-load` against it and read its JSON.
-#![allow(dead_code)] // each test file uses a different part
+//! Shared by the harness tests: the real ringmq broker on a free loopback port (started by
+//! `ringmq_test_support`, as for the broker's own end-to-end tests), and a way to run
+//! `ringmq-load` against it and read its JSON.
+#![allow(dead_code, unused_imports)] // each test file uses a different part
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 pub const LOAD: &str = env!("CARGO_BIN_EXE_ringmq-load");
 
@@ -42,84 +39,25 @@ fn broker_bin() -> &'static PathBuf {
     })
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
+pub use ringmq_test_support::{free_port, Broker};
 
-pub struct Broker {
-    child: Child,
-    pub port: u16,
-}
-
-impl Broker {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Starts ringmq with 2 shards and waits for `ringmq ready` (retrying on a fresh port if the
-    /// chosen one was taken in between). Per-session queues are unbounded, as in perf/race.sh:
-    /// the broker acks a QoS 1 flood faster than it delivers, and with its default queue limit
-    /// (10,000) it drops the excess by design, which is not what these tests measure.
-    pub fn start() -> Broker {
-        for _ in 0..3 {
-            if let Some(b) = Self::try_start(free_port()) {
-                return b;
-            }
-        }
-        panic!("ringmq did not start ({})", broker_bin().display());
-    }
-
-    fn try_start(port: u16) -> Option<Broker> {
-        let mut child = Command::new(broker_bin())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--shards",
-                "2",
-                "-p",
-                &port.to_string(),
-            ])
-            .args([
-                "--max-queued-messages",
-                "100000000",
-                "--max-queued-bytes",
-                "8000000000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringmq");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("ringmq ready") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(()) => Some(Broker { child, port }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts ringmq with 2 shards and waits for `ringmq ready` (retrying on a fresh port if the
+/// chosen one was taken in between); it is killed on drop, and by the kernel if the thread that
+/// started it dies first. Per-session queues are unbounded, as in perf/race.sh: the broker acks
+/// a QoS 1 flood faster than it delivers, and with its default queue limit (10,000) it drops
+/// the excess by design, which is not what these tests measure.
+pub fn start_broker() -> Broker {
+    Broker::start(
+        broker_bin(),
+        &[
+            "--shards",
+            "2",
+            "--max-queued-messages",
+            "100000000",
+            "--max-queued-bytes",
+            "8000000000",
+        ],
+    )
 }
 
 /// Runs `ringmq-load <args> --port <port>`.
