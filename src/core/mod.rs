@@ -14,6 +14,7 @@ pub mod quota;
 pub mod retained;
 pub mod router;
 pub mod session;
+pub mod sessions;
 pub mod shard_msg;
 pub mod sys_topics;
 pub mod timers;

@@ -100,7 +100,7 @@ impl Broker {
         }
 
         let mut session_present = false;
-        let existing = self.by_client_id.get(&client_id).copied();
+        let existing = self.sessions.key_of(&client_id);
         if let Some(key) = existing {
             let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
             // A new connection within the Will Delay Interval: no will (MQTT-3.1.3-9).
@@ -131,14 +131,8 @@ impl Broker {
                     self.refuse(id, ReasonCode::QuotaExceeded);
                     return;
                 }
-                let key = self.next_session;
-                self.next_session += 1;
-                self.sessions.insert(
-                    key,
-                    Box::new(Session::new(client_id.clone(), expiry_interval)),
-                );
-                self.by_client_id.insert(client_id.clone(), key);
-                key
+                self.sessions
+                    .create(Session::new(client_id.clone(), expiry_interval))
             }
         };
         if let Some(session) = self.sessions.get_mut(&key) {
@@ -444,7 +438,6 @@ impl Broker {
         }
         self.redistribute_shared(key);
         if let Some(session) = self.sessions.remove(&key) {
-            self.by_client_id.remove(&session.client_id);
             self.quota.remove_session();
             if expired {
                 self.note_drops(session.undelivered(), |c| &mut c.dropped_session_expired);

@@ -29,7 +29,7 @@ use super::limits::Limits;
 use super::quota::Quota;
 use super::retained::RetainedStore;
 use super::router::Router;
-use super::session::{DeliverOutcome, Link, PumpReport, Session, Subscription};
+use super::session::{DeliverOutcome, Link, PumpReport, Subscription};
 use super::shard_msg::ShardMsg;
 use super::timers::Timers;
 use super::topic_alias::InboundAliases;
@@ -41,7 +41,7 @@ pub use receive::Receive;
 
 /// A connection on this shard, numbered by the broker.
 pub type ConnId = u64;
-type SessionKey = u64;
+use super::sessions::{SessionKey, Sessions};
 
 /// Messages waiting for another shard past which the connections whose publishes feed them
 /// stop being read until they drain below [`OUTBOX_LOW_WATER`].
@@ -153,7 +153,7 @@ pub struct Broker {
     features: Features,
     /// The clock as of the last call in.
     now: Instant,
-    /// Boxed, like `sessions`: a hash table holds its values in place, so unboxed the table's
+    /// Boxed, like the sessions: a hash table holds its values in place, so unboxed the table's
     /// spare capacity cost a few hundred bytes per connection.
     conns: AHashMap<ConnId, Box<Conn>>,
     /// Connections with a session attached (counted against `max_connections`).
@@ -162,9 +162,7 @@ pub struct Broker {
     /// last words, but they no longer take a place under `max_connections`.
     closing: usize,
     next_conn: ConnId,
-    sessions: AHashMap<SessionKey, Box<Session>>,
-    by_client_id: AHashMap<ByteString, SessionKey>,
-    next_session: SessionKey,
+    sessions: Sessions,
     router: Router,
     retained: RetainedStore,
     /// Sessions whose retained backlog can make progress, served a step at a time.
@@ -206,9 +204,7 @@ impl Broker {
             connected: 0,
             closing: 0,
             next_conn: 1,
-            sessions: AHashMap::new(),
-            by_client_id: AHashMap::new(),
-            next_session: 1,
+            sessions: Sessions::default(),
             retained: RetainedStore::default(),
             retained_ready: VecDeque::new(),
             pending_replies: AHashMap::new(),
@@ -264,7 +260,7 @@ impl Broker {
     pub fn census(&self) -> Census {
         Census {
             sessions: self.sessions.len(),
-            client_ids: self.by_client_id.len(),
+            client_ids: self.sessions.client_ids(),
             subscriptions: self.router.subscription_filters(),
             routes: self.router.route_filters(),
             connections: self.conns.len(),

@@ -15,9 +15,10 @@ use ahash::AHashMap;
 use super::features::SharedPolicy;
 use super::filter::Filter;
 use super::session::Subscription;
+use super::sessions::SessionKey;
 use super::shard_msg::ShardMsg;
 use super::trie::Trie;
-pub use shared::{SessionKey, SharedGroup};
+pub use shared::SharedGroup;
 use syncs::RouteSyncs;
 
 /// The local subscribers of one topic filter.

@@ -3,9 +3,7 @@
 
 use crate::core::features::SharedPolicy;
 use crate::core::session::Subscription;
-
-/// A session, as the router knows it.
-pub type SessionKey = u64;
+use crate::core::sessions::SessionKey;
 
 #[derive(Debug, Default)]
 pub struct SharedGroup {

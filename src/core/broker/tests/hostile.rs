@@ -344,7 +344,7 @@ fn a_capped_session_expiry_is_told_in_the_connack() {
     h.broker.closed(c, h.now);
     h.elapse(Duration::from_secs(301));
     assert!(
-        h.broker.by_client_id.get("c").is_none(),
+        h.broker.sessions.key_of("c").is_none(),
         "expired after 300 s"
     );
 }
@@ -533,8 +533,8 @@ fn with_user_names_as_client_ids_sessions_belong_to_users() {
     connect.clean_start = false;
     let m = h.connect_full(connect);
     assert_eq!(connack(&h.received(m)).code, ReasonCode::Success);
-    assert!(h.broker.by_client_id.contains_key("mallory"));
-    assert!(!h.broker.by_client_id.contains_key("victim"));
+    assert!(h.broker.sessions.key_of("mallory").is_some());
+    assert!(h.broker.sessions.key_of("victim").is_none());
     let anonymous = h.connect_full(connect_packet("x", V5, true));
     assert_eq!(
         connack(&h.received(anonymous)).code,
