@@ -8,10 +8,10 @@ mod heartbeat;
 mod listener;
 mod mesh;
 mod shard;
+mod shutdown;
 mod stats;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::core::quota::Quota;
 use crate::metrics::StatsBoard;
+use heartbeat::Clock;
 use mesh::Mesh;
 
 /// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
@@ -96,13 +97,6 @@ fn read_config_file<T, E: std::error::Error + Send + Sync + 'static>(
     parse(&text).map_err(|e| fail(Box::new(e)))
 }
 
-static SHUTDOWN: AtomicBool = AtomicBool::new(false);
-
-/// Set once SIGTERM or SIGINT arrived; the shards' tick tasks watch it.
-fn shutdown_requested() -> bool {
-    SHUTDOWN.load(Ordering::Relaxed)
-}
-
 /// Runs the broker until SIGTERM or SIGINT (then 5.0 clients get DISCONNECT 0x8B).
 pub fn run(config: Config) -> Result<(), StartError> {
     let shards = config.shard_count();
@@ -113,7 +107,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), shard::ShardStartError>>();
-    let (clock, clock_control) = heartbeat::start(shards).map_err(StartError::Clock)?;
+    let clock = heartbeat::start(shards).map_err(StartError::Clock)?;
     let mesh = Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE));
     let stats = Arc::new(StatsBoard::new(shards));
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
@@ -124,7 +118,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
     }
     let quota = Arc::new(Quota::default());
-    let reload = (config.clone(), auth.clone());
+    let reload = (config.clone(), auth.clone(), clock.clone());
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -168,7 +162,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     ])
     .map_err(StartError::Signals)?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
-    std::thread::spawn(move || handle_signals(signals, reload, clock_control));
+    std::thread::spawn(move || handle_signals(signals, reload));
     for result in handles.join_all() {
         if let Err(e) = result {
             return Err(StartError::Executor(e.to_string()));
@@ -181,14 +175,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// SIGHUP rereads the password and ACL files; SIGTERM or SIGINT stops the shards.
 fn handle_signals(
     mut signals: signal_hook::iterator::Signals,
-    (config, auth): (Config, Arc<AuthHandle>),
-    clock_control: heartbeat::ClockControl,
+    (config, auth, clock): (Config, Arc<AuthHandle>, Arc<Clock>),
 ) {
     for signal in signals.forever() {
         if signal != signal_hook::consts::SIGHUP {
             // Stop first, log after: a log write must never keep the broker from stopping.
-            SHUTDOWN.store(true, Ordering::Relaxed);
-            heartbeat::send(&clock_control, heartbeat::STOP);
+            clock.request_stop();
             tracing::info!(signal, "stopping");
             return;
         }

@@ -12,7 +12,9 @@ use glommio::{spawn_local, timer};
 
 use super::connection;
 use super::gate::ReadGates;
+use super::heartbeat::{Clock, Tick};
 use super::mesh::{Envelope, Mesh, Senders};
+use super::shutdown::Shutdown;
 use super::stats::StatsReporter;
 use super::writer::{self, Writers};
 use crate::config::Config;
@@ -96,7 +98,7 @@ pub async fn run(
     config: Config,
     mesh: Arc<Mesh>,
     ready: crossbeam_channel::Sender<Result<(), ShardStartError>>,
-    clock: super::heartbeat::ShardEnds,
+    clock: Arc<Clock>,
     stats: Arc<StatsBoard>,
     auth: Arc<AuthHandle>,
     quota: Arc<Quota>,
@@ -222,22 +224,18 @@ pub async fn run(
         })
         .detach();
     }
-    let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
-    let Some(mut ticks) = super::heartbeat::take_end(&clock, id) else {
+    let shutdown = Rc::new(Shutdown::default());
+    let Some(mut ticks) = clock.take_ticks(id) else {
         let _ = ready.send(Err(ShardStartError::NoClock { shard: id }));
         return;
     };
     {
         let shard = shard.clone();
+        let shutdown = shutdown.clone();
         let mut reporter = StatsReporter::new(stats, shard.config.sys_interval(), Instant::now());
         spawn_local(async move {
-            let mut bytes = [0u8; 64];
-            let mut stopping = false;
-            // Bytes from the clock thread wake the executor; one tick however many arrived.
             // The task goes on while stopping: it keeps the executor awake for the grace period.
-            while let Ok(n @ 1..) =
-                futures_lite::io::AsyncReadExt::read(&mut ticks, &mut bytes).await
-            {
+            while let Some(tick) = ticks.next().await {
                 let now = Instant::now();
                 {
                     let mut broker = shard.broker.borrow_mut();
@@ -245,13 +243,10 @@ pub async fn run(
                     reporter.on_tick(&mut broker, now);
                 }
                 shard.flush();
-                let stop =
-                    bytes[..n].contains(&super::heartbeat::STOP) || super::shutdown_requested();
-                if stop && !stopping {
-                    stopping = true;
+                if tick == Tick::Stop && !shutdown.is_tripped() {
                     shard.broker.borrow_mut().shutdown();
                     shard.flush();
-                    let _ = stop_tx.try_send(());
+                    shutdown.trip();
                 }
             }
             tracing::error!(
@@ -267,7 +262,7 @@ pub async fn run(
     loop {
         let accepted =
             futures_lite::future::or(async { Some(listener.socket.accept().await) }, async {
-                stop_rx.recv().await;
+                shutdown.tripped().await;
                 None
             });
         match accepted.await {
