@@ -10,6 +10,7 @@ mod mesh;
 mod shard;
 mod shutdown;
 mod stats;
+mod tasks;
 mod writer;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::core::quota::Quota;
 use crate::metrics::StatsBoard;
 use heartbeat::Clock;
 use mesh::Mesh;
+use tasks::{Common, ShardStartError};
 
 /// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
 const IO_MEMORY: usize = 1024 * 1024;
@@ -51,7 +53,7 @@ pub enum StartError {
     #[error("cannot start the shards: {0}")]
     Executor(String),
     #[error(transparent)]
-    Shard(#[from] shard::ShardStartError),
+    Shard(#[from] ShardStartError),
     #[error("cannot start the clock thread: {0}")]
     Clock(#[source] std::io::Error),
     #[error("cannot handle signals: {0}")]
@@ -106,10 +108,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     listener::probe(addr, listener::PORT_WAIT)
         .map_err(|source| StartError::Bind { addr, source })?;
 
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), shard::ShardStartError>>();
+    let (ready, ready_rx) = crossbeam_channel::unbounded::<Result<(), ShardStartError>>();
     let clock = heartbeat::start(shards).map_err(StartError::Clock)?;
-    let mesh = Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE));
-    let stats = Arc::new(StatsBoard::new(shards));
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
     if config.acl_file.is_some() && config.password_file.is_none() {
         tracing::warn!(
@@ -117,8 +117,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
              client can claim any user's rules"
         );
     }
-    let quota = Arc::new(Quota::default());
     let reload = (config.clone(), auth.clone(), clock.clone());
+    let common = Common {
+        config,
+        mesh: Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE)),
+        clock,
+        stats: Arc::new(StatsBoard::new(shards)),
+        auth,
+        quota: Arc::new(Quota::default()),
+        ready,
+    };
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -127,16 +135,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .io_memory(IO_MEMORY)
         .ring_depth(RING_DEPTH)
         .name("ringmq-shard")
-        .on_all_shards(move || {
-            let config = config.clone();
-            let mesh = mesh.clone();
-            let ready = ready_tx.clone();
-            let clock = clock.clone();
-            let stats = stats.clone();
-            let auth = auth.clone();
-            let quota = quota.clone();
-            async move { shard::run(config, mesh, ready, clock, stats, auth, quota).await }
-        })
+        .on_all_shards(move || tasks::run(common.clone()))
         .map_err(|e| StartError::Executor(e.to_string()))?;
 
     let mut started = 0;
