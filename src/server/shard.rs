@@ -17,6 +17,7 @@ use glommio::{spawn_local, GlommioError};
 
 use super::gate::ReadGates;
 use super::mesh::{Envelope, Senders};
+use super::shutdown::Waiters;
 use super::writer::{Drained, FollowUp, Writers, LINGER};
 use crate::core::{Broker, ConnId, ReadPause, ShardMsg};
 
@@ -34,6 +35,8 @@ pub struct Shard {
     flush_scratch: RefCell<Vec<ConnId>>,
     /// The read buffer all connections of the shard share; decoded packets are slices of it.
     read_buffer: RefCell<BytesMut>,
+    /// Woken whenever a connection leaves the shard, for the wait at shutdown.
+    departures: Waiters,
 }
 
 /// The receiving ends of the shard's wake-ups, for the tasks that answer them.
@@ -67,6 +70,7 @@ impl Shard {
             retained_waker,
             flush_scratch: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(BytesMut::new()),
+            departures: Waiters::default(),
         };
         (Rc::new(shard), Wakes { retained, peers })
     }
@@ -153,6 +157,7 @@ impl Shard {
     /// The connection went to another shard (the broker has forgotten it already).
     pub fn handed_off(&self, id: ConnId) {
         self.writers.unregister(id);
+        self.departures.wake_all();
     }
 
     /// The connection's socket is gone.
@@ -161,6 +166,13 @@ impl Shard {
         self.writers.unregister(id);
         self.broker().closed(id, Instant::now());
         self.flush();
+        self.departures.wake_all();
+    }
+
+    /// Returns once the broker has no connection left.
+    pub async fn all_closed(&self) {
+        let empty = || self.broker.borrow().connection_count() == 0;
+        self.departures.until(empty).await
     }
 
     /// Sends to shard `peer`, waiting for room; fails only once the peer is gone.

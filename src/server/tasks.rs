@@ -115,10 +115,7 @@ pub async fn run(common: Common) {
     // started right after this one owns the port alone.
     listener::close(listener);
     // Give the writers a moment to deliver the DISCONNECTs.
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while shard.broker().connection_count() > 0 && Instant::now() < deadline {
-        timer::sleep(Duration::from_millis(20)).await;
-    }
+    futures_lite::future::or(shard.all_closed(), timer::sleep(SHUTDOWN_GRACE)).await;
     tracing::debug!(shard = id, "stopped");
 }
 
