@@ -17,6 +17,7 @@ use glommio::spawn_local;
 
 use super::mesh::Envelope;
 use super::shard::Shard;
+use super::writer::LINGER;
 use crate::core::{Closing, ConnId, Receive};
 
 /// Spare room in the shard's read buffer before each read.
@@ -25,7 +26,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Serves a connection accepted by this shard. It counts against the connection limit from
 /// now on, CONNECT or not; the broker's connect timeout closes it if no CONNECT comes.
 pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
-    let id = shard.broker.borrow_mut().open(Instant::now());
+    let id = shard.broker().open(Instant::now());
     serve(shard, stream, BytesMut::new(), id);
 }
 
@@ -33,7 +34,7 @@ pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
 pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>) {
     // SAFETY: the fd was dup'ed for us by the sending shard, which no longer uses it.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let id = shard.broker.borrow_mut().adopt(Instant::now());
+    let id = shard.broker().adopt(Instant::now());
     serve(shard, stream, BytesMut::from(&buffered[..]), id);
 }
 
@@ -43,7 +44,6 @@ fn hand_off(shard: &Rc<Shard>, fd: RawFd, home: usize, buffered: Vec<u8>) {
     let shard = shard.clone();
     spawn_local(async move {
         if let Err(error) = shard
-            .senders
             .send_to(home, Envelope::Handoff { fd, buffered })
             .await
         {
@@ -69,7 +69,7 @@ fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut, id: ConnId) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let (reader, writer) = futures_lite::io::split(stream);
-    shard.writers.register(id, fd, writer);
+    shard.register(id, fd, writer);
     spawn_local(read_loop(shard, id, fd, reader, buf)).detach();
 }
 
@@ -88,12 +88,13 @@ async fn read_loop(
     // read and discarded for at most the linger, then the socket goes, sending or not.
     let mut closing_since: Option<Instant> = None;
     while handed_to.is_none() {
-        match shard.broker.borrow().closing_state(id) {
+        let closing = shard.broker().closing_state(id);
+        match closing {
             Closing::No => {}
             Closing::Abort => break,
             Closing::Linger => {
                 let since = *closing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > super::writer::LINGER {
+                if since.elapsed() > LINGER {
                     break;
                 }
             }
@@ -101,11 +102,11 @@ async fn read_loop(
         if pending.is_empty() {
             pending = BytesMut::new();
         }
-        let pause = shard.broker.borrow_mut().read_pause(id);
+        let pause = shard.broker().read_pause(id);
         if let Some(pause) = pause {
             // Boxed: a future is as large as its largest state, and this wait (a channel and
             // a timer) would make every idle connection's read loop that large.
-            Box::pin(shard.gates.wait(id, pause)).await;
+            Box::pin(shard.wait_readable(id, pause)).await;
         }
         // A socket with data always ready never makes the read pend, so without this a busy
         // publisher would starve the writers and the mesh tasks of its shard.
@@ -150,25 +151,22 @@ async fn read_loop(
         // The broker has forgotten the connection; the socket goes on, duplicated, on `home`.
         let moved = dup(fd);
         drop(reader);
-        shard.writers.unregister(id);
+        shard.handed_off(id);
         match moved {
             Ok(fd) => hand_off(&shard, fd, home, pending.to_vec()),
             Err(error) => tracing::warn!(%error, "cannot hand a connection over"),
         }
         return;
     }
-    let closing_by_us = shard.broker.borrow().is_closing(id);
+    let closing_by_us = shard.broker().is_closing(id);
     if closing_by_us {
         // Let a drain still writing deliver the last words (CONNACK refusal, DISCONNECT).
-        if let Some(drain) = shard.writers.take_drain(id) {
+        if let Some(drain) = shard.take_drain(id) {
             drain.await;
         }
     }
     drop(reader);
-    shard.gates.release(id);
-    shard.writers.unregister(id);
-    shard.broker.borrow_mut().closed(id, Instant::now());
-    shard.flush();
+    shard.closed(id);
 }
 
 /// Reads what the socket has into the spare room of `buf`.
@@ -192,7 +190,7 @@ async fn read_into<R: futures_lite::AsyncRead + Unpin>(
 /// Gives the broker what was read; `Some(shard)` when the connection is to move there (with
 /// `buf`, left untouched).
 fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> Option<usize> {
-    let received = shard.broker.borrow_mut().receive(id, buf, Instant::now());
+    let received = shard.broker().receive(id, buf, Instant::now());
     shard.flush();
     match received {
         Receive::Continue => None,

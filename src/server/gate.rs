@@ -13,8 +13,7 @@ use std::cell::RefCell;
 use ahash::AHashMap;
 use glommio::channels::local_channel::{self, LocalSender};
 
-use super::shard::Shard;
-use crate::core::{ConnId, ReadPause};
+use crate::core::{Broker, ConnId, ReadPause};
 
 #[derive(Default)]
 pub struct ReadGates {
@@ -46,11 +45,11 @@ impl ReadGates {
     }
 
     /// Some of `id`'s output was written: lets its reader go on if the broker agrees.
-    pub fn output_written(&self, shard: &Shard, id: ConnId) {
+    pub fn output_written(&self, broker: &mut Broker, id: ConnId) {
         if !self.output.borrow().contains_key(&id) {
             return;
         }
-        if shard.broker.borrow_mut().read_pause(id) != Some(ReadPause::Output) {
+        if broker.read_pause(id) != Some(ReadPause::Output) {
             if let Some(open) = self.output.borrow_mut().remove(&id) {
                 let _ = open.try_send(());
             }
@@ -68,8 +67,8 @@ impl ReadGates {
     }
 
     /// Messages left for other shards: lets paused publishers go on once they have drained.
-    pub fn open_outbox_gates(&self, shard: &Shard) {
-        if self.outbox.borrow().is_empty() || !shard.broker.borrow().outbox_drained() {
+    pub fn open_outbox_gates(&self, broker: &Broker) {
+        if self.outbox.borrow().is_empty() || !broker.outbox_drained() {
             return;
         }
         for (_, open) in self.outbox.borrow_mut().drain() {

@@ -8,10 +8,11 @@ mod heartbeat;
 mod listener;
 mod mesh;
 mod shard;
+mod shutdown;
 mod stats;
+mod tasks;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,9 @@ use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::core::quota::Quota;
 use crate::metrics::StatsBoard;
+use heartbeat::Clock;
 use mesh::Mesh;
+use tasks::{Common, ShardStartError};
 
 /// io_uring memory per executor; ringmq does no DMA file I/O, so the minimum will do.
 const IO_MEMORY: usize = 1024 * 1024;
@@ -50,7 +53,7 @@ pub enum StartError {
     #[error("cannot start the shards: {0}")]
     Executor(String),
     #[error(transparent)]
-    Shard(#[from] shard::ShardStartError),
+    Shard(#[from] ShardStartError),
     #[error("cannot start the clock thread: {0}")]
     Clock(#[source] std::io::Error),
     #[error("cannot handle signals: {0}")]
@@ -96,13 +99,6 @@ fn read_config_file<T, E: std::error::Error + Send + Sync + 'static>(
     parse(&text).map_err(|e| fail(Box::new(e)))
 }
 
-static SHUTDOWN: AtomicBool = AtomicBool::new(false);
-
-/// Set once SIGTERM or SIGINT arrived; the shards' tick tasks watch it.
-fn shutdown_requested() -> bool {
-    SHUTDOWN.load(Ordering::Relaxed)
-}
-
 /// Runs the broker until SIGTERM or SIGINT (then 5.0 clients get DISCONNECT 0x8B).
 pub fn run(config: Config) -> Result<(), StartError> {
     let shards = config.shard_count();
@@ -112,10 +108,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     listener::probe(addr, listener::PORT_WAIT)
         .map_err(|source| StartError::Bind { addr, source })?;
 
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), shard::ShardStartError>>();
-    let (clock, clock_control) = heartbeat::start(shards).map_err(StartError::Clock)?;
-    let mesh = Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE));
-    let stats = Arc::new(StatsBoard::new(shards));
+    let (ready, ready_rx) = crossbeam_channel::unbounded::<Result<(), ShardStartError>>();
+    let clock = heartbeat::start(shards).map_err(StartError::Clock)?;
     let auth = Arc::new(AuthHandle::new(authenticator(&config)?));
     if config.acl_file.is_some() && config.password_file.is_none() {
         tracing::warn!(
@@ -123,8 +117,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
              client can claim any user's rules"
         );
     }
-    let quota = Arc::new(Quota::default());
-    let reload = (config.clone(), auth.clone());
+    let reload = (config.clone(), auth.clone(), clock.clone());
+    let common = Common {
+        config,
+        mesh: Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE)),
+        clock,
+        stats: Arc::new(StatsBoard::new(shards)),
+        auth,
+        quota: Arc::new(Quota::default()),
+        ready,
+    };
     let placement = match CpuSet::online() {
         Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
         _ => PoolPlacement::Unbound(shards),
@@ -133,16 +135,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .io_memory(IO_MEMORY)
         .ring_depth(RING_DEPTH)
         .name("ringmq-shard")
-        .on_all_shards(move || {
-            let config = config.clone();
-            let mesh = mesh.clone();
-            let ready = ready_tx.clone();
-            let clock = clock.clone();
-            let stats = stats.clone();
-            let auth = auth.clone();
-            let quota = quota.clone();
-            async move { shard::run(config, mesh, ready, clock, stats, auth, quota).await }
-        })
+        .on_all_shards(move || tasks::run(common.clone()))
         .map_err(|e| StartError::Executor(e.to_string()))?;
 
     let mut started = 0;
@@ -168,7 +161,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     ])
     .map_err(StartError::Signals)?;
     tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
-    std::thread::spawn(move || handle_signals(signals, reload, clock_control));
+    std::thread::spawn(move || handle_signals(signals, reload));
     for result in handles.join_all() {
         if let Err(e) = result {
             return Err(StartError::Executor(e.to_string()));
@@ -181,14 +174,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// SIGHUP rereads the password and ACL files; SIGTERM or SIGINT stops the shards.
 fn handle_signals(
     mut signals: signal_hook::iterator::Signals,
-    (config, auth): (Config, Arc<AuthHandle>),
-    clock_control: heartbeat::ClockControl,
+    (config, auth, clock): (Config, Arc<AuthHandle>, Arc<Clock>),
 ) {
     for signal in signals.forever() {
         if signal != signal_hook::consts::SIGHUP {
             // Stop first, log after: a log write must never keep the broker from stopping.
-            SHUTDOWN.store(true, Ordering::Relaxed);
-            heartbeat::send(&clock_control, heartbeat::STOP);
+            clock.request_stop();
             tracing::info!(signal, "stopping");
             return;
         }

@@ -8,18 +8,15 @@
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
-use std::rc::Rc;
 use std::time::Instant;
 
 use ahash::AHashMap;
 use bytes::Buf;
 use futures_lite::io::{AsyncWriteExt, WriteHalf};
 use glommio::net::TcpStream;
-use glommio::spawn_local;
 use glommio::task::JoinHandle;
 
-use super::shard::Shard;
-use crate::core::{ConnId, Output};
+use crate::core::{Broker, ConnId, Output};
 
 /// How long a connection we closed may keep sending before the socket is closed outright.
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -39,6 +36,36 @@ struct ConnWriter {
     shut: bool,
 }
 
+/// What the shard must start after a write: the writers spawn no tasks themselves, so that
+/// they need nothing of the shard but its broker.
+pub enum FollowUp {
+    /// The socket did not take everything: run [`Writers::drain`] in a task and hand its
+    /// handle to [`Writers::draining`].
+    Drain(Drain),
+    /// The last words are out and our side is shut for writing: after [`LINGER`], call
+    /// [`Writers::linger_over`].
+    Linger(RawFd),
+}
+
+/// A connection's rest of output, with the socket's write half, for a drain task.
+pub struct Drain {
+    id: ConnId,
+    fd: RawFd,
+    half: WriteHalf<TcpStream>,
+    output: Output,
+}
+
+/// How a drain ended.
+pub enum Drained {
+    /// Everything is written and the socket is back to direct writes; freed room may let
+    /// queued messages out, so flush.
+    Idle,
+    /// See [`FollowUp::Linger`].
+    Linger(RawFd),
+    /// The socket failed and is shut; its reader closes the connection.
+    Failed,
+}
+
 impl Writers {
     pub fn register(&self, id: ConnId, fd: RawFd, half: WriteHalf<TcpStream>) {
         let writer = ConnWriter {
@@ -54,128 +81,126 @@ impl Writers {
         self.conns.borrow_mut().remove(&id);
     }
 
-    /// The socket of `id`, while it is registered.
-    pub fn fd(&self, id: ConnId) -> Option<RawFd> {
-        self.conns.borrow().get(&id).map(|w| w.fd)
-    }
-
     /// The running drain task of `id`, to await before the connection's state goes.
     pub fn take_drain(&self, id: ConnId) -> Option<JoinHandle<()>> {
         self.conns.borrow_mut().get_mut(&id)?.draining.take()
     }
-}
 
-/// Writes what the broker holds for `id`, now if the socket takes it, else from a drain task.
-pub fn write_out(shard: &Rc<Shard>, id: ConnId, now: Instant) {
-    let mut conns = shard.writers.conns.borrow_mut();
-    let Some(writer) = conns.get_mut(&id) else {
-        return;
-    };
-    if writer.shut {
-        return;
+    /// Records the task started for a [`FollowUp::Drain`].
+    pub fn draining(&self, id: ConnId, task: JoinHandle<()>) {
+        if let Some(writer) = self.conns.borrow_mut().get_mut(&id) {
+            writer.draining = Some(task);
+        }
     }
-    if shard.broker.borrow().is_aborted(id) {
-        // Its output made no progress: drop it and close now (a drain task stops too).
-        writer.shut = true;
-        shutdown(writer.fd, libc::SHUT_RDWR);
-        return;
+
+    /// The linger after the last words has passed: closes the socket if it is still the
+    /// connection's (not closed and its fd number reused meanwhile).
+    pub fn linger_over(&self, id: ConnId, fd: RawFd) {
+        if self.conns.borrow().get(&id).map(|w| w.fd) == Some(fd) {
+            shutdown(fd, libc::SHUT_RDWR);
+        }
     }
-    if writer.half.is_none() {
-        // A drain task owns the socket and takes new output itself.
-        return;
-    }
-    let mut broker = shard.broker.borrow_mut();
-    loop {
-        let Some(mut output) = broker.take_output(id) else {
-            return;
-        };
-        let len = output.bytes.len();
-        let sent = match send_now(writer.fd, &output.bytes) {
-            Ok(sent) => sent,
-            Err(_) => {
+
+    /// Writes what the broker holds for `id`, now if the socket takes it; else says what to
+    /// start.
+    pub fn write_out(&self, broker: &mut Broker, id: ConnId, now: Instant) -> Option<FollowUp> {
+        let mut conns = self.conns.borrow_mut();
+        let writer = conns.get_mut(&id)?;
+        if writer.shut {
+            return None;
+        }
+        if broker.is_aborted(id) {
+            // Its output made no progress: drop it and close now (a drain task stops too).
+            writer.shut = true;
+            shutdown(writer.fd, libc::SHUT_RDWR);
+            return None;
+        }
+        // While a drain task owns the socket it takes new output itself.
+        writer.half.as_ref()?;
+        loop {
+            let mut output = broker.take_output(id)?;
+            let len = output.bytes.len();
+            let Ok(sent) = send_now(writer.fd, &output.bytes) else {
                 // The peer is gone: the reader sees the shutdown and closes the connection.
                 writer.shut = true;
                 shutdown(writer.fd, libc::SHUT_RDWR);
-                return;
+                return None;
+            };
+            if len > 0 {
+                broker.output_written(id, sent, now);
             }
-        };
-        if len > 0 {
-            broker.output_written(id, sent, now);
-        }
-        if sent < len {
-            output.bytes.advance(sent);
-            let half = writer.half.take().expect("checked above");
-            let task = spawn_local(drain(shard.clone(), id, writer.fd, half, output));
-            writer.draining = Some(task.detach());
-            return;
-        }
-        if output.close {
-            writer.shut = true;
-            close_gracefully(shard, id, writer.fd);
-            return;
-        }
-        if len == 0 {
-            return;
-        }
-    }
-}
-
-/// Writes `output` and everything after it as the socket makes room, then hands the socket
-/// back to direct writes. The broker's write timeout decides how long a socket that takes
-/// nothing may hold us (it shuts the socket, which ends the write).
-async fn drain(
-    shard: Rc<Shard>,
-    id: ConnId,
-    fd: RawFd,
-    mut half: WriteHalf<TcpStream>,
-    mut output: Output,
-) {
-    loop {
-        if half.write_all(&output.bytes).await.is_err() {
-            shutdown(fd, libc::SHUT_RDWR);
-            return;
-        }
-        let written = output.bytes.len();
-        shard
-            .broker
-            .borrow_mut()
-            .output_written(id, written, Instant::now());
-        shard.gates.output_written(&shard, id);
-        if output.close {
-            let _ = half.flush().await;
-            if let Some(writer) = shard.writers.conns.borrow_mut().get_mut(&id) {
+            if sent < len {
+                output.bytes.advance(sent);
+                let half = writer.half.take().expect("checked above");
+                return Some(FollowUp::Drain(Drain {
+                    id,
+                    fd: writer.fd,
+                    half,
+                    output,
+                }));
+            }
+            if output.close {
                 writer.shut = true;
+                close_gracefully(writer.fd);
+                return Some(FollowUp::Linger(writer.fd));
             }
-            close_gracefully(&shard, id, fd);
-            return;
-        }
-        match shard.broker.borrow_mut().take_output(id) {
-            Some(next) if !next.bytes.is_empty() || next.close => output = next,
-            _ => break,
+            if len == 0 {
+                return None;
+            }
         }
     }
-    if let Some(writer) = shard.writers.conns.borrow_mut().get_mut(&id) {
-        writer.half = Some(half);
-        writer.draining = None;
+
+    /// Writes the drain's output and everything after it as the socket makes room, calling
+    /// `written` after each write, then hands the socket back to direct writes. The broker's
+    /// write timeout decides how long a socket that takes nothing may hold us (it shuts the
+    /// socket, which ends the write).
+    pub async fn drain(
+        &self,
+        broker: &RefCell<Broker>,
+        drain: Drain,
+        written: impl Fn(ConnId),
+    ) -> Drained {
+        let Drain {
+            id,
+            fd,
+            mut half,
+            mut output,
+        } = drain;
+        loop {
+            if half.write_all(&output.bytes).await.is_err() {
+                shutdown(fd, libc::SHUT_RDWR);
+                return Drained::Failed;
+            }
+            let len = output.bytes.len();
+            broker.borrow_mut().output_written(id, len, Instant::now());
+            written(id);
+            if output.close {
+                let _ = half.flush().await;
+                if let Some(writer) = self.conns.borrow_mut().get_mut(&id) {
+                    writer.shut = true;
+                }
+                close_gracefully(fd);
+                return Drained::Linger(fd);
+            }
+            match broker.borrow_mut().take_output(id) {
+                Some(next) if !next.bytes.is_empty() || next.close => output = next,
+                _ => break,
+            }
+        }
+        if let Some(writer) = self.conns.borrow_mut().get_mut(&id) {
+            writer.half = Some(half);
+            writer.draining = None;
+        }
+        Drained::Idle
     }
-    // Room freed by what was written may have let queued messages out.
-    shard.flush();
 }
 
 /// After the last words (a refusing CONNACK, a DISCONNECT): shuts our side for writing, so the
 /// client reads them and then our FIN. Its own input is read and discarded meanwhile (closing
 /// with unread input would send a reset, and the client could lose the reason code) until it
-/// closes, or [`LINGER`] has passed.
-fn close_gracefully(shard: &Rc<Shard>, id: ConnId, fd: RawFd) {
+/// closes, or [`LINGER`] has passed (the shard's linger task, see [`FollowUp::Linger`]).
+fn close_gracefully(fd: RawFd) {
     shutdown(fd, libc::SHUT_WR);
-    let shard = shard.clone();
-    spawn_local(async move {
-        glommio::timer::sleep(LINGER).await;
-        if shard.writers.fd(id) == Some(fd) {
-            shutdown(fd, libc::SHUT_RDWR);
-        }
-    })
-    .detach();
 }
 
 /// As much of `bytes` as the socket takes without waiting.

@@ -1,0 +1,235 @@
+//! What runs on a shard besides its connections: the start, then one task each for accepting,
+//! the clock tick, sending to and receiving from each peer shard, and the retained walk; at the
+//! stop, the wait for the connections to close.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::LocalReceiver;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::{spawn_local, timer};
+
+use super::connection;
+use super::heartbeat::{Clock, Tick, Ticks};
+use super::listener::{self, Listener};
+use super::mesh::{Envelope, Mesh};
+use super::shard::{Shard, Wakes};
+use super::shutdown::Shutdown;
+use super::stats::StatsReporter;
+use crate::config::Config;
+use crate::core::auth::AuthHandle;
+use crate::core::quota::Quota;
+use crate::core::Broker;
+use crate::metrics::StatsBoard;
+
+/// How long a stopping shard waits for its connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Messages per batch sent to another shard.
+const MESH_BATCH: usize = 512;
+
+/// Why a shard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    #[error("more shards than mesh ends")]
+    NoMeshEnds,
+    #[error("shard {shard}: cannot listen on {addr}: {source}")]
+    Listen {
+        shard: usize,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("shard {shard}: its clock end was taken")]
+    NoClock { shard: usize },
+}
+
+/// What every shard starts from, shared by all of them.
+#[derive(Clone)]
+pub struct Common {
+    pub config: Config,
+    pub mesh: Arc<Mesh>,
+    pub clock: Arc<Clock>,
+    pub stats: Arc<StatsBoard>,
+    pub auth: Arc<AuthHandle>,
+    pub quota: Arc<Quota>,
+    /// Each shard reports here once it accepts connections, or why it cannot.
+    pub ready: crossbeam_channel::Sender<Result<(), ShardStartError>>,
+}
+
+/// Runs one shard until it is stopped and its connections are closed (or the grace is over).
+pub async fn run(common: Common) {
+    let Common {
+        config,
+        mesh,
+        clock,
+        stats,
+        auth,
+        quota,
+        ready,
+    } = common;
+    let Some(ends) = mesh.take() else {
+        let _ = ready.send(Err(ShardStartError::NoMeshEnds));
+        return;
+    };
+    let id = ends.id();
+    let shards = ends.shards();
+    let (senders, receivers) = ends.connect().await;
+    name_thread(id);
+    let addr = config.listen_addr();
+    let listener = match listener::bind(addr) {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = ready.send(Err(ShardStartError::Listen {
+                shard: id,
+                addr,
+                source,
+            }));
+            return;
+        }
+    };
+    let broker = Broker::new(id, shards, config.limits(), Instant::now())
+        .with_features(config.features())
+        .with_auth(auth)
+        .with_quota(quota);
+    let (shard, Wakes { retained, peers }) = Shard::new(broker, shards, senders);
+    spawn_local(retained_walk(shard.clone(), retained)).detach();
+    for (peer, wake) in peers {
+        spawn_local(mesh_sender(shard.clone(), peer, wake)).detach();
+    }
+    for (peer, receiver) in receivers {
+        spawn_local(mesh_receiver(shard.clone(), peer, receiver)).detach();
+    }
+    let Some(ticks) = clock.take_ticks(id) else {
+        let _ = ready.send(Err(ShardStartError::NoClock { shard: id }));
+        return;
+    };
+    let shutdown = Rc::new(Shutdown::default());
+    let reporter = StatsReporter::new(stats, config.sys_interval(), Instant::now());
+    spawn_local(clock_tick(shard.clone(), ticks, reporter, shutdown.clone())).detach();
+
+    let _ = ready.send(Ok(()));
+    tracing::debug!(shard = id, "accepting");
+    accept_loop(&shard, &listener, &shutdown).await;
+    // Stopping: no new connections from here on. Shutting the listening socket takes it out
+    // of the port at once, even while io_uring still holds a reference to it, so a broker
+    // started right after this one owns the port alone.
+    listener::close(listener);
+    // Give the writers a moment to deliver the DISCONNECTs.
+    futures_lite::future::or(shard.all_closed(), timer::sleep(SHUTDOWN_GRACE)).await;
+    tracing::debug!(shard = id, "stopped");
+}
+
+/// Accepts connections until the shard stops.
+async fn accept_loop(shard: &Rc<Shard>, listener: &Listener, shutdown: &Shutdown) {
+    loop {
+        let accepted =
+            futures_lite::future::or(async { Some(listener.socket.accept().await) }, async {
+                shutdown.tripped().await;
+                None
+            });
+        match accepted.await {
+            None => return,
+            Some(Ok(stream)) => {
+                if !shard.broker().accepts_sockets() {
+                    tracing::warn!(
+                        shard = shard.broker().shard(),
+                        "connection limit reached; closing a new socket"
+                    );
+                    drop(stream);
+                    continue;
+                }
+                connection::spawn(shard.clone(), stream);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = shard.broker().shard(), error = %e, "accept failed");
+                timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The broker's deadlines and figures on every clock tick; the stop when the clock says so.
+/// Goes on while stopping: its ticks keep the executor awake for the grace period.
+async fn clock_tick(
+    shard: Rc<Shard>,
+    mut ticks: Ticks,
+    mut reporter: StatsReporter,
+    shutdown: Rc<Shutdown>,
+) {
+    while let Some(tick) = ticks.next().await {
+        let now = Instant::now();
+        {
+            let mut broker = shard.broker();
+            broker.tick(now);
+            reporter.on_tick(&mut broker, now);
+        }
+        shard.flush();
+        if tick == Tick::Stop && !shutdown.is_tripped() {
+            shard.broker().shutdown();
+            shard.flush();
+            shutdown.trip();
+        }
+    }
+    tracing::error!(
+        shard = shard.broker().shard(),
+        "the shard clock stopped: keep alives no longer expire"
+    );
+}
+
+/// Retained messages for new subscriptions, a step at a time: a subscription to `#` over a
+/// large store does not hold up the shard's other clients.
+async fn retained_walk(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        loop {
+            let more = shard.broker().retained_step(Instant::now());
+            shard.flush();
+            if !more {
+                break;
+            }
+            // Not a plain yield: glommio polls io_uring only when no task is runnable (or
+            // every 100 ms), so a yield alone would keep the shard's sockets waiting for the
+            // whole walk. A timer leaves the run queue.
+            timer::sleep(Duration::from_micros(1)).await;
+        }
+    }
+}
+
+/// Sends the outbox for `peer` in batches whenever the flush says it has something.
+async fn mesh_sender(shard: Rc<Shard>, peer: usize, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        loop {
+            let batch = shard.take_outbox(peer, MESH_BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            if shard.send_to(peer, Envelope::Batch(batch)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Takes what `peer` sends: message batches for the broker, connections to serve here.
+async fn mesh_receiver(shard: Rc<Shard>, peer: usize, receiver: ConnectedReceiver<Envelope>) {
+    while let Some(envelope) = receiver.recv().await {
+        match envelope {
+            Envelope::Batch(batch) => {
+                shard.broker().remote(peer, batch, Instant::now());
+                shard.flush();
+                // A full channel is always ready: let the writers drain what this batch
+                // queued before taking the next.
+                futures_lite::future::yield_now().await;
+            }
+            Envelope::Handoff { fd, buffered } => connection::adopt(shard.clone(), fd, buffered),
+        }
+    }
+}
+
+/// Names the thread after its shard (as `top -H` and /proc show it).
+fn name_thread(id: usize) {
+    if let Ok(name) = std::ffi::CString::new(format!("ringmq-shard-{id}")) {
+        // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes (the kernel
+        // truncates longer ones).
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    }
+}
