@@ -56,6 +56,11 @@ pub struct Config {
     /// (a client that stopped reading).
     #[arg(long, default_value_t = Limits::DEFAULT.write_timeout.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub write_timeout: u32,
+    /// Milliseconds a connected subscriber may take nothing (no ack, no byte read) while
+    /// messages wait for it before it is stalled: it stops slowing its QoS 1/2 publishers, and
+    /// its messages queue up to --max-queued-messages / --max-queued-bytes, then drop.
+    #[arg(long, default_value_t = Limits::DEFAULT.stall_timeout.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout_ms: u64,
     /// Seconds after which sessions that would never expire (3.x clean session 0, 5.0
     /// 0xFFFFFFFF) expire once their client is gone (Mosquitto's
     /// persistent_client_expiration). Default: never.
@@ -167,6 +172,7 @@ impl Config {
             max_topic_levels: self.max_topic_levels as usize,
             connect_timeout: std::time::Duration::from_secs(self.connect_timeout.into()),
             write_timeout: std::time::Duration::from_secs(self.write_timeout.into()),
+            stall_timeout: std::time::Duration::from_millis(self.stall_timeout_ms),
             persistent_client_expiration: self.persistent_client_expiration,
             max_session_expiry: self.max_session_expiry,
             max_retained_messages: self.max_retained_messages,

@@ -31,6 +31,9 @@ use crate::protocol::{
     Connect, Decoder, Packet, ProtocolVersion, QoS, Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 
+/// Messages per mesh batch, as the shell sends them.
+const MESH_BATCH: usize = 512;
+
 /// Rounds of [`Cluster::settle`] after which the shards are taken to be ping-ponging forever.
 const SETTLE_ROUNDS: usize = 10_000;
 
@@ -114,16 +117,17 @@ impl Cluster {
         self.shards[client.shard].handle(client.conn, packet, self.now);
     }
 
-    /// Hands raw bytes to the shard serving `client`. A hand-off moves the connection (and
-    /// every byte) to the home shard; the returned client is where it is served now.
-    pub fn receive(&mut self, client: Client, bytes: &[u8]) -> Client {
-        let mut buf = BytesMut::from(bytes);
-        match self.shards[client.shard].receive(client.conn, &mut buf, self.now) {
-            Receive::Continue => client,
+    /// Hands the bytes read for `client` to the shard serving it; what it does not take (the
+    /// start of a packet, or PUBLISHes while it holds the client back) stays in `buf`. A
+    /// hand-off moves the connection (and every byte) to the home shard; the returned client
+    /// is where it is served now.
+    pub fn receive(&mut self, client: Client, buf: &mut BytesMut) -> Client {
+        match self.shards[client.shard].receive(client.conn, buf, self.now) {
+            Receive::Continue | Receive::Held => client,
             Receive::HandOff(home) => {
                 let conn = self.shards[home].adopt(self.now);
                 let moved = Client { shard: home, conn };
-                self.shards[home].receive(conn, &mut buf, self.now);
+                self.shards[home].receive(conn, buf, self.now);
                 moved
             }
         }
@@ -134,16 +138,17 @@ impl Cluster {
         self.send(client, subscribe_packet(filter, qos));
     }
 
-    /// Moves what each shard has for each other shard, once (one mesh round).
+    /// Moves what each shard has for each other shard, once (one mesh round), except where
+    /// the receiving shard holds that peer back ([`Broker::mesh_hold`]), as the shell does.
     pub fn exchange(&mut self) -> bool {
         let mut moved = false;
         for from in 0..self.shards.len() {
             for to in 0..self.shards.len() {
-                if from == to {
+                if from == to || self.shards[to].mesh_hold(from, self.now).is_some() {
                     continue;
                 }
-                let batch = self.shards[from].take_outbox(to, usize::MAX);
-                if !batch.is_empty() {
+                let batch = self.shards[from].take_outbox(to, MESH_BATCH);
+                if !batch.is_empty() || self.shards[to].has_parked(from) {
                     moved = true;
                     self.shards[to].remote(from, batch, self.now);
                 }
@@ -308,7 +313,7 @@ mod tests {
         )
         .unwrap();
         let accepted = cluster.open(0);
-        let served = cluster.receive(accepted, &wire);
+        let served = cluster.receive(accepted, &mut wire);
         assert_eq!(served.shard, 1);
         assert_eq!(cluster[0].connection_count(), 0);
         cluster.settle();

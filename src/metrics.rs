@@ -29,6 +29,9 @@ pub struct Counters {
     pub write_timeouts: u64,
     /// Times a publisher stopped being read because messages for another shard piled up.
     pub publishers_paused: u64,
+    /// Times a publisher (or a peer shard's mesh) stopped being read because a connected
+    /// subscriber of its QoS 1/2 messages was behind.
+    pub publishers_held: u64,
     pub protocol_errors: u64,
 }
 
@@ -60,6 +63,7 @@ impl Counters {
         self.retained_refused += other.retained_refused;
         self.write_timeouts += other.write_timeouts;
         self.publishers_paused += other.publishers_paused;
+        self.publishers_held += other.publishers_held;
         self.protocol_errors += other.protocol_errors;
     }
 }

@@ -31,6 +31,10 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// A connection whose pending output does not get written within this time is closed.
     pub write_timeout: Duration,
+    /// A connected session that takes nothing (no ack, no byte written) for this long while
+    /// it has messages waiting is stalled: it no longer slows its publishers, and its messages
+    /// queue up to its limits, then drop.
+    pub stall_timeout: Duration,
     /// Expiry of sessions that would otherwise never expire (3.x clean session 0, 5.0
     /// 0xFFFFFFFF), in seconds; None: they never do (Mosquitto's
     /// `persistent_client_expiration`).
@@ -65,12 +69,29 @@ impl Limits {
         max_sessions: 1_000_000,
         connect_timeout: Duration::from_secs(10),
         write_timeout: Duration::from_secs(30),
+        stall_timeout: Duration::from_secs(2),
         persistent_client_expiration: None,
         max_session_expiry: None,
         max_alias_bytes: 16 * 1024,
         max_retained_messages: 1_000_000,
         max_retained_bytes: 512 * 1024 * 1024,
     };
+
+    /// The backlog (messages, bytes) of a connected session past which the publishers of QoS
+    /// 1/2 messages for it are no longer read, and past which QoS 0 messages for it drop: the
+    /// room above it is for the QoS 1/2 messages already on their way, which must not drop.
+    pub fn queue_high_water(&self) -> (usize, usize) {
+        (
+            (self.max_queued_messages / 2).max(1),
+            (self.max_queued_bytes / 2).max(1),
+        )
+    }
+
+    /// The backlog at or below which the publishers it held are read again.
+    pub fn queue_low_water(&self) -> (usize, usize) {
+        let (messages, bytes) = self.queue_high_water();
+        (messages / 2, bytes / 2)
+    }
 
     /// The Session Expiry Interval a session gets for the one it asked for (`u32::MAX`: never).
     pub fn granted_expiry(&self, asked: u32) -> u32 {

@@ -128,6 +128,10 @@ pub struct Session {
     pub pending_will: Option<Box<PendingWill>>,
     /// The earliest time the broker's timers will look at this session, if any.
     pub timer_armed: Option<Instant>,
+    /// Some of its QoS 1/2 publishers are not being read because of its backlog.
+    pub holding: bool,
+    /// Since when it has had messages waiting and taken none (see [`Session::is_stalled`]).
+    progress_at: Option<Instant>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
@@ -151,6 +155,8 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            holding: false,
+            progress_at: None,
             awaiting_pubrel: SmallSet::default(),
             next_packet_id: 1,
         }
@@ -177,6 +183,10 @@ impl Session {
         limits: &Limits,
         now: Instant,
     ) -> DeliverOutcome {
+        if self.queue.is_empty() && self.inflight.is_empty() {
+            // Nothing was waiting: the clock on its progress starts now.
+            self.progress_at = Some(now);
+        }
         if let Some(link) = link {
             if self.queue.is_empty() && link.has_room(limits) && self.window_open(&delivery, link) {
                 return self.send(delivery, link, now);
@@ -185,9 +195,11 @@ impl Session {
             return DeliverOutcome::DroppedOffline;
         }
         let size = delivery.message.size();
-        if self.queue.len() >= limits.max_queued_messages
-            || self.queued_bytes + size > limits.max_queued_bytes
-        {
+        let (max_messages, max_bytes) = match delivery.qos {
+            QoS::AtMostOnce => limits.queue_high_water(),
+            _ => (limits.max_queued_messages, limits.max_queued_bytes),
+        };
+        if self.queue.len() >= max_messages || self.queued_bytes + size > max_bytes {
             return DeliverOutcome::DroppedQueueFull;
         }
         self.queued_bytes += size;
@@ -221,6 +233,46 @@ impl Session {
             report.add(self.send(delivery, link, now));
         }
         report
+    }
+
+    /// The client took something (an ack, bytes written): it is not stalled.
+    pub fn note_progress(&mut self, now: Instant) {
+        self.progress_at = Some(now);
+    }
+
+    /// Whether it has had messages waiting and taken none of them for the stall timeout.
+    pub fn is_stalled(&self, limits: &Limits, now: Instant) -> bool {
+        (!self.queue.is_empty() || !self.inflight.is_empty())
+            && self
+                .progress_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= limits.stall_timeout)
+    }
+
+    /// Whether a QoS 1/2 message just queued for it should stop its publisher: it is
+    /// connected, keeps taking messages, but more wait than the high-water mark.
+    pub fn holds_publishers(&self, limits: &Limits, now: Instant) -> bool {
+        self.backlog_over(limits.queue_high_water()) && self.is_live(limits, now)
+    }
+
+    /// Whether the publishers it holds stay held: its backlog is still over the low-water
+    /// mark, and it is still connected and taking messages.
+    pub fn keeps_holding(&self, limits: &Limits, now: Instant) -> bool {
+        let (messages, bytes) = limits.queue_low_water();
+        (self.queue.len() > messages || self.queued_bytes > bytes) && self.is_live(limits, now)
+    }
+
+    /// Whether a shared group's next message should go elsewhere if another member has room.
+    pub fn is_backlogged(&self, limits: &Limits) -> bool {
+        self.backlog_over(limits.queue_high_water())
+    }
+
+    fn is_live(&self, limits: &Limits, now: Instant) -> bool {
+        self.conn.is_some() && !self.is_stalled(limits, now)
+    }
+
+    /// Whether it has reached the mark (high water: at least 1 message).
+    fn backlog_over(&self, (messages, bytes): (usize, usize)) -> bool {
+        self.queue.len() >= messages || self.queued_bytes >= bytes
     }
 
     /// Whether the link can take more and nothing queued is ahead: room for retained messages.

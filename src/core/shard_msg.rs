@@ -14,6 +14,9 @@ pub enum ShardMsg {
         group: Filter,
         message: SharedMessage,
         publisher: u64,
+        /// Shards whose members had no room for it, as a bit mask: it is passed on to one
+        /// with members that has not tried yet, if any.
+        tried: u64,
     },
     /// A retained message (or its deletion) to store in this shard's replica.
     Retain(SharedMessage),

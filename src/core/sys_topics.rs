@@ -53,6 +53,7 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
         ("$SYS/broker/retained messages/refused", c.retained_refused),
         ("$SYS/broker/connections/write_timeouts", c.write_timeouts),
         ("$SYS/broker/publishers/paused", c.publishers_paused),
+        ("$SYS/broker/publishers/held", c.publishers_held),
         ("$SYS/broker/protocol_errors", c.protocol_errors),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];

@@ -71,6 +71,14 @@ impl<T> Trie<T> {
         node.value.get_or_insert_with(make)
     }
 
+    pub fn get(&self, filter: &str) -> Option<&T> {
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            node = node.child(level)?;
+        }
+        node.value.as_ref()
+    }
+
     pub fn get_mut(&mut self, filter: &str) -> Option<&mut T> {
         let mut node = &mut self.root;
         for level in filter.split('/') {

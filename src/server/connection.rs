@@ -18,7 +18,7 @@ use glommio::spawn_local;
 use super::mesh::Envelope;
 use super::shard::Shard;
 use super::writer::LINGER;
-use crate::core::{Closing, ConnId, Receive};
+use crate::core::{Closing, ConnId, ReadPause, Receive};
 
 /// Spare room in the shard's read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -83,11 +83,14 @@ async fn read_loop(
     // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
     // start of a packet still incomplete is kept here.
     let mut pending = buf;
-    let mut handed_to = process(&shard, id, &mut pending);
+    let mut next = process(&shard, id, &mut pending);
     // Since when the broker has been closing the connection: what the client still sends is
     // read and discarded for at most the linger, then the socket goes, sending or not.
     let mut closing_since: Option<Instant> = None;
-    while handed_to.is_none() {
+    loop {
+        if let Next::HandOff(_) = next {
+            break;
+        }
         let closing = shard.broker().closing_state(id);
         match closing {
             Closing::No => {}
@@ -107,6 +110,16 @@ async fn read_loop(
             // Boxed: a future is as large as its largest state, and this wait (a channel and
             // a timer) would make every idle connection's read loop that large.
             Box::pin(shard.wait_readable(id, pause)).await;
+            if let ReadPause::Subscriber { .. } = pause {
+                // Ask again: held, the socket is not read at all.
+                continue;
+            }
+        }
+        if let Next::Again = next {
+            // The PUBLISHes it was held at are here already: they go first (the client may
+            // be waiting for their acks), and the socket is read after them.
+            next = process(&shard, id, &mut pending);
+            continue;
         }
         // A socket with data always ready never makes the read pend, so without this a busy
         // publisher would starve the writers and the mesh tasks of its shard.
@@ -138,16 +151,16 @@ async fn read_loop(
             break;
         }
         if pending.is_empty() {
-            handed_to = process(&shard, id, &mut scratch);
+            next = process(&shard, id, &mut scratch);
             pending.extend_from_slice(&scratch);
         } else {
             pending.extend_from_slice(&scratch);
-            handed_to = process(&shard, id, &mut pending);
+            next = process(&shard, id, &mut pending);
         }
         scratch.clear();
         shard.return_scratch(scratch);
     }
-    if let Some(home) = handed_to {
+    if let Next::HandOff(home) = next {
         // The broker has forgotten the connection; the socket goes on, duplicated, on `home`.
         let moved = dup(fd);
         drop(reader);
@@ -187,13 +200,24 @@ async fn read_into<R: futures_lite::AsyncRead + Unpin>(
     Ok(n)
 }
 
-/// Gives the broker what was read; `Some(shard)` when the connection is to move there (with
-/// `buf`, left untouched).
-fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> Option<usize> {
+/// What the read loop does after handing the broker what was read.
+enum Next {
+    /// Read the socket.
+    Read,
+    /// Hand the buffer in again once the connection may be read: the broker held it back
+    /// with whole PUBLISHes still in it.
+    Again,
+    /// Move the connection to this shard (with the buffer, untouched).
+    HandOff(usize),
+}
+
+/// Gives the broker what was read.
+fn process(shard: &Rc<Shard>, id: ConnId, buf: &mut BytesMut) -> Next {
     let received = shard.broker().receive(id, buf, Instant::now());
     shard.flush();
     match received {
-        Receive::Continue => None,
-        Receive::HandOff(home) => Some(home),
+        Receive::Continue => Next::Read,
+        Receive::Held => Next::Again,
+        Receive::HandOff(home) => Next::HandOff(home),
     }
 }

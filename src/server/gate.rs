@@ -1,10 +1,12 @@
 //! Connections the shard does not read for now, and what opens them again.
 //!
 //! The broker says when a connection should not be read ([`Broker::read_pause`]): its output
-//! is piling up, or what it publishes waits for a slow shard. The read task then waits here
-//! until the writer reports its output written, or the outboxes drain. A connection paused
+//! is piling up, what it publishes waits for a slow shard, or a subscriber of its QoS 1/2
+//! messages is behind. The read task then waits here until the writer reports its output
+//! written, the outboxes drain, or the broker reports backlogs eased. A connection paused
 //! for a slow shard is still read now and then (the broker says how often): it is the other
-//! shard that is slow, and the client must still get its PINGRESPs within its keep alive.
+//! shard that is slow, and the client must still get its PINGRESPs within its keep alive. A
+//! mesh receiver held for a subscriber waits here too.
 //!
 //! [`Broker::read_pause`]: crate::core::Broker::read_pause
 
@@ -19,6 +21,14 @@ use crate::core::{Broker, ConnId, ReadPause};
 pub struct ReadGates {
     output: RefCell<AHashMap<ConnId, LocalSender<()>>>,
     outbox: RefCell<AHashMap<ConnId, LocalSender<()>>>,
+    /// Connections and peer shards held for a subscriber that is behind.
+    held: RefCell<AHashMap<Held, LocalSender<()>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Held {
+    Conn(ConnId),
+    Peer(usize),
 }
 
 impl ReadGates {
@@ -41,6 +51,35 @@ impl ReadGates {
                 )
                 .await;
             }
+            ReadPause::Subscriber { recheck } => {
+                self.wait_held(Held::Conn(id), recheck).await;
+            }
+        }
+    }
+
+    /// Waits while the broker holds back shard `peer`'s messages, until backlogs ease or
+    /// `recheck` has passed.
+    pub async fn wait_mesh(&self, peer: usize, recheck: std::time::Duration) {
+        self.wait_held(Held::Peer(peer), recheck).await;
+    }
+
+    async fn wait_held(&self, held: Held, recheck: std::time::Duration) {
+        let (open, opened) = local_channel::new_bounded(1);
+        self.held.borrow_mut().insert(held, open);
+        futures_lite::future::or(
+            async {
+                let _ = opened.recv().await;
+            },
+            glommio::timer::sleep(recheck),
+        )
+        .await;
+        self.held.borrow_mut().remove(&held);
+    }
+
+    /// A backlog that held publishers eased: every held reader looks again.
+    pub fn open_held_gates(&self) {
+        for (_, open) in self.held.borrow_mut().drain() {
+            let _ = open.try_send(());
         }
     }
 
@@ -62,6 +101,9 @@ impl ReadGates {
             let _ = open.try_send(());
         }
         if let Some(open) = self.outbox.borrow_mut().remove(&id) {
+            let _ = open.try_send(());
+        }
+        if let Some(open) = self.held.borrow_mut().remove(&Held::Conn(id)) {
             let _ = open.try_send(());
         }
     }

@@ -94,6 +94,9 @@ impl Shard {
             self.gates.output_written(&mut self.broker(), id);
         }
         drop(ids);
+        if self.broker().take_eased() {
+            self.gates.open_held_gates();
+        }
         let broker = self.broker.borrow();
         if broker.has_outbox() {
             for waker in self.peer_wakers.iter().flatten() {
@@ -147,6 +150,15 @@ impl Shard {
     /// Waits until connection `id` may be read again (see `gate`).
     pub fn wait_readable(&self, id: ConnId, pause: ReadPause) -> impl Future<Output = ()> + '_ {
         self.gates.wait(id, pause)
+    }
+
+    /// Waits while shard `peer`'s messages are held back here (see [`ReadGates::wait_mesh`]).
+    pub fn wait_mesh(
+        &self,
+        peer: usize,
+        recheck: std::time::Duration,
+    ) -> impl Future<Output = ()> + '_ {
+        self.gates.wait_mesh(peer, recheck)
     }
 
     /// The running drain task of `id`, to await before the connection's state goes.

@@ -216,6 +216,20 @@ async fn mesh_receiver(shard: Rc<Shard>, peer: usize, receiver: ConnectedReceive
             Envelope::Batch(batch) => {
                 shard.broker().remote(peer, batch, Instant::now());
                 shard.flush();
+                // A subscriber here is behind: take no more of this peer's messages until it
+                // catches up (or stalls). The peer's outbox fills meanwhile, and holds its
+                // publishers back in turn.
+                loop {
+                    let hold = shard.broker().mesh_hold(peer, Instant::now());
+                    match hold {
+                        Some(recheck) => shard.wait_mesh(peer, recheck).await,
+                        // Released already, with messages set aside: they go first.
+                        None if shard.broker().has_parked(peer) => {}
+                        None => break,
+                    }
+                    shard.broker().remote(peer, Vec::new(), Instant::now());
+                    shard.flush();
+                }
                 // A full channel is always ready: let the writers drain what this batch
                 // queued before taking the next.
                 futures_lite::future::yield_now().await;

@@ -380,6 +380,10 @@ impl Broker {
         }
         session.conn = None;
         session.retained_scheduled = false;
+        if std::mem::take(&mut session.holding) {
+            // Offline, it holds no one: what comes for it queues up to its limits.
+            self.eased = true;
+        }
         let expiry = session.expiry_interval;
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);

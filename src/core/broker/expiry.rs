@@ -84,7 +84,7 @@ impl Broker {
             }
             (None, _) => soonest(conn.last_seen + connect_timeout),
             (Some(_), Some(limit)) => {
-                if conn.outbox_paused {
+                if conn.outbox_paused || conn.held_by.is_some() {
                     // Not read because of us, not silent: its time does not run meanwhile.
                     conn.last_seen = now;
                 }

@@ -65,6 +65,9 @@ struct Conn {
     /// Its publishes went to another shard's outbox above the high-water mark: not read until
     /// that drains.
     outbox_paused: bool,
+    /// A QoS 1/2 message it published was queued for this connected session past its
+    /// high-water mark: its PUBLISHes are not read until that backlog drains.
+    held_by: Option<Hold>,
     write: WriteProgress,
     /// The earliest time the broker's timers will look at this connection, if any: one
     /// entry per connection covers its CONNECT deadline, keep alive and stalled output.
@@ -113,6 +116,25 @@ pub enum ReadPause {
     /// after `trickle` all the same, so that a PINGREQ it sent meanwhile is answered within
     /// its keep alive.
     Outbox { trickle: Duration },
+    /// A subscriber it publishes to is behind: ask again once the broker reports backlogs
+    /// eased ([`Broker::take_eased`]), or after `recheck` (the subscriber may have stalled).
+    Subscriber { recheck: Duration },
+}
+
+/// What a publisher (or a peer shard) is held back for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hold {
+    /// A subscriber's backlog.
+    Session(SessionKey),
+    /// A shared group whose members here are all behind: any of them catching up will do.
+    Group(crate::core::filter::Filter),
+}
+
+/// Where the messages being routed come from: whom to hold back if a subscriber is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feeder {
+    Conn(ConnId),
+    Peer(usize),
 }
 
 /// Bytes to write to one connection, and whether to close it once they are written.
@@ -167,6 +189,15 @@ pub struct Broker {
     retained: RetainedStore,
     /// Sessions whose retained backlog can make progress, served a step at a time.
     retained_ready: VecDeque<SessionKey>,
+    /// Whose messages are being routed right now.
+    feeder: Option<Feeder>,
+    /// Per peer shard: the session whose backlog stops this shard taking more of that
+    /// peer's messages (the peer's outbox then fills, and its publishers wait).
+    peer_held: Vec<Option<Hold>>,
+    /// Per peer shard: what is left of its batches while it is held back.
+    parked: Vec<VecDeque<ShardMsg>>,
+    /// A session that held publishers has drained (or gone): they may be read again.
+    eased: bool,
     /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
     next_reply: u64,
@@ -184,6 +215,7 @@ pub struct Broker {
     drop_log: DropLog,
     retained_log: DropLog,
     pause_log: DropLog,
+    hold_log: DropLog,
     /// Who may connect; shared by every shard.
     auth: Arc<AuthHandle>,
     /// Broker-wide counts; shared by every shard.
@@ -207,6 +239,10 @@ impl Broker {
             sessions: Sessions::default(),
             retained: RetainedStore::default(),
             retained_ready: VecDeque::new(),
+            feeder: None,
+            peer_held: vec![None; shards],
+            parked: (0..shards).map(|_| VecDeque::new()).collect(),
+            eased: false,
             pending_replies: AHashMap::new(),
             next_reply: 1,
             tombstones: Vec::new(),
@@ -218,6 +254,7 @@ impl Broker {
             drop_log: DropLog::default(),
             retained_log: DropLog::default(),
             pause_log: DropLog::default(),
+            hold_log: DropLog::default(),
             auth: Arc::default(),
             quota: Arc::default(),
         }
@@ -310,6 +347,7 @@ impl Broker {
                 aborted: false,
                 over_limit,
                 outbox_paused: false,
+                held_by: None,
                 write: WriteProgress::default(),
                 timer_armed: None,
                 queued_for_flush: false,
@@ -376,12 +414,73 @@ impl Broker {
         if conn.link.out.len() + conn.link.unflushed >= self.limits.read_pause_high_water {
             return Some(ReadPause::Output);
         }
+        if self.is_held(id) {
+            return Some(ReadPause::Subscriber {
+                recheck: self.stall_recheck(),
+            });
+        }
+        let conn = self.conns.get_mut(&id)?;
         // A client pings within its keep alive: a read a quarter of it apart finds the ping.
         let trickle = conn
             .keep_alive_limit
             .map_or(MAX_TRICKLE, |limit| limit / 6)
             .clamp(MIN_TRICKLE, MAX_TRICKLE);
         conn.outbox_paused.then_some(ReadPause::Outbox { trickle })
+    }
+
+    /// Whether connection `id`'s PUBLISHes wait for a subscriber's backlog (clearing the
+    /// hold once that has drained, gone offline or stalled).
+    fn is_held(&mut self, id: ConnId) -> bool {
+        let Some(hold) = self.conns.get(&id).and_then(|c| c.held_by.clone()) else {
+            return false;
+        };
+        let holds = self.holds(&hold);
+        if !holds {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.held_by = None;
+            }
+        }
+        holds
+    }
+
+    /// Whether a hold stands: its subscriber (or every member of its group here) is still
+    /// over the low-water mark, connected and taking messages.
+    fn holds(&self, hold: &Hold) -> bool {
+        let behind = |key: SessionKey| {
+            self.sessions
+                .get(&key)
+                .is_some_and(|s| s.keeps_holding(&self.limits, self.now))
+        };
+        match hold {
+            Hold::Session(key) => behind(*key),
+            Hold::Group(group) => self
+                .router
+                .group(group)
+                .is_some_and(|g| g.members().all(behind)),
+        }
+    }
+
+    /// Whether to take the next batch from shard `peer` now; if not, when to ask again (a
+    /// subscriber holding it may stall meanwhile). Ask again early once [`Broker::take_eased`].
+    pub fn mesh_hold(&mut self, peer: usize, now: Instant) -> Option<Duration> {
+        self.now = now;
+        let hold = self.peer_held.get(peer)?.as_ref()?;
+        if self.holds(hold) {
+            return Some(self.stall_recheck());
+        }
+        self.peer_held[peer] = None;
+        None
+    }
+
+    /// Whether a backlog that held publishers (or a peer shard) has drained since the last
+    /// call: the shell lets them go on, asking [`Broker::read_pause`] / [`Broker::mesh_hold`].
+    pub fn take_eased(&mut self) -> bool {
+        std::mem::take(&mut self.eased)
+    }
+
+    /// How often a hold is looked at again, to release it once its subscriber has stalled.
+    fn stall_recheck(&self) -> Duration {
+        (self.limits.stall_timeout / 4).max(MIN_RECHECK)
     }
 
     /// Whether the outboxes have drained enough for publishers paused by them to go on.
@@ -437,6 +536,11 @@ impl Broker {
             self.arm_conn(id, at);
         }
         if let Some(key) = session {
+            if n > 0 {
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.note_progress(now);
+                }
+            }
             self.pump(id, key);
         }
     }
@@ -515,6 +619,10 @@ impl Broker {
             return;
         }
         let report = session.pump(&mut conn.link, &self.limits, self.now);
+        if session.holding && !session.keeps_holding(&self.limits, self.now) {
+            session.holding = false;
+            self.eased = true;
+        }
         if !session.retained.is_empty()
             && !session.retained_scheduled
             && session.ready_for_more(&conn.link, &self.limits)
@@ -582,6 +690,9 @@ impl Broker {
         }
     }
 }
+
+/// The least time between looks at a hold.
+const MIN_RECHECK: Duration = Duration::from_millis(10);
 
 /// How often a publisher paused for a slow shard is read all the same, at least and at most.
 const MIN_TRICKLE: Duration = Duration::from_millis(100);

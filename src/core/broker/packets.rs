@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Broker, ConnId, SessionKey, OUTBOX_HIGH_WATER};
+use super::{Broker, ConnId, Feeder, SessionKey, OUTBOX_HIGH_WATER};
 use crate::core::message::Message;
+use crate::core::session::Session;
 use crate::core::topic_alias::AliasError;
 use crate::protocol::topic::topic_levels;
 use crate::protocol::{Ack, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode};
@@ -37,27 +38,21 @@ impl Broker {
         match packet {
             Packet::Publish(publish) => self.on_publish(id, key, publish),
             Packet::PubAck(ack) => {
-                if self
-                    .sessions
-                    .get_mut(&key)
-                    .is_some_and(|s| s.on_puback(ack.packet_id))
-                {
+                if self.session_acked(key, |s| s.on_puback(ack.packet_id)) {
                     self.pump(id, key);
                 }
             }
             Packet::PubRec(ack) => {
                 let conn = self.conns.get_mut(&id).expect("checked above");
                 if let Some(session) = self.sessions.get_mut(&key) {
-                    session.on_pubrec(ack.packet_id, &mut conn.link);
+                    if session.on_pubrec(ack.packet_id, &mut conn.link) {
+                        session.note_progress(now);
+                    }
                 }
                 self.queue_flush(id);
             }
             Packet::PubComp(ack) => {
-                if self
-                    .sessions
-                    .get_mut(&key)
-                    .is_some_and(|s| s.on_pubcomp(ack.packet_id))
-                {
+                if self.session_acked(key, |s| s.on_pubcomp(ack.packet_id)) {
                     self.pump(id, key);
                 }
             }
@@ -232,7 +227,9 @@ impl Broker {
             }
             let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
             let outbox_before = self.outbox_len();
+            self.feeder = Some(Feeder::Conn(id));
             matched = self.publish_message(message, Some(key), publisher);
+            self.feeder = None;
             let outbox_after = self.outbox_len();
             if outbox_after > outbox_before && outbox_after > OUTBOX_HIGH_WATER {
                 // Another shard is behind: this publisher waits for it, others go on.
@@ -260,6 +257,19 @@ impl Broker {
             ReasonCode::Success
         };
         self.acknowledge(id, qos, packet_id, reason, Default::default());
+    }
+
+    /// Applies an ack to the session; true when it matched a message, which is progress.
+    fn session_acked(&mut self, key: SessionKey, ack: impl FnOnce(&mut Session) -> bool) -> bool {
+        let now = self.now;
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        let matched = ack(session);
+        if matched {
+            session.note_progress(now);
+        }
+        matched
     }
 
     /// A PUBLISH the ACL does not allow: not routed, counted. 5.0 says so in the ack (0x87);

@@ -11,11 +11,18 @@ use super::{Broker, ConnId};
 use crate::core::home_shard;
 use crate::protocol::{read_frame, Decoder, Packet, ProtocolVersion};
 
+/// The packet type of PUBLISH, in the first byte's high nibble.
+const PUBLISH: u8 = 3;
+
 /// What the shell does with a connection after [`Broker::receive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receive {
     /// Go on reading it (whatever is left in the buffer is the start of a packet).
     Continue,
+    /// It is held for a subscriber that is behind ([`Broker::read_pause`]): the buffer starts
+    /// with a PUBLISH not taken yet. Once the pause ends, hand the buffer in again before
+    /// reading more (the client may be waiting for the acks of what is in it).
+    Held,
     /// Its session lives on shard `N`: move the socket there with the bytes read so far,
     /// which were left untouched. This shard has already forgotten the connection.
     HandOff(usize),
@@ -23,8 +30,11 @@ pub enum Receive {
 
 impl Broker {
     /// Takes the bytes read for `id`: decodes and handles every whole packet in `buf`, leaving
-    /// only the start of an incomplete one. Once the broker is closing the connection, what
-    /// the client still sends is discarded.
+    /// only the start of an incomplete one, or, while the connection is held for a subscriber
+    /// that is behind ([`ReadPause::Subscriber`]), everything from its next PUBLISH on. Once
+    /// the broker is closing the connection, what the client still sends is discarded.
+    ///
+    /// [`ReadPause::Subscriber`]: super::ReadPause::Subscriber
     pub fn receive(&mut self, id: ConnId, buf: &mut BytesMut, now: Instant) -> Receive {
         self.now = now;
         let max_packet_size = self.limits.max_packet_size;
@@ -58,6 +68,17 @@ impl Broker {
                 buf.clear();
                 break;
             }
+            if conn.held_by.is_some()
+                && buf.first().is_some_and(|b| b >> 4 == PUBLISH)
+                && self.is_held(id)
+            {
+                // Held for a subscriber that is behind: its PUBLISHes wait in the buffer (and,
+                // unread, in the socket); what it sends before the next one still goes on.
+                return Receive::Held;
+            }
+            let Some(conn) = self.conns.get(&id) else {
+                break;
+            };
             if version != Some(conn.link.version) {
                 version = Some(conn.link.version);
                 decoder = Decoder::new(conn.link.version, max_packet_size);

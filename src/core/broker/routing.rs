@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use super::packets::is_sys_topic;
-use super::{effective_qos, Broker, SessionKey};
+use super::{effective_qos, Broker, Feeder, Hold, SessionKey};
 use crate::core::filter::Filter;
 use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::retained::{RetainOutcome, RetainedLimits};
+use crate::core::router::Room;
 use crate::core::session::{DeliverOutcome, Subscription};
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::QoS;
@@ -128,10 +129,47 @@ impl Broker {
             .and_then(|c| self.conns.get_mut(&c))
             .filter(|c| !c.closing)
             .map(|c| &mut c.link);
+        let qos = delivery.qos;
+        let shared_group = delivery.shared_group.clone();
         let outcome = session.deliver(delivery, link, &self.limits, self.now);
+        if outcome == DeliverOutcome::Queued
+            && qos > QoS::AtMostOnce
+            && session.holds_publishers(&self.limits, self.now)
+        {
+            session.holding = true;
+            let hold = match shared_group {
+                Some(group) => Hold::Group(group),
+                None => Hold::Session(key),
+            };
+            self.hold_feeder(hold);
+        }
         self.account(outcome);
         if let (Some(c), DeliverOutcome::Sent) = (conn_id, outcome) {
             self.queue_flush(c);
+        }
+    }
+
+    /// Stops reading from whoever feeds the message being routed, until `hold` eases:
+    /// a publisher connection here, or another shard's mesh (whose publishers its filling
+    /// outbox then holds).
+    fn hold_feeder(&mut self, hold: Hold) {
+        let newly = match self.feeder {
+            Some(Feeder::Conn(id)) => self
+                .conns
+                .get_mut(&id)
+                .is_some_and(|c| c.held_by.replace(hold).is_none()),
+            Some(Feeder::Peer(peer)) => self.peer_held[peer].replace(hold).is_none(),
+            None => false,
+        };
+        if newly {
+            self.counters.publishers_held += 1;
+            if let Some(n) = self.hold_log.record(1, self.now) {
+                tracing::info!(
+                    shard = self.shard,
+                    held = n,
+                    "subscribers behind their QoS 1/2 publishers; the publishers are slowed"
+                );
+            }
         }
     }
 
@@ -143,7 +181,7 @@ impl Broker {
         let policy = self.features.shared_policy;
         let shard = self.router.pick_shard(group, mask, policy, publisher);
         if shard == self.shard {
-            self.deliver_shared_local(group, message, publisher);
+            self.deliver_shared_local(group, message, publisher, 0);
         } else {
             self.router.send(
                 shard,
@@ -151,6 +189,7 @@ impl Broker {
                     group: group.clone(),
                     message: message.clone(),
                     publisher,
+                    tried: 0,
                 },
             );
         }
@@ -158,8 +197,14 @@ impl Broker {
 
     /// Gives a message of shared subscription `group` to one of its members on this shard,
     /// preferring connected ones.
-    fn deliver_shared_local(&mut self, group: &Filter, message: &SharedMessage, publisher: u64) {
-        let sessions = &self.sessions;
+    fn deliver_shared_local(
+        &mut self,
+        group: &Filter,
+        message: &SharedMessage,
+        publisher: u64,
+        tried: u64,
+    ) {
+        let (sessions, limits, now) = (&self.sessions, &self.limits, self.now);
         let policy = self.features.shared_policy;
         let topic = message.topic();
         let Some(members) = self.router.group_mut(group) else {
@@ -170,13 +215,39 @@ impl Broker {
             policy,
             publisher,
             |key| sessions.get(&key).is_some_and(|s| s.may_receive(topic)),
-            |key| sessions.get(&key).is_some_and(|s| s.conn.is_some()),
+            |key| match sessions.get(&key) {
+                Some(s) if s.conn.is_some() && !s.is_stalled(limits, now) => {
+                    match s.is_backlogged(limits) {
+                        false => Room::Free,
+                        true => Room::Backlogged(s.queued_len()),
+                    }
+                }
+                _ => Room::Away,
+            },
         );
-        let Some((key, sub)) = chosen else {
+        let Some(((key, sub), room)) = chosen else {
             // Members there are, but the ACL lets none of them read this topic.
             self.note_drop(|c| &mut c.dropped_not_authorized);
             return;
         };
+        if room != Room::Free {
+            // No member here has room: a shard with members that has not tried may.
+            let tried = tried | 1 << self.shard;
+            let untried = self.router.group_shards(group) & !tried;
+            if untried != 0 {
+                let next = untried.trailing_zeros() as usize;
+                self.router.send(
+                    next,
+                    ShardMsg::DeliverShared {
+                        group: group.clone(),
+                        message: message.clone(),
+                        publisher,
+                        tried,
+                    },
+                );
+                return;
+            }
+        }
         let mut delivery = Delivery::new(
             message.clone(),
             effective_qos(message.qos, sub.options.qos),
@@ -239,9 +310,19 @@ impl Broker {
     }
 
     /// A batch of messages from shard `from`.
+    /// What is left of an earlier one, set aside when a subscriber behind made this shard
+    /// hold `from` back, goes first; and what is left of this one is set aside the same way
+    /// ([`Broker::mesh_hold`]), so no subscriber gets more than one message past its mark.
     pub fn remote(&mut self, from: usize, batch: Vec<ShardMsg>, now: std::time::Instant) {
         self.now = now;
-        for msg in batch {
+        self.feeder = Some(Feeder::Peer(from));
+        let mut queue = std::mem::take(&mut self.parked[from]);
+        queue.extend(batch);
+        while let Some(msg) = queue.pop_front() {
+            if self.peer_held[from].is_some() {
+                queue.push_front(msg);
+                break;
+            }
             match msg {
                 ShardMsg::Deliver(message) => {
                     self.deliver_local(&message, None);
@@ -251,7 +332,8 @@ impl Broker {
                     group,
                     message,
                     publisher,
-                } => self.deliver_shared_local(&group, &message, publisher),
+                    tried,
+                } => self.deliver_shared_local(&group, &message, publisher, tried),
                 ShardMsg::Retain(message) => {
                     self.retained.update(&message, None);
                 }
@@ -275,5 +357,13 @@ impl Broker {
                 ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
             }
         }
+        self.parked[from] = queue;
+        self.feeder = None;
+    }
+
+    /// Whether messages from `from` wait here for a hold to end ([`Broker::remote`] takes
+    /// them first, with or without a new batch).
+    pub fn has_parked(&self, from: usize) -> bool {
+        !self.parked[from].is_empty()
     }
 }

@@ -18,7 +18,7 @@ use super::session::Subscription;
 use super::sessions::SessionKey;
 use super::shard_msg::ShardMsg;
 use super::trie::Trie;
-pub use shared::SharedGroup;
+pub use shared::{Room, SharedGroup};
 use syncs::RouteSyncs;
 
 /// The local subscribers of one topic filter.
@@ -162,6 +162,14 @@ impl Router {
     }
 
     /// The members of shared group `group` on this shard.
+    pub fn group(&self, group: &Filter) -> Option<&SharedGroup> {
+        self.subscriptions
+            .get(group.topic_filter())?
+            .shared
+            .get(group)
+    }
+
+    /// The members of shared group `group` on this shard, to pick one.
     pub fn group_mut(&mut self, group: &Filter) -> Option<&mut SharedGroup> {
         self.subscriptions
             .get_mut(group.topic_filter())?
