@@ -16,10 +16,10 @@ source "$ROOT/perf/lib.sh"
 BROKERS=${BROKERS:-ringmq mosquitto nats rumqttd}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-10000}
-PEERS=${PEERS:-/work/shared/peers}
+PEERS=${PEERS:-../shared/peers}
 # ringmq's per-session queue limits lifted as the Mosquitto config lifts its own
 # (max_queued_messages 0), so that no broker wins a flood by dropping.
-RINGMQ_FLAGS=${RINGMQ_FLAGS:---max-queued-messages 100000000 --max-queued-bytes 8000000000}
+RINGMQ_FLAGS=${RINGMQ_FLAGS---max-queued-messages 100000000 --max-queued-bytes 8000000000}
 LOAD=$ROOT/target/release/ringmq-load
 CLK_TCK=$(getconf CLK_TCK)
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -36,52 +36,6 @@ trap cleanup EXIT
 # --- brokers -----------------------------------------------------------------------------------
 RINGMQ_PORT0=19890
 declare -A PORT=([ringmq]=$RINGMQ_PORT0 [mosquitto]=19883 [nats]=19884 [rumqttd]=19885)
-
-have() {
-    case $1 in
-        ringmq) true ;;
-        mosquitto) [[ -x /usr/sbin/mosquitto ]] ;;
-        nats) command -v nats-server >/dev/null ;;
-        rumqttd) command -v rumqttd >/dev/null ;;
-    esac
-}
-
-
-start_broker() { # name
-    local name=$1 port=${PORT[$1]}
-    # `exec`: the background job is the broker itself, so $! is its pid (CPU, RSS, kill).
-    # shellcheck disable=SC2086
-    case $name in
-        ringmq) exec "$ROOT/target/release/ringmq" --bind 127.0.0.1 -p "$port" $RINGMQ_FLAGS ;;
-        mosquitto) exec /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" ;;
-        nats) rm -rf "$WORK/nats-js"; exec nats-server -c "$WORK/nats-server.conf" ;;
-        rumqttd) exec rumqttd -c "$WORK/rumqttd.toml" ;;
-    esac >"$WORK/$name.log" 2>&1 &
-    BROKER_PID=$!
-    sleep 0.2
-    [[ $(readlink "/proc/$BROKER_PID/exe" 2>/dev/null) != */bash ]] || { log "$name: not exec'd"; return 1; }
-    local deadline=$((SECONDS + 20))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        kill -0 "$BROKER_PID" 2>/dev/null || { log "$name exited:"; cat "$WORK/$name.log" >&2; return 1; }
-        ((SECONDS < deadline)) || { log "$name: port $port not open after 20 s"; return 1; }
-        sleep 0.1
-    done
-    sleep 0.5 # NATS enables its MQTT streams just after listening
-}
-
-
-# A port in RINGMQ_PORT0..+19 with neither a listener nor TIME_WAIT connections on it.
-ringmq_port() {
-    local p
-    for p in $(seq "$RINGMQ_PORT0" $((RINGMQ_PORT0 + 19))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-        [[ -z $(ss -Htan state time-wait "( sport = :$p )") ]] && { echo "$p"; return; }
-    done
-    log "no free ringmq port in $RINGMQ_PORT0..$((RINGMQ_PORT0 + 19))"; return 1
-}
-
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # --- scenarios ---------------------------------------------------------------------------------
 COMMON=(--payload 64 --duration "$DURATION" --json --quiet)

@@ -246,8 +246,9 @@ pub struct SharedArgs {
 pub struct FaultArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Faulty clients (storm and garbage workers; slowsub has one).
-    #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    /// Faulty clients (storm and garbage workers; slowsub has one). 0 for storm or garbage:
+    /// the healthy pair alone, a baseline for the others.
+    #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=2000))]
     pub clients: u32,
     /// The healthy pair's publish rate, msgs/s.
     #[arg(long, default_value_t = 5000)]

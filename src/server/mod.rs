@@ -35,8 +35,10 @@ const MEMLOCK_PER_SHARD: u64 = 512 * 1024;
 /// busy one a write poll too; glommio's default (128) let the queue overflow with a hundred
 /// busy connections, and a shard could then park with its wake-up never submitted.
 const RING_DEPTH: usize = 4096;
-/// Batches in flight on each shard-to-shard channel.
-const MESH_CHANNEL_SIZE: usize = 1024;
+/// Batches in flight on each shard-to-shard channel (of up to 512 messages each). This is the
+/// window between two shards: a shard that holds a peer back (a subscriber is behind) lets
+/// this much pile up before the peer's outbox, and then its publishers, wait.
+const MESH_CHANNEL_SIZE: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
