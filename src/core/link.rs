@@ -72,11 +72,7 @@ impl Link {
         what: &'static str,
         write: impl FnOnce(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
     ) {
-        let start = self.out.len();
-        if let Err(error) = write(self.version, &mut self.out) {
-            self.out.truncate(start);
-            tracing::error!(packet = what, %error, "could not encode a control packet");
-        }
+        write_logged(what, self.version, &mut self.out, write);
     }
 }
 
@@ -162,6 +158,33 @@ impl Link {
             Ok(()) => Ok(()),
             Err(_) => Err(Unsent::TooLarge),
         }
+    }
+}
+
+/// A control packet encoded on its own (a SUBACK that waits for route syncs before it joins
+/// the output), as [`Link::write_control`] would write it.
+pub fn encode_control(
+    what: &'static str,
+    version: ProtocolVersion,
+    write: impl FnOnce(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
+) -> BytesMut {
+    let mut out = BytesMut::new();
+    write_logged(what, version, &mut out, write);
+    out
+}
+
+/// Runs `write`; on an error (a bug: these packets are bounded by construction) logs it and
+/// leaves nothing half-written in `out`.
+fn write_logged(
+    what: &'static str,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+    write: impl FnOnce(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
+) {
+    let start = out.len();
+    if let Err(error) = write(version, out) {
+        out.truncate(start);
+        tracing::error!(packet = what, %error, "could not encode a control packet");
     }
 }
 

@@ -149,30 +149,6 @@ impl Broker {
         }
     }
 
-    /// Stops reading from whoever feeds the message being routed, until `hold` eases:
-    /// a publisher connection here, or another shard's mesh (whose publishers its filling
-    /// outbox then holds).
-    fn hold_feeder(&mut self, hold: Hold) {
-        let newly = match self.feeder {
-            Some(Feeder::Conn(id)) => self
-                .conns
-                .get_mut(&id)
-                .is_some_and(|c| c.held_by.replace(hold).is_none()),
-            Some(Feeder::Peer(peer)) => self.peer_held[peer].replace(hold).is_none(),
-            None => false,
-        };
-        if newly {
-            self.counters.publishers_held += 1;
-            if let Some(n) = self.hold_log.record(1, self.now) {
-                tracing::info!(
-                    shard = self.shard,
-                    held = n,
-                    "subscribers behind their QoS 1/2 publishers; the publishers are slowed"
-                );
-            }
-        }
-    }
-
     /// Picks the shard (out of `mask`) whose members get this message of `group`.
     fn route_shared(&mut self, group: &Filter, mask: u64, message: &SharedMessage, publisher: u64) {
         if mask == 0 {

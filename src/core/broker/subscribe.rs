@@ -2,10 +2,10 @@
 //! shards must learn before the SUBACK goes out, and retained messages for new subscriptions.
 
 use ahash::AHashMap;
-use bytes::BytesMut;
 
 use super::{Broker, ConnId, PendingReply, SessionKey};
 use crate::core::filter::Filter;
+use crate::core::link::encode_control;
 use crate::core::session::Subscription;
 use crate::protocol::topic::topic_levels;
 use crate::protocol::{
@@ -77,13 +77,12 @@ impl Broker {
         } else {
             Default::default()
         };
-        let mut suback = BytesMut::new();
-        let _ = SubAck {
+        let suback = SubAck {
             packet_id: subscribe.packet_id,
             codes,
             properties,
-        }
-        .write(version, &mut suback);
+        };
+        let suback = encode_control("SUBACK", version, |v, out| suback.write(v, out));
         // New routes must reach every shard before the SUBACK, and so must routes that
         // another SUBSCRIBE made and that are still on their way: a client that publishes
         // after the SUBACK must find the subscription wherever its publish lands.
@@ -192,13 +191,12 @@ impl Broker {
             });
         }
         let version = self.conns[&id].link.version;
-        let mut unsuback = BytesMut::new();
-        let _ = UnsubAck {
+        let unsuback = UnsubAck {
             packet_id: unsubscribe.packet_id,
             codes: if version.is_v5() { codes } else { Vec::new() },
             ..UnsubAck::default()
-        }
-        .write(version, &mut unsuback);
+        };
+        let unsuback = encode_control("UNSUBACK", version, |v, out| unsuback.write(v, out));
         let waits = if removed_routes.is_empty() {
             Vec::new()
         } else {
