@@ -5,6 +5,8 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::enc::{self, kind, Publish};
@@ -81,44 +83,61 @@ fn ids(prefix: &str, n: usize, cross: bool) -> (Vec<String>, String) {
 }
 
 fn broker(cross: bool, extra: &[&str]) -> Broker {
+    let mut args = vec!["--max-queued-messages", "200"];
+    args.extend_from_slice(extra);
+    broker_at_defaults(cross, &args)
+}
+
+fn broker_at_defaults(cross: bool, extra: &[&str]) -> Broker {
     let shards = if cross { "2" } else { "1" };
-    let mut args = vec!["--shards", shards, "--max-queued-messages", "200"];
+    let mut args = vec!["--shards", shards];
     args.extend_from_slice(extra);
     Broker::start(&args)
+}
+
+/// The broker's resident memory now, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// 4 publishers flat out -> 1 subscriber that reads in small sips: every acknowledged message
 /// arrives, though the subscriber's queue holds only 200.
 fn funnel_loses_nothing(cross: bool) {
     let broker = broker(cross, &[]);
+    let got = funnel(&broker, cross, 3_000);
+    assert_eq!(got.len(), 4 * 3_000, "every acknowledged message arrived");
+    broker.assert_alive();
+}
+
+/// Runs the funnel: 4 publishers of `each` QoS 1 messages, one subscriber sipping; returns
+/// what the subscriber got.
+fn funnel(broker: &Broker, cross: bool, each: u32) -> HashSet<(u8, u32)> {
     let port = broker.port;
     let (publishers, sub_id) = ids("funnel", 4, cross);
-    const EACH: u32 = 3_000;
-    let got = run_bounded(secs(120), move || {
+    run_bounded(secs(120), move || {
         let sub = subscriber(port, &sub_id, "load/+");
         let drinker = std::thread::spawn(move || {
-            drink(sub, 4 * EACH as usize, Duration::from_micros(300), secs(90))
+            drink(sub, 4 * each as usize, Duration::from_micros(300), secs(90))
         });
         let floods: Vec<_> = publishers
             .into_iter()
             .enumerate()
             .map(|(i, id)| {
                 std::thread::spawn(move || {
-                    flood(port, &id, i as u8, &format!("load/{i}"), EACH, 64)
+                    flood(port, &id, i as u8, &format!("load/{i}"), each, 64)
                 })
             })
             .collect();
         for f in floods {
-            assert_eq!(f.join().unwrap(), EACH);
+            assert_eq!(f.join().unwrap(), each);
         }
         drinker.join().unwrap()
-    });
-    assert_eq!(
-        got.len(),
-        4 * EACH as usize,
-        "every acknowledged message arrived"
-    );
-    broker.assert_alive();
+    })
 }
 
 #[test]
@@ -129,6 +148,31 @@ fn a_funnel_to_a_slower_subscriber_loses_nothing() {
 #[test]
 fn a_funnel_to_a_slower_subscriber_on_another_shard_loses_nothing() {
     funnel_loses_nothing(true);
+}
+
+#[test]
+fn a_funnel_at_the_default_limits_stays_under_64_mib() {
+    let broker = broker_at_defaults(true, &[]);
+    let pid = broker.pid();
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Relaxed) {
+                peak.fetch_max(rss(pid), Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // 4 x 50,000 messages: twenty times the subscriber's default queue limit.
+    let got = funnel(&broker, true, 50_000);
+    done.store(true, Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(got.len(), 4 * 50_000, "every acknowledged message arrived");
+    let peak = peak.load(Relaxed);
+    assert!(peak > 0, "RSS sampled");
+    assert!(peak < 64 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
 /// A subscriber that never reads beside a healthy one: once it has stalled it holds no one,
