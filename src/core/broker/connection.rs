@@ -48,7 +48,7 @@ impl Broker {
             self.refuse(id, code);
             return;
         }
-        if over_limit || self.connected >= self.limits.max_connections {
+        if over_limit || self.conns.attached() >= self.limits.max_connections {
             tracing::warn!(
                 shard = self.shard,
                 "connection limit reached; refusing a client"
@@ -149,9 +149,8 @@ impl Broker {
         };
         let limits = self.limits.clone();
         let features = self.features.clone();
+        self.conns.attach(id, key);
         let conn = self.conns.get_mut(&id).expect("connection exists");
-        conn.session = Some(key);
-        self.connected += 1;
         conn.will = connect.will.map(keep_will);
         conn.keep_alive_limit =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
@@ -270,12 +269,10 @@ impl Broker {
     /// is published as for any close without DISCONNECT, unless it has a delay: the new
     /// connection for the client id arrived within it (MQTT-3.1.3-9).
     fn take_over(&mut self, old: ConnId) {
+        self.conns.detach(old);
         let Some(conn) = self.conns.get_mut(&old) else {
             return;
         };
-        if conn.session.take().is_some() {
-            self.connected -= 1;
-        }
         let will = conn.will.take();
         self.disconnect(old, ReasonCode::SessionTakenOver);
         if let Some(will) = will.filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0) {
@@ -348,11 +345,8 @@ impl Broker {
     pub fn closed(&mut self, id: ConnId, now: Instant) {
         self.now = now;
         self.detach(id);
-        let Some(conn) = self.conns.remove(&id) else {
+        if self.conns.remove(&id).is_none() {
             return;
-        };
-        if conn.closing {
-            self.closing -= 1;
         }
         self.counters.connections_closed += 1;
         self.pending_replies.retain(|_, p| p.conn != id);
@@ -364,14 +358,11 @@ impl Broker {
     /// socket may still be writing its last words and reading what the client still sends.
     pub(super) fn detach(&mut self, id: ConnId) {
         let now = self.now;
-        let Some(conn) = self.conns.get_mut(&id) else {
+        let Some(key) = self.conns.detach(id) else {
             return;
         };
-        let Some(key) = conn.session.take() else {
-            return;
-        };
+        let conn = self.conns.get_mut(&id).expect("it had a session");
         let will = conn.will.take();
-        self.connected -= 1;
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };

@@ -56,7 +56,7 @@ impl Broker {
         };
         if newly {
             self.counters.publishers_held += 1;
-            if let Some(n) = self.hold_log.record(1, self.now) {
+            if let Some(n) = self.logs.holds.record(1, self.now) {
                 tracing::info!(
                     shard = self.shard,
                     held = n,

@@ -6,6 +6,7 @@
 //! messages per shard ([`Broker::take_outbox`]).
 
 mod connection;
+mod conns;
 mod expiry;
 mod flow;
 mod packets;
@@ -18,7 +19,7 @@ mod tombstones;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ahash::AHashMap;
 use bytes::BytesMut;
@@ -41,45 +42,12 @@ use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS};
 use flow::{Feeder, Hold};
 pub use flow::{ReadPause, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER};
 
+use conns::{Conn, Connections, WriteProgress};
 pub use receive::Receive;
 
 /// A connection on this shard, numbered by the broker.
 pub type ConnId = u64;
 use super::sessions::{SessionKey, Sessions};
-
-#[derive(Debug)]
-struct Conn {
-    link: Link,
-    session: Option<SessionKey>,
-    /// Boxed: most clients have none. Owns all its bytes (see `keep_will`).
-    will: Option<Box<crate::protocol::Will>>,
-    /// 1.5 x the keep alive in force (MQTT-3.1.2-24); None for 0.
-    keep_alive_limit: Option<Duration>,
-    last_seen: Instant,
-    closing: bool,
-    /// Closed at once, without waiting for its output: it made no progress writing.
-    aborted: bool,
-    /// Opened while the shard was at its connection limit: its CONNECT is refused.
-    over_limit: bool,
-    /// Its publishes went to another shard's outbox above the high-water mark: not read until
-    /// that drains.
-    outbox_paused: bool,
-    /// A QoS 1/2 message it published was queued for this connected session past its
-    /// high-water mark: its PUBLISHes are not read until that backlog drains.
-    held_by: Option<Hold>,
-    write: WriteProgress,
-    /// The earliest time the broker's timers will look at this connection, if any: one
-    /// entry per connection covers its CONNECT deadline, keep alive and stalled output.
-    timer_armed: Option<Instant>,
-    queued_for_flush: bool,
-    inbound_aliases: InboundAliases,
-    /// 5.0 Request Problem Information: reason strings on acks allowed.
-    problem_information: bool,
-    /// Session Expiry Interval of the CONNECT: 0 may not become non-zero (MQTT-3.14.2-2).
-    connect_expiry: u32,
-    /// Its first packet is still to be looked at for the home shard of its session.
-    may_hand_off: bool,
-}
 
 /// What one shard holds (see [`Broker::census`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,15 +81,17 @@ pub struct Output {
     pub close: bool,
 }
 
-/// Whether a connection's output keeps moving. What was pending when the clock started must
-/// all be written before the deadline: a client that reads a byte now and then does not
-/// restart the clock, one that keeps reading always meets it.
+/// The rate-limited log lines of what limits do: at most one a second of each kind.
 #[derive(Debug, Default)]
-struct WriteProgress {
-    /// Bytes written since the connection opened.
-    written: u64,
-    /// The total `written` must reach, and by when.
-    mark: Option<(u64, Instant)>,
+struct Logs {
+    /// Messages dropped by limits or the ACL.
+    drops: DropLog,
+    /// Retained messages not retained: the store was full.
+    retained: DropLog,
+    /// Publishers paused for another shard's outbox.
+    pauses: DropLog,
+    /// Publishers held for a subscriber that is behind.
+    holds: DropLog,
 }
 
 /// A SUBACK (or UNSUBACK) waiting for every shard to acknowledge the routes its filters added
@@ -144,15 +114,7 @@ pub struct Broker {
     features: Features,
     /// The clock as of the last call in.
     now: Instant,
-    /// Boxed, like the sessions: a hash table holds its values in place, so unboxed the table's
-    /// spare capacity cost a few hundred bytes per connection.
-    conns: AHashMap<ConnId, Box<Conn>>,
-    /// Connections with a session attached (counted against `max_connections`).
-    connected: usize,
-    /// Connections the broker is closing: their sockets linger for the client to read its
-    /// last words, but they no longer take a place under `max_connections`.
-    closing: usize,
-    next_conn: ConnId,
+    conns: Connections,
     sessions: Sessions,
     router: Router,
     retained: RetainedStore,
@@ -181,10 +143,7 @@ pub struct Broker {
     /// For assigned client ids, which must not be guessable.
     rng: rand::rngs::StdRng,
     pub counters: Counters,
-    drop_log: DropLog,
-    retained_log: DropLog,
-    pause_log: DropLog,
-    hold_log: DropLog,
+    logs: Logs,
     /// Who may connect; shared by every shard.
     auth: Arc<AuthHandle>,
     /// Broker-wide counts; shared by every shard.
@@ -201,10 +160,7 @@ impl Broker {
             limits,
             features: Features::default(),
             now,
-            conns: AHashMap::new(),
-            connected: 0,
-            closing: 0,
-            next_conn: 1,
+            conns: Connections::default(),
             sessions: Sessions::default(),
             retained: RetainedStore::default(),
             retained_ready: VecDeque::new(),
@@ -220,10 +176,7 @@ impl Broker {
             match_scratch: Some(AHashMap::new()),
             rng: rand::SeedableRng::from_os_rng(),
             counters: Counters::default(),
-            drop_log: DropLog::default(),
-            retained_log: DropLog::default(),
-            pause_log: DropLog::default(),
-            hold_log: DropLog::default(),
+            logs: Logs::default(),
             auth: Arc::default(),
             quota: Arc::default(),
         }
@@ -281,7 +234,7 @@ impl Broker {
     pub fn stats(&self) -> crate::metrics::ShardStats {
         crate::metrics::ShardStats {
             counters: self.counters.clone(),
-            clients_connected: self.connected as u64,
+            clients_connected: self.conns.attached() as u64,
             sessions: self.sessions.len() as u64,
             retained: self.retained.len() as u64,
         }
@@ -301,31 +254,26 @@ impl Broker {
 
     fn register(&mut self, now: Instant, may_hand_off: bool) -> ConnId {
         self.now = now;
-        let id = self.next_conn;
-        self.next_conn += 1;
-        let over_limit = self.live_conns() >= self.limits.max_connections;
-        self.conns.insert(
-            id,
-            Box::new(Conn {
-                link: Link::new(ProtocolVersion::V3_1_1),
-                session: None,
-                will: None,
-                keep_alive_limit: None,
-                last_seen: now,
-                closing: false,
-                aborted: false,
-                over_limit,
-                outbox_paused: false,
-                held_by: None,
-                write: WriteProgress::default(),
-                timer_armed: None,
-                queued_for_flush: false,
-                inbound_aliases: InboundAliases::default(),
-                problem_information: true,
-                connect_expiry: 0,
-                may_hand_off,
-            }),
-        );
+        let over_limit = self.conns.live() >= self.limits.max_connections;
+        let id = self.conns.insert(Conn {
+            link: Link::new(ProtocolVersion::V3_1_1),
+            session: None,
+            will: None,
+            keep_alive_limit: None,
+            last_seen: now,
+            closing: false,
+            aborted: false,
+            over_limit,
+            outbox_paused: false,
+            held_by: None,
+            write: WriteProgress::default(),
+            timer_armed: None,
+            queued_for_flush: false,
+            inbound_aliases: InboundAliases::default(),
+            problem_information: true,
+            connect_expiry: 0,
+            may_hand_off,
+        });
         self.arm_conn(id, now + self.limits.connect_timeout);
         self.counters.connections_opened += 1;
         id
@@ -334,12 +282,7 @@ impl Broker {
     /// Whether the shell should accept another socket: past the connection limit (and a
     /// few more, which get a CONNACK refusal) sockets are closed at once.
     pub fn accepts_sockets(&self) -> bool {
-        self.live_conns() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
-    }
-
-    /// Connections that are not on their way out.
-    fn live_conns(&self) -> usize {
-        self.conns.len() - self.closing
+        self.conns.live() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
     }
 
     /// The protocol version the connection speaks (3.1.1 until its CONNECT says).
@@ -461,7 +404,7 @@ impl Broker {
 
     /// The server is stopping: 5.0 clients are told (0x8B), every connection closes.
     pub fn shutdown(&mut self) {
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        let ids = self.conns.ids();
         for id in ids {
             self.disconnect(id, crate::protocol::ReasonCode::ServerShuttingDown);
         }
@@ -479,12 +422,7 @@ impl Broker {
     /// Marks the connection for closing once its pending bytes are written; its session
     /// goes on without it from now.
     fn close(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            if !conn.closing {
-                conn.closing = true;
-                self.closing += 1;
-            }
-        }
+        self.conns.mark_closing(id);
         self.detach(id);
         self.queue_flush(id);
     }
@@ -557,7 +495,7 @@ impl Broker {
             return;
         }
         *counter(&mut self.counters) += n as u64;
-        if let Some(n) = self.drop_log.record(n as u64, self.now) {
+        if let Some(n) = self.logs.drops.record(n as u64, self.now) {
             tracing::warn!(
                 shard = self.shard,
                 dropped = n,

@@ -239,7 +239,7 @@ impl Broker {
                     .is_some_and(|c| !std::mem::replace(&mut c.outbox_paused, true));
                 if newly {
                     self.counters.publishers_paused += 1;
-                    if let Some(n) = self.pause_log.record(1, self.now) {
+                    if let Some(n) = self.logs.pauses.record(1, self.now) {
                         tracing::warn!(
                             shard = self.shard,
                             paused = n,

@@ -50,7 +50,7 @@ impl Broker {
             match self.retained.update(&message, limits) {
                 RetainOutcome::Refused => {
                     self.counters.retained_refused += 1;
-                    if let Some(n) = self.retained_log.record(1, self.now) {
+                    if let Some(n) = self.logs.retained.record(1, self.now) {
                         tracing::warn!(
                             shard = self.shard,
                             refused = n,
