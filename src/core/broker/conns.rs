@@ -10,6 +10,7 @@ use super::flow::Hold;
 use super::{ConnId, SessionKey};
 use crate::core::session::Link;
 use crate::core::topic_alias::InboundAliases;
+use crate::protocol::ProtocolVersion;
 
 #[derive(Debug, Default)]
 pub(super) struct Connections {
@@ -149,21 +150,18 @@ pub(super) struct WriteProgress {
     pub mark: Option<(u64, Instant)>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::ProtocolVersion;
-
-    fn conn() -> Conn {
+impl Conn {
+    /// A socket just accepted (or handed over), before its CONNECT.
+    pub fn new(now: Instant, over_limit: bool, may_hand_off: bool) -> Conn {
         Conn {
             link: Link::new(ProtocolVersion::V3_1_1),
             session: None,
             will: None,
             keep_alive_limit: None,
-            last_seen: Instant::now(),
+            last_seen: now,
             closing: false,
             aborted: false,
-            over_limit: false,
+            over_limit,
             outbox_paused: false,
             held_by: None,
             write: WriteProgress::default(),
@@ -172,8 +170,17 @@ mod tests {
             inbound_aliases: InboundAliases::default(),
             problem_information: true,
             connect_expiry: 0,
-            may_hand_off: false,
+            may_hand_off,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Conn {
+        Conn::new(Instant::now(), false, false)
     }
 
     #[test]

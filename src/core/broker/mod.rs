@@ -31,10 +31,9 @@ use super::limits::Limits;
 use super::quota::Quota;
 use super::retained::RetainedStore;
 use super::router::Router;
-use super::session::{DeliverOutcome, Link, PumpReport, Subscription};
+use super::session::{DeliverOutcome, PumpReport, Subscription};
 use super::shard_msg::ShardMsg;
 use super::timers::Timers;
-use super::topic_alias::InboundAliases;
 use expiry::Timer;
 
 use crate::metrics::{Counters, DropLog};
@@ -42,7 +41,7 @@ use crate::protocol::{Properties, PropertyValues, ProtocolVersion, QoS};
 use flow::{Feeder, Hold};
 pub use flow::{ReadPause, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER};
 
-use conns::{Conn, Connections, WriteProgress};
+use conns::{Conn, Connections};
 pub use receive::Receive;
 
 /// A connection on this shard, numbered by the broker.
@@ -255,25 +254,7 @@ impl Broker {
     fn register(&mut self, now: Instant, may_hand_off: bool) -> ConnId {
         self.now = now;
         let over_limit = self.conns.live() >= self.limits.max_connections;
-        let id = self.conns.insert(Conn {
-            link: Link::new(ProtocolVersion::V3_1_1),
-            session: None,
-            will: None,
-            keep_alive_limit: None,
-            last_seen: now,
-            closing: false,
-            aborted: false,
-            over_limit,
-            outbox_paused: false,
-            held_by: None,
-            write: WriteProgress::default(),
-            timer_armed: None,
-            queued_for_flush: false,
-            inbound_aliases: InboundAliases::default(),
-            problem_information: true,
-            connect_expiry: 0,
-            may_hand_off,
-        });
+        let id = self.conns.insert(Conn::new(now, over_limit, may_hand_off));
         self.arm_conn(id, now + self.limits.connect_timeout);
         self.counters.connections_opened += 1;
         id
