@@ -5,15 +5,13 @@
 //! client on the same shard keeps getting its PINGRESPs, and a paused publisher is neither
 //! timed out by the broker nor kept from its PINGRESP once it is read again.
 
-mod common;
-
 use std::io::Write;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::enc::Publish;
-use common::raw::{RawClient, LONG};
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common::enc::Publish;
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// The thread id of shard `shard` of the broker (threads are named `ringmq-shard-N`).
 fn shard_thread(pid: u32, shard: usize) -> i32 {

@@ -1,13 +1,11 @@
 //! Retained messages (store, replace, delete, wildcards, across shards) and wills (socket drop,
 //! keepalive expiry, protocol error, QoS and retain, none after a clean DISCONNECT).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::enc::{Connect, Publish, Will};
-use common::raw::{RawClient, LONG, SHORT};
-use common::{
+use crate::common::enc::{Connect, Publish, Will};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::{
     bounded, client_id_on_shard, connect, recv_one, recv_until_marker, secs, text, texts, Broker,
     SHARDS,
 };

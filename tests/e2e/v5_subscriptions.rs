@@ -1,13 +1,12 @@
 //! MQTT 5 subscription options (No Local, Retain As Published, Retain Handling) and
 //! Subscription Identifiers, on a 2-shard broker.
 
-mod common;
-
-use common::dec::texts;
-use common::enc::{p, sub_opts, Props, Publish};
-use common::raw::LONG;
-use common::v5::V5;
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::texts;
+use crate::common::enc::{p, sub_opts, Props, Publish};
+use crate::common::raw::LONG;
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// No Local: a client's own publishes are not sent back on that subscription; another
 /// subscriber without No Local gets them; other clients' publishes still arrive.

@@ -2,14 +2,13 @@
 //! raw connection and a publisher/subscriber pair that were connected before keep working, a
 //! fresh pair works afterwards, and the broker process stays up.
 
-mod common;
-
 use std::time::Duration;
 
-use common::dec::RawPacket;
-use common::enc::{self, kind, Connect, Publish, Will};
-use common::raw::{RawClient, LONG};
-use common::{
+use crate::common;
+use crate::common::dec::RawPacket;
+use crate::common::enc::{self, kind, Connect, Publish, Will};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{
     bounded, client_id_on_shard, connect, connect_with, opts, recv_n, recv_one, secs, text, texts,
     unique, Broker, Mqtt, SHARDS,
 };

@@ -1,18 +1,17 @@
 //! MQTT 5: topic aliases (inbound and outbound), Receive Maximum (inbound QoS 2 quota and
 //! outbound QoS 1 flow control) and the client's Maximum Packet Size.
 
-mod common;
-
 use std::collections::HashSet;
 
 fn outstanding_ids(v: &[common::dec::Pub5]) -> HashSet<u16> {
     v.iter().map(|m| m.pkid).collect()
 }
 
-use common::enc::{p, Connect, Props, Publish};
-use common::raw::{LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::enc::{p, Connect, Props, Publish};
+use crate::common::raw::{LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 fn alias(a: u16) -> Props {
     Props::new().u16(p::TOPIC_ALIAS, a)

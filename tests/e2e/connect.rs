@@ -1,13 +1,11 @@
 //! CONNECT / CONNACK, session takeover and keepalive, at the byte level.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::dec::{parse_connack_v5, PropValue};
-use common::enc::{self, kind, Connect, Publish};
-use common::raw::{RawClient, ReadErr, LONG, SHORT};
-use common::{run_bounded, secs, Broker};
+use crate::common::dec::{parse_connack_v5, PropValue};
+use crate::common::enc::{self, kind, Connect, Publish};
+use crate::common::raw::{RawClient, ReadErr, LONG, SHORT};
+use crate::common::{run_bounded, secs, Broker};
 
 /// A CONNECT with an unsupported protocol level gets exactly CONNACK 0x01 (unacceptable
 /// protocol version), then the connection is closed [MQTT-3.1.2-2].

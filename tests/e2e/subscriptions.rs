@@ -1,12 +1,10 @@
 //! SUBSCRIBE / SUBACK / UNSUBSCRIBE, topic wildcards and `$` topics.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::enc::{self, kind, Publish};
-use common::raw::{RawClient, ReadErr, LONG, SHORT};
-use common::{
+use crate::common::enc::{self, kind, Publish};
+use crate::common::raw::{RawClient, ReadErr, LONG, SHORT};
+use crate::common::{
     bounded, client_id_on_shard, connect, recv_one, recv_until_marker, run_bounded, secs, text,
     texts, Broker, Mqtt, SHARDS,
 };

@@ -1,10 +1,10 @@
 //! Start-up failures give a clear error and a non-zero exit, never a panic or a hang.
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use crate::common;
 
 fn run_ringmq(args: &[&str], memlock: Option<u64>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));

@@ -1,16 +1,15 @@
 //! MQTT 5: Session Expiry Interval, Clean Start, Message Expiry Interval and Will Delay Interval,
 //! with raw v5 clients on a 2-shard broker (subscriber and publisher on different shards).
 
-mod common;
-
 use std::thread;
 use std::time::Instant;
 
-use common::dec::texts;
-use common::enc::{self, kind, p, Connect, Props, Publish, Will};
-use common::raw::{LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::texts;
+use crate::common::enc::{self, kind, p, Connect, Props, Publish, Will};
+use crate::common::raw::{LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// Session Expiry Interval 60: subscription and the QoS 1 / QoS 2 messages published while the
 /// client was away survive the disconnect; resume with Clean Start 0 -> session present = 1 and

@@ -2,13 +2,12 @@
 //! checks, reason codes on acks, disabled features (--no-retain, --max-qos, ...), Request
 //! Problem Information, and authentication refusals.
 
-mod common;
-
-use common::dec::{has_prop, packet_props, parse_connack_v5, texts, PropValue};
-use common::enc::{self, kind, p, sub_opts, Connect, Props, Publish};
-use common::raw::{LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::{has_prop, packet_props, parse_connack_v5, texts, PropValue};
+use crate::common::enc::{self, kind, p, sub_opts, Connect, Props, Publish};
+use crate::common::raw::{LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// Response Topic, Correlation Data, Content Type, Payload Format Indicator and User Properties
 /// (order and duplicates kept) reach the subscriber unchanged (other shard); the responder uses

@@ -2,15 +2,14 @@
 //! Information, and the reason codes of server-initiated DISCONNECTs (takeover, keep alive
 //! timeout, SIGTERM) and of refused connections (quota).
 
-mod common;
-
 use std::time::Instant;
 
-use common::dec::{parse_connack_v5, prop_num, prop_str};
-use common::enc::{kind, p, Connect, Props, Publish};
-use common::raw::{RawClient, LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::{parse_connack_v5, prop_num, prop_str};
+use crate::common::enc::{kind, p, Connect, Props, Publish};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 /// Defaults: Maximum Packet Size 1048576, Topic Alias Maximum 64, Receive Maximum 1024; no
 /// Maximum QoS, no Retain / Wildcard / Subscription Identifier / Shared Available (all

@@ -2,17 +2,15 @@
 //! it closes, even while it keeps sending; a stopped broker frees its port at once, and a new
 //! one waits for a port still held by one that is going away.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::dec::{decode_disconnect, parse_packets};
-use common::enc::{self, kind, Connect, Props, Publish};
-use common::raw::{RawClient, LONG};
-use common::v5::V5;
-use common::{free_port, run_bounded, secs, Broker};
+use crate::common::dec::{decode_disconnect, parse_packets};
+use crate::common::enc::{self, kind, Connect, Props, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::v5::V5;
+use crate::common::{free_port, run_bounded, secs, Broker};
 
 /// Writes `burst`, waits a moment as a client busy elsewhere would, then reads everything
 /// until the close. Panics if the write failed (a reset or broken pipe: the client library

@@ -2,16 +2,14 @@
 //! them down instead of losing what they were acknowledged; a stuck subscriber holds no one
 //! back; a shared group sends past a member that is behind. Each on one shard and across two.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::enc::{self, kind, Publish};
-use common::raw::RawClient;
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common::enc::{self, kind, Publish};
+use crate::common::raw::RawClient;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// QoS 1 PUBLISHes a raw publisher keeps unacknowledged.
 const WINDOW: usize = 64;

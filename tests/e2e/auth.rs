@@ -1,12 +1,11 @@
 //! Password authentication: a Mosquitto password file (`--password-file`), refusals with the
 //! right CONNACK code in 3.1.1 and 5.0, and `--allow-anonymous`.
 
-mod common;
-
-use common::dec::parse_connack_v5;
-use common::enc::{self, kind, Connect, Props, Publish, Will};
-use common::raw::{RawClient, LONG};
-use common::{bounded, connect_with, opts, recv_one, secs, text, try_connect_with, Broker};
+use crate::common;
+use crate::common::dec::parse_connack_v5;
+use crate::common::enc::{self, kind, Connect, Props, Publish, Will};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{bounded, connect_with, opts, recv_one, secs, text, try_connect_with, Broker};
 use rumqttc::{ConnectReturnCode, ConnectionError};
 
 /// Users written by `mosquitto_passwd` (see src/core/auth.rs): sensor-1 / `s3cret!`,

@@ -1,11 +1,9 @@
 //! QoS 0/1/2 in both directions, delivery at min(publish QoS, granted QoS), overlapping
 //! subscriptions, QoS 2 duplicate suppression on the way in, and per-publisher ordering.
 
-mod common;
-
-use common::enc::{self, kind, Publish};
-use common::raw::{RawClient, LONG};
-use common::{
+use crate::common::enc::{self, kind, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{
     bounded, client_id_on_shard, connect, connect_with, opts, recv_n, recv_until_marker,
     run_bounded, secs, text, texts, Broker, Note, SHARDS,
 };

@@ -1,12 +1,10 @@
 //! Clean vs persistent sessions: the session-present flag, subscriptions and queued QoS 1/2
 //! messages kept while offline, and redelivery of unacknowledged messages after a reconnect.
 
-mod common;
-
-use common::dec::RawPublish;
-use common::enc::{self, kind, Publish};
-use common::raw::{RawClient, LONG, SHORT};
-use common::{
+use crate::common::dec::RawPublish;
+use crate::common::enc::{self, kind, Publish};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::{
     bounded, client_id_on_shard, connect, recv_n, recv_one, recv_until_marker, run_bounded, secs,
     text, texts, Broker, SHARDS,
 };

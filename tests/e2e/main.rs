@@ -1,0 +1,30 @@
+//! The end-to-end tests: one test binary (`cargo test --test e2e`), one module per feature.
+//! Each test starts its own `ringmq` on a free loopback port (see `common`), so they run in
+//! parallel like the tests of any other binary. The soak runs alone, in its own binary
+//! (`tests/soak.rs`): it saturates the machine by design.
+
+mod common;
+
+mod auth;
+mod closing;
+mod connect;
+mod flow_control;
+mod hostile_acl;
+mod hostile_resources;
+mod hostile_topics;
+mod interop;
+mod limits_bad_input;
+mod qos;
+mod retained_will;
+mod sessions;
+mod slow_shard;
+mod startup;
+mod subscriptions;
+mod sys_topics;
+mod v5_aliases_flow;
+mod v5_properties_reasons;
+mod v5_server;
+mod v5_session;
+mod v5_shared;
+mod v5_subscriptions;
+mod versions;
