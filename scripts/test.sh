@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole ringmq test suite: unit tests, end-to-end tests (tests/*.rs, which start the
-# real broker on loopback ports), interop tests with paho-mqtt and mosquitto_pub/sub, and the
-# benches in test mode.
+# Runs the whole ringmq test suite: unit tests, the codec and core property tests, the
+# end-to-end tests (one binary, tests/e2e/, one module a feature; they start the real broker
+# on loopback ports), interop tests with paho-mqtt and mosquitto_pub/sub (the e2e module
+# `interop`), the soak (its own binary, tests/soak.rs) and the benches in test mode.
 #
 # Meant for a fresh Debian machine, as root (or with sudo): installs what the interop tests need
 # when it is missing, and is quiet and quick when everything is already there. Idempotent.
@@ -9,7 +10,9 @@
 # Environment knobs passed through to the tests:
 #   RINGMQ_SOAK_QOS1_MSGS, RINGMQ_SOAK_QOS2_MSGS, RINGMQ_SOAK_SECS  (see tests/soak.rs)
 #   RINGMQ_TEST_ECHO=1  print every broker's stderr live
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test qos).
+# Extra arguments go to `cargo test`: e.g. `scripts/test.sh --test e2e sessions::` runs one
+# feature's end-to-end tests, `scripts/test.sh --test e2e hostile::` all hostile-client ones,
+# `scripts/test.sh --test soak` the soak alone.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

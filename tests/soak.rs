@@ -15,6 +15,7 @@
 //! `common::raw::RawSession`, because rumqttc 0.24 drops its incoming QoS 2 state on reconnect
 //! (and errors on the broker's re-sent PUBREL), which would make a correct broker look wrong.
 
+#[path = "e2e/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -3,13 +3,12 @@
 //! Identifiers (item 10), resumed sessions, assigned client ids and sessions bound to user
 //! names (item 11).
 
-mod common;
-
-use common::dec::{decode_ack, decode_disconnect, parse_connack_v5};
-use common::enc::{self, kind, p, Connect, Props, Publish, Will};
-use common::raw::{RawClient, LONG, SHORT};
-use common::v5::V5;
-use common::{run_bounded, secs, unique, Broker};
+use crate::common;
+use crate::common::dec::{decode_ack, decode_disconnect, parse_connack_v5};
+use crate::common::enc::{self, kind, p, Connect, Props, Publish, Will};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{run_bounded, secs, unique, Broker};
 
 fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(unique(name));

@@ -1,18 +1,10 @@
-//! MQTT 5: topic aliases (inbound and outbound), Receive Maximum (inbound QoS 2 quota and
-//! outbound QoS 1 flow control) and the client's Maximum Packet Size.
+//! MQTT 5 topic aliases: inbound (set, used, remapped; zero, above the maximum or unknown
+//! disconnect) and outbound (resolved within the client's Topic Alias Maximum, none without one).
 
-mod common;
-
-use std::collections::HashSet;
-
-fn outstanding_ids(v: &[common::dec::Pub5]) -> HashSet<u16> {
-    v.iter().map(|m| m.pkid).collect()
-}
-
-use common::enc::{p, Connect, Props, Publish};
-use common::raw::{LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
+use crate::common::enc::{p, Connect, Props, Publish};
+use crate::common::raw::{LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 fn alias(a: u16) -> Props {
     Props::new().u16(p::TOPIC_ALIAS, a)
@@ -230,105 +222,5 @@ fn outbound_no_alias_without_client_maximum() {
             assert_eq!(m.alias, None);
             assert_eq!(m.wire_topic, "al/no/same/topic");
         }
-    });
-}
-
-/// Receive Maximum 3 from the client: at most 3 unacknowledged QoS 1 PUBLISHes outstanding;
-/// each PUBACK lets exactly one more through; all 10 arrive in order.
-#[test]
-fn client_receive_maximum_limits_outstanding_qos1() {
-    run_bounded(secs(90), || {
-        let broker = Broker::start_sharded(&[]);
-        let mut s = V5::connect_with(
-            broker.port,
-            Connect::v5(client_id_on_shard("rm-sub", 0, SHARDS))
-                .props(Props::new().u16(p::RECEIVE_MAXIMUM, 3)),
-        );
-        s.auto_ack = false;
-        s.sub_ok("rm/t", 1);
-        let mut pb = V5::connect(broker.port, &client_id_on_shard("rm-pub", 1, SHARDS), true);
-        for i in 0..10 {
-            pb.publish(Publish::new("rm/t", format!("{i}").as_bytes()).qos(1));
-        }
-        let mut outstanding = s.expect_pubs(3, LONG);
-        let mut all = outstanding.clone();
-        while all.len() < 10 {
-            assert!(
-                s.try_pub(millis(700)).is_none(),
-                "a 4th unacknowledged QoS 1 PUBLISH arrived (Receive Maximum 3); outstanding {:?}",
-                common::dec::texts(&outstanding)
-            );
-            let done = outstanding.remove(0);
-            s.puback(done.pkid);
-            let m = s.expect_pub(LONG);
-            outstanding.push(m.clone());
-            all.push(m);
-        }
-        for m in outstanding {
-            s.puback(m.pkid);
-        }
-        let texts: Vec<String> = common::dec::texts(&all);
-        let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
-        assert_eq!(texts, want, "all messages, in order");
-        let ids: HashSet<u16> = outstanding_ids(&all);
-        assert!(!ids.contains(&0), "QoS 1 packet id 0: {ids:?}");
-        // Nothing more was queued.
-        assert!(s.try_pub(millis(300)).is_none());
-    });
-}
-
-/// --receive-maximum 2: CONNACK says 2; a client with 3 inbound QoS 2 messages awaiting PUBREL
-/// exceeds it -> DISCONNECT 0x93.
-#[test]
-fn inbound_receive_maximum_exceeded_disconnects_0x93() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--receive-maximum", "2"]);
-        let mut c = V5::connect(broker.port, "rm-in", true);
-        assert_eq!(c.connack_num(p::RECEIVE_MAXIMUM), Some(2));
-        for id in 1..=2u16 {
-            c.send_ok(&Publish::new("rm/in", b"q2").qos(2).pkid(id).v5().encode());
-            let rec = common::dec::decode_ack(&c.expect_kind(common::enc::kind::PUBREC, LONG));
-            assert_eq!(rec.pkid, id);
-        }
-        let _ = c.send(&Publish::new("rm/in", b"q2").qos(2).pkid(3).v5().encode());
-        let (rc, _) = c.expect_disconnect(SHORT, "third QoS 2 awaiting PUBREL");
-        assert_eq!(rc, 0x93, "Receive Maximum exceeded");
-    });
-}
-
-/// A message larger than the client's Maximum Packet Size is not sent to it (another subscriber
-/// still gets it); a later small one still arrives.
-#[test]
-fn client_maximum_packet_size_skips_large_messages() {
-    run_bounded(secs(60), || {
-        let broker = Broker::start_sharded(&[]);
-        let mut small = V5::connect_with(
-            broker.port,
-            Connect::v5(client_id_on_shard("mps-small", 0, SHARDS))
-                .props(Props::new().u32(p::MAXIMUM_PACKET_SIZE, 256)),
-        );
-        small.sub_ok("mps/t", 1);
-        let mut big = V5::connect(broker.port, &client_id_on_shard("mps-big", 1, SHARDS), true);
-        big.sub_ok("mps/t", 1);
-        let mut pb = V5::connect(broker.port, &client_id_on_shard("mps-pub", 1, SHARDS), true);
-        let large = vec![b'L'; 2000];
-        pb.publish(Publish::new("mps/t", &large).qos(1));
-        pb.publish(Publish::new("mps/t", b"small-1").qos(1));
-        pb.publish(Publish::new("mps/t", &large));
-        pb.publish(Publish::new("mps/t", b"small-2").qos(1));
-        let got = small.expect_pubs(2, LONG);
-        assert_eq!(common::dec::texts(&got), vec!["small-1", "small-2"]);
-        for pk in &small.log {
-            assert!(
-                pk.bytes().len() <= 256,
-                "packet over the client's maximum: {pk:?}"
-            );
-        }
-        let got = big.expect_pubs(4, LONG);
-        assert_eq!(got[0].payload, large);
-        assert_eq!(got[1].text(), "small-1");
-        assert_eq!(got[2].payload, large);
-        assert_eq!(got[3].text(), "small-2");
-        small.ping();
     });
 }

@@ -2,16 +2,14 @@
 //! properties (item 3), output of a client that never reads (item 5), sockets before CONNECT
 //! (item 6), sessions (item 7), outbound topic aliases (item 8).
 
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::dec::{parse_connack_v5, prop_num};
-use common::enc::{self, kind, p, Connect, Props, Publish};
-use common::raw::{RawClient, LONG, SHORT};
-use common::v5::V5;
-use common::{run_bounded, secs, Broker};
+use crate::common::dec::{parse_connack_v5, prop_num};
+use crate::common::enc::{self, kind, p, Connect, Props, Publish};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{run_bounded, secs, Broker};
 
 const MIB: u64 = 1024 * 1024;
 

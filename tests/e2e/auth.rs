@@ -1,12 +1,16 @@
-//! Password authentication: a Mosquitto password file (`--password-file`), refusals with the
-//! right CONNACK code in 3.1.1 and 5.0, and `--allow-anonymous`.
+//! Authentication and authorization: a Mosquitto password file (`--password-file`), refusals
+//! with the right CONNACK code in 3.1.1 and 5.0, `--allow-anonymous`, SIGHUP reloads, the ACL
+//! file (`--acl-file`), and 5.0 enhanced authentication refused (an unsupported Authentication
+//! Method, an unsolicited AUTH). Attacks on the ACL are in `hostile::acl`.
 
-mod common;
-
-use common::dec::parse_connack_v5;
-use common::enc::{self, kind, Connect, Props, Publish, Will};
-use common::raw::{RawClient, LONG};
-use common::{bounded, connect_with, opts, recv_one, secs, text, try_connect_with, Broker};
+use crate::common;
+use crate::common::dec::parse_connack_v5;
+use crate::common::enc::{self, kind, p, Connect, Props, Publish, Will};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{
+    bounded, connect_with, opts, recv_one, run_bounded, secs, text, try_connect_with, Broker,
+};
 use rumqttc::{ConnectReturnCode, ConnectionError};
 
 /// Users written by `mosquitto_passwd` (see src/core/auth.rs): sensor-1 / `s3cret!`,
@@ -322,5 +326,36 @@ fn a_will_on_a_topic_the_acl_denies_refuses_the_connect() {
             assert_eq!(ack.expect("CONNACK").connack().1, expected, "{topic:?}");
         }
         broker.assert_alive();
+    });
+}
+
+/// CONNECT with an Authentication Method ringmq does not support -> CONNACK 0x8C and close.
+#[test]
+fn auth_method_refused_connack_0x8c() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let c = Connect::v5("auth-m").props(
+            Props::new()
+                .str(p::AUTH_METHOD, "SCRAM-SHA-256")
+                .bin(p::AUTH_DATA, b"client-first"),
+        );
+        let (mut conn, ack) = V5::try_connect(broker.port, &c);
+        let ack = ack.expect("CONNACK");
+        let (sp, rc, _) = parse_connack_v5(&ack);
+        assert_eq!(rc, 0x8C, "Bad authentication method: {ack:?}");
+        assert!(!sp);
+        conn.expect_closed(SHORT, "after CONNACK 0x8C");
+    });
+}
+
+/// An AUTH packet from a client that did not start authentication -> DISCONNECT 0x82.
+#[test]
+fn unsolicited_auth_disconnects_0x82() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut c = V5::connect(broker.port, "auth-u", true);
+        let _ = c.send(&enc::auth(0x18, &Props::new().str(p::AUTH_METHOD, "X")));
+        let (rc, _) = c.expect_disconnect(SHORT, "unsolicited AUTH");
+        assert_eq!(rc, 0x82);
     });
 }

@@ -1,11 +1,12 @@
 //! QoS 0/1/2 in both directions, delivery at min(publish QoS, granted QoS), overlapping
-//! subscriptions, QoS 2 duplicate suppression on the way in, and per-publisher ordering.
+//! subscriptions, QoS 2 duplicate suppression on the way in, per-publisher ordering, and the
+//! 5.0 PUBACK reason for no matching subscribers.
 
-mod common;
-
-use common::enc::{self, kind, Publish};
-use common::raw::{RawClient, LONG};
-use common::{
+use crate::common;
+use crate::common::enc::{self, kind, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::v5::V5;
+use crate::common::{
     bounded, client_id_on_shard, connect, connect_with, opts, recv_n, recv_until_marker,
     run_bounded, secs, text, texts, Broker, Note, SHARDS,
 };
@@ -296,4 +297,50 @@ async fn single_publisher_order_each_qos_across_shards() {
         }
     })
     .await;
+}
+
+/// PUBACK 0x10 (No matching subscribers) when nobody subscribes on any shard, 0x00 as soon as
+/// a subscriber exists (on the other shard), 0x10 again after it unsubscribes.
+#[test]
+fn puback_no_matching_subscribers_across_shards() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut pb = V5::connect(broker.port, &client_id_on_shard("nms-p", 0, SHARDS), true);
+        assert_eq!(
+            pb.publish(Publish::new("nms/t", b"1").qos(1)),
+            0x10,
+            "no subscriber anywhere"
+        );
+        let mut s = V5::connect(broker.port, &client_id_on_shard("nms-s", 1, SHARDS), true);
+        s.sub_ok("nms/+", 1);
+        assert_eq!(
+            pb.publish(Publish::new("nms/t", b"2").qos(1)),
+            0x00,
+            "subscriber on the other shard"
+        );
+        assert_eq!(
+            pb.publish(Publish::new("nms/other/level", b"3").qos(1)),
+            0x10,
+            "filter does not match"
+        );
+        assert_eq!(s.expect_pub(LONG).text(), "2");
+        s.unsubscribe(&["nms/+"]);
+        // Route removal on the other shard is not synchronous with UNSUBACK (unlike route
+        // addition with SUBACK), so allow it a bounded moment to turn back into 0x10.
+        let deadline = std::time::Instant::now() + secs(10);
+        while pb.publish(Publish::new("nms/t", b"4").qos(1)) != 0x10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still not 0x10 10 s after UNSUBACK"
+            );
+            std::thread::sleep(common::millis(50));
+        }
+        // The publisher's own shard too.
+        let mut s0 = V5::connect(broker.port, &client_id_on_shard("nms-s0", 0, SHARDS), true);
+        s0.sub_ok("nms/#", 0);
+        assert_eq!(
+            pb.publish(Publish::new("nms/other/level", b"5").qos(1)),
+            0x00
+        );
+    });
 }

@@ -1,13 +1,14 @@
-//! CONNECT / CONNACK, session takeover and keepalive, at the byte level.
+//! CONNECT / CONNACK in 3.1, 3.1.1 and 5.0, at the byte level: protocol level and name,
+//! the first and a second CONNECT, empty client ids (refused, accepted, assigned), the 5.0
+//! CONNACK properties and how the flags set them, Response Information, and session takeover
+//! (the old connection closed, with reason 0x8E in 5.0).
 
-mod common;
-
-use std::time::{Duration, Instant};
-
-use common::dec::{parse_connack_v5, PropValue};
-use common::enc::{self, kind, Connect, Publish};
-use common::raw::{RawClient, ReadErr, LONG, SHORT};
-use common::{run_bounded, secs, Broker};
+use crate::common;
+use crate::common::dec::{parse_connack_v5, prop_num, prop_str, PropValue};
+use crate::common::enc::{self, kind, p, Connect, Props, Publish};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// A CONNECT with an unsupported protocol level gets exactly CONNACK 0x01 (unacceptable
 /// protocol version), then the connection is closed [MQTT-3.1.2-2].
@@ -220,6 +221,149 @@ fn v5_empty_client_id_gets_assigned_identifier() {
     });
 }
 
+/// Defaults: Maximum Packet Size 1048576, Topic Alias Maximum 64, Receive Maximum 1024; no
+/// Maximum QoS, no Retain / Wildcard / Subscription Identifier / Shared Available (all
+/// supported), no Assigned Client Identifier (id given), no Server Keep Alive, no Response
+/// Information (not requested).
+#[test]
+fn connack_properties_defaults() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let c = V5::connect(broker.port, "props-default", true);
+        let props = &c.connack_props;
+        assert_eq!(
+            prop_num(props, p::MAXIMUM_PACKET_SIZE),
+            Some(1_048_576),
+            "{props:?}"
+        );
+        assert_eq!(
+            prop_num(props, p::TOPIC_ALIAS_MAXIMUM),
+            Some(64),
+            "{props:?}"
+        );
+        assert_eq!(prop_num(props, p::RECEIVE_MAXIMUM), Some(1024), "{props:?}");
+        for absent in [
+            p::MAXIMUM_QOS,
+            p::RETAIN_AVAILABLE,
+            p::WILDCARD_SUB_AVAILABLE,
+            p::SUB_ID_AVAILABLE,
+            p::SHARED_SUB_AVAILABLE,
+            p::ASSIGNED_CLIENT_ID,
+            p::SERVER_KEEP_ALIVE,
+            p::RESPONSE_INFO,
+        ] {
+            assert_eq!(
+                prop_num_or_str(props, absent),
+                None,
+                "property 0x{absent:02X} must be absent by default: {props:?}"
+            );
+        }
+        for (id, _) in props {
+            let n = props.iter().filter(|(j, _)| j == id).count();
+            assert!(
+                n == 1 || *id == p::USER_PROPERTY,
+                "property 0x{id:02X} repeated: {props:?}"
+            );
+        }
+    });
+}
+
+fn prop_num_or_str(props: &[(u8, common::dec::PropValue)], id: u8) -> Option<String> {
+    common::dec::prop(props, id).map(|v| format!("{v:?}"))
+}
+
+/// Every flag shows up in CONNACK.
+#[test]
+fn connack_properties_follow_flags() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[
+            "--topic-alias-maximum",
+            "10",
+            "--receive-maximum",
+            "20",
+            "--max-packet-size",
+            "5000",
+            "--max-qos",
+            "1",
+            "--no-retain",
+            "--no-wildcard-subscriptions",
+            "--no-subscription-identifiers",
+            "--no-shared-subscriptions",
+        ]);
+        let c = V5::connect(broker.port, "props-flags", true);
+        let props = &c.connack_props;
+        let want = [
+            (p::MAXIMUM_PACKET_SIZE, 5000),
+            (p::TOPIC_ALIAS_MAXIMUM, 10),
+            (p::RECEIVE_MAXIMUM, 20),
+            (p::MAXIMUM_QOS, 1),
+            (p::RETAIN_AVAILABLE, 0),
+            (p::WILDCARD_SUB_AVAILABLE, 0),
+            (p::SUB_ID_AVAILABLE, 0),
+            (p::SHARED_SUB_AVAILABLE, 0),
+        ];
+        for (id, v) in want {
+            assert_eq!(
+                prop_num(props, id),
+                Some(v),
+                "property 0x{id:02X}: {props:?}"
+            );
+        }
+        // --max-qos 0 as well.
+        let broker0 = Broker::start_sharded(&["--max-qos", "0"]);
+        let c = V5::connect(broker0.port, "props-qos0", true);
+        assert_eq!(c.connack_num(p::MAXIMUM_QOS), Some(0));
+    });
+}
+
+/// A 3.1.1 CONNACK stays 2 bytes whatever the v5 flags.
+#[test]
+fn v311_connack_unchanged_by_v5_flags() {
+    run_bounded(secs(30), || {
+        let broker =
+            Broker::start_sharded(&["--max-qos", "1", "--no-retain", "--max-keepalive", "5"]);
+        let (mut c, sp) = RawClient::connect311(broker.port, "v311-plain", true, 60);
+        assert!(!sp);
+        c.ping();
+    });
+}
+
+/// Empty client id: Assigned Client Identifier present.
+#[test]
+fn assigned_client_identifier_for_empty_id() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let c = V5::connect(broker.port, "", true);
+        let id =
+            prop_str(&c.connack_props, p::ASSIGNED_CLIENT_ID).expect("Assigned Client Identifier");
+        assert!(!id.is_empty());
+    });
+}
+
+/// Request Response Information = 1 -> Response Information "ringmq/response/<client id>";
+/// = 0 or absent -> none.
+#[test]
+fn response_information_only_when_requested() {
+    run_bounded(secs(30), || {
+        let broker = Broker::start_sharded(&[]);
+        let c = V5::connect_with(
+            broker.port,
+            Connect::v5("rri-yes").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 1)),
+        );
+        assert_eq!(
+            prop_str(&c.connack_props, p::RESPONSE_INFO).as_deref(),
+            Some("ringmq/response/rri-yes")
+        );
+        let c = V5::connect_with(
+            broker.port,
+            Connect::v5("rri-no").props(Props::new().byte(p::REQUEST_RESPONSE_INFO, 0)),
+        );
+        assert_eq!(prop_str(&c.connack_props, p::RESPONSE_INFO), None);
+        let c = V5::connect(broker.port, "rri-absent", true);
+        assert_eq!(prop_str(&c.connack_props, p::RESPONSE_INFO), None);
+    });
+}
+
 /// A second connection with the same client id closes the first; the second keeps working.
 /// Run repeatedly with 2 shards (the kernel picks the accepting shard, so some iterations put
 /// the two connections on different shards). With clean session = 0 the subscription made on
@@ -286,56 +430,25 @@ fn v5_takeover_closes_first_connection() {
     });
 }
 
-/// PINGREQ (C0 00) -> PINGRESP (D0 00), byte for byte.
+/// Takeover: the old connection gets DISCONNECT 0x8E and is closed; repeated so that the two
+/// connections land on different shards (the kernel spreads accepts) as well as the same one;
+/// client ids homed on both shards. With a session the new connection gets session present.
 #[test]
-fn pingreq_gets_pingresp() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start(&[]);
-        let (mut c, _) = RawClient::connect311(broker.port, "pinger", true, 60);
-        for _ in 0..3 {
-            c.send_ok(&[0xC0, 0x00]);
-            let p = c.expect_packet(SHORT, "PINGRESP");
-            assert_eq!(p.bytes(), vec![0xD0, 0x00]);
-        }
-    });
-}
-
-/// A client with keepalive 1 s that goes silent is disconnected after about 1.5 s: not before
-/// 1 s, and within a bounded wait [MQTT-3.1.2-24].
-#[test]
-fn silent_client_closed_after_one_and_a_half_keepalive() {
-    run_bounded(secs(60), || {
-        let broker = Broker::start(&[]);
-        let (mut c, _) = RawClient::connect311(broker.port, "silent", true, 1);
-        let t0 = Instant::now();
-        c.expect_closed(secs(10), "silent client with keepalive 1 s");
-        let waited = t0.elapsed();
-        assert!(
-            waited >= Duration::from_millis(1000),
-            "closed after {waited:?}: earlier than the keepalive itself"
-        );
-        broker.assert_alive();
-    });
-}
-
-/// A client with keepalive 3 s that pings every 0.5 s stays connected for 5 s (well past 1.5 x
-/// the keepalive; the margin keeps a loaded machine from failing a correct broker).
-#[test]
-fn pinging_client_stays_connected() {
-    run_bounded(secs(60), || {
-        let broker = Broker::start(&[]);
-        let (mut c, _) = RawClient::connect311(broker.port, "pinging", true, 3);
-        let t0 = Instant::now();
-        while t0.elapsed() < secs(5) {
-            std::thread::sleep(Duration::from_millis(500));
-            c.send_ok(&enc::PINGREQ);
-            match c.read_packet(SHORT) {
-                Ok(p) => assert_eq!(p.bytes(), vec![0xD0, 0x00], "PINGRESP"),
-                Err(ReadErr::Closed(how)) => {
-                    panic!("client pinging every 0.5 s with keepalive 3 s was closed after {:?} ({how})", t0.elapsed())
-                }
-                Err(ReadErr::Timeout) => panic!("no PINGRESP"),
-            }
+fn takeover_sends_0x8e_to_old_connection() {
+    run_bounded(secs(90), || {
+        let broker = Broker::start_sharded(&[]);
+        for i in 0..8 {
+            let id = client_id_on_shard(&format!("to-{i}"), i % SHARDS, SHARDS);
+            let mut a = V5::connect_with(broker.port, Connect::v5(&id).expiry(60));
+            a.sub_ok(&format!("to/{i}"), 1);
+            let mut b = V5::connect_with(broker.port, Connect::v5(&id).clean(false).expiry(60));
+            assert!(b.session_present, "{id}: session taken over");
+            let (rc, _) =
+                a.expect_disconnect(SHORT, &format!("{id}: old connection after takeover"));
+            assert_eq!(rc, 0x8E, "{id}: Session taken over");
+            // The subscription moved with the session.
+            b.publish(Publish::new(format!("to/{i}"), b"still-here").qos(1));
+            assert_eq!(b.expect_pub(LONG).text(), "still-here");
         }
     });
 }

@@ -2,16 +2,14 @@
 //! SUBSCRIBEs that would stall a shard (item 4): duplicate filters, too many subscriptions,
 //! a subscription to `#` over a large retained set.
 
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::dec::{decode_disconnect, decode_suback};
-use common::enc::{self, kind, Props, Publish};
-use common::raw::{RawClient, LONG};
-use common::v5::V5;
-use common::{run_bounded, secs, Broker};
+use crate::common::dec::{decode_disconnect, decode_suback};
+use crate::common::enc::{self, kind, Props, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::v5::V5;
+use crate::common::{run_bounded, secs, Broker};
 
 fn levels(n: usize) -> String {
     vec!["l"; n].join("/")

@@ -1,14 +1,13 @@
-//! MQTT 5 message properties passing through (request / response), Payload Format Indicator
-//! checks, reason codes on acks, disabled features (--no-retain, --max-qos, ...), Request
-//! Problem Information, and authentication refusals.
+//! MQTT 5 properties: message properties passing through (request / response, publisher
+//! properties with a Subscription Identifier), Payload Format Indicator checks, Request Problem
+//! Information and reason strings on error acks.
 
-mod common;
-
-use common::dec::{has_prop, packet_props, parse_connack_v5, texts, PropValue};
-use common::enc::{self, kind, p, sub_opts, Connect, Props, Publish};
-use common::raw::{LONG, SHORT};
-use common::v5::V5;
-use common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::{has_prop, packet_props, texts, PropValue};
+use crate::common::enc::{kind, p, Connect, Props, Publish};
+use crate::common::raw::{LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, run_bounded, secs, Broker, SHARDS};
 
 /// Response Topic, Correlation Data, Content Type, Payload Format Indicator and User Properties
 /// (order and duplicates kept) reach the subscriber unchanged (other shard); the responder uses
@@ -145,150 +144,6 @@ fn invalid_utf8_payload_qos0_disconnects_0x99() {
     });
 }
 
-/// PUBACK 0x10 (No matching subscribers) when nobody subscribes on any shard, 0x00 as soon as
-/// a subscriber exists (on the other shard), 0x10 again after it unsubscribes.
-#[test]
-fn puback_no_matching_subscribers_across_shards() {
-    run_bounded(secs(60), || {
-        let broker = Broker::start_sharded(&[]);
-        let mut pb = V5::connect(broker.port, &client_id_on_shard("nms-p", 0, SHARDS), true);
-        assert_eq!(
-            pb.publish(Publish::new("nms/t", b"1").qos(1)),
-            0x10,
-            "no subscriber anywhere"
-        );
-        let mut s = V5::connect(broker.port, &client_id_on_shard("nms-s", 1, SHARDS), true);
-        s.sub_ok("nms/+", 1);
-        assert_eq!(
-            pb.publish(Publish::new("nms/t", b"2").qos(1)),
-            0x00,
-            "subscriber on the other shard"
-        );
-        assert_eq!(
-            pb.publish(Publish::new("nms/other/level", b"3").qos(1)),
-            0x10,
-            "filter does not match"
-        );
-        assert_eq!(s.expect_pub(LONG).text(), "2");
-        s.unsubscribe(&["nms/+"]);
-        // Route removal on the other shard is not synchronous with UNSUBACK (unlike route
-        // addition with SUBACK), so allow it a bounded moment to turn back into 0x10.
-        let deadline = std::time::Instant::now() + secs(10);
-        while pb.publish(Publish::new("nms/t", b"4").qos(1)) != 0x10 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still not 0x10 10 s after UNSUBACK"
-            );
-            std::thread::sleep(common::millis(50));
-        }
-        // The publisher's own shard too.
-        let mut s0 = V5::connect(broker.port, &client_id_on_shard("nms-s0", 0, SHARDS), true);
-        s0.sub_ok("nms/#", 0);
-        assert_eq!(
-            pb.publish(Publish::new("nms/other/level", b"5").qos(1)),
-            0x00
-        );
-    });
-}
-
-/// UNSUBACK: 0x00 for a subscribed filter, 0x11 (No subscription existed) for one that is not.
-#[test]
-fn unsuback_0x11_for_filter_not_subscribed() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&[]);
-        let mut c = V5::connect(broker.port, "unsub-11", true);
-        c.sub_ok("u/a", 1);
-        let a = c.unsubscribe(&["u/a", "u/never", "u/a"]);
-        assert_eq!(a.codes, vec![0x00, 0x11, 0x11]);
-    });
-}
-
-/// --no-wildcard-subscriptions: CONNACK Wildcard Subscription Available = 0; SUBACK 0xA2 for
-/// wildcard filters (plain ones granted).
-#[test]
-fn wildcard_subscriptions_disabled_suback_0xa2() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--no-wildcard-subscriptions"]);
-        let mut c = V5::connect(broker.port, "nowild", true);
-        assert_eq!(c.connack_num(p::WILDCARD_SUB_AVAILABLE), Some(0));
-        let a = c.subscribe_with(Props::new(), &[("w/+", 1), ("w/plain", 1), ("#", 0)]);
-        assert_eq!(a.codes, vec![0xA2, 0x01, 0xA2]);
-        c.ping();
-    });
-}
-
-/// --no-shared-subscriptions: CONNACK Shared Subscription Available = 0; SUBACK 0x9E.
-#[test]
-fn shared_subscriptions_disabled_suback_0x9e() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--no-shared-subscriptions"]);
-        let mut c = V5::connect(broker.port, "noshare", true);
-        assert_eq!(c.connack_num(p::SHARED_SUB_AVAILABLE), Some(0));
-        let a = c.subscribe_with(Props::new(), &[("$share/g/x", 1), ("x", 1)]);
-        assert_eq!(a.codes, vec![0x9E, 0x01]);
-        c.ping();
-    });
-}
-
-/// --no-subscription-identifiers: CONNACK Subscription Identifier Available = 0; a SUBSCRIBE
-/// with one -> DISCONNECT 0xA1. Without one, SUBSCRIBE still works.
-#[test]
-fn subscription_identifiers_disabled_disconnects_0xa1() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--no-subscription-identifiers"]);
-        let mut c = V5::connect(broker.port, "nosubid", true);
-        assert_eq!(c.connack_num(p::SUB_ID_AVAILABLE), Some(0));
-        c.sub_ok("sid/ok", 1);
-        let id = c.pkid();
-        let _ = c.send(&enc::subscribe_v5(
-            id,
-            &Props::new().varint(p::SUBSCRIPTION_ID, 3),
-            &[("sid/x", 1)],
-        ));
-        let (rc, _) = c.expect_disconnect(SHORT, "subscription identifier not supported");
-        assert_eq!(rc, 0xA1);
-    });
-}
-
-/// --no-retain: CONNACK Retain Available = 0; PUBLISH with RETAIN -> DISCONNECT 0x9A.
-#[test]
-fn retain_disabled_disconnects_0x9a() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--no-retain"]);
-        let mut c = V5::connect(broker.port, "noretain", true);
-        assert_eq!(c.connack_num(p::RETAIN_AVAILABLE), Some(0));
-        c.publish(Publish::new("nr/t", b"fine").qos(1));
-        let _ = c.send(
-            &Publish::new("nr/t", b"r")
-                .qos(1)
-                .pkid(77)
-                .retain(true)
-                .v5()
-                .encode(),
-        );
-        let (rc, _) = c.expect_disconnect(SHORT, "retain not supported");
-        assert_eq!(rc, 0x9A);
-    });
-}
-
-/// --max-qos 1: CONNACK Maximum QoS = 1; SUBSCRIBE at QoS 2 granted 0x01; PUBLISH QoS 2 ->
-/// DISCONNECT 0x9B.
-#[test]
-fn max_qos_1_downgrades_subscribe_and_rejects_qos2_publish() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&["--max-qos", "1"]);
-        let mut c = V5::connect(broker.port, "maxqos1", true);
-        assert_eq!(c.connack_num(p::MAXIMUM_QOS), Some(1));
-        assert_eq!(c.subscribe("mq/t", sub_opts(2, false, false, 0)), 0x01);
-        c.publish(Publish::new("mq/t", b"q1").qos(1));
-        let m = c.expect_pub(LONG);
-        assert_eq!((m.text().as_str(), m.qos), ("q1", 1));
-        let _ = c.send(&Publish::new("mq/t", b"q2").qos(2).pkid(9).v5().encode());
-        let (rc, _) = c.expect_disconnect(SHORT, "QoS 2 with Maximum QoS 1");
-        assert_eq!(rc, 0x9B);
-    });
-}
-
 /// Request Problem Information = 0: no Reason String or User Property on any packet other than
 /// PUBLISH, CONNACK and DISCONNECT, even on error acks (SUBACK 0xA2, PUBACK 0x99, UNSUBACK 0x11).
 #[test]
@@ -350,37 +205,6 @@ fn error_acks_may_carry_reason_string() {
             .unwrap();
         assert_eq!(a.code(), 0x99);
         c.ping();
-    });
-}
-
-/// CONNECT with an Authentication Method ringmq does not support -> CONNACK 0x8C and close.
-#[test]
-fn auth_method_refused_connack_0x8c() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&[]);
-        let c = Connect::v5("auth-m").props(
-            Props::new()
-                .str(p::AUTH_METHOD, "SCRAM-SHA-256")
-                .bin(p::AUTH_DATA, b"client-first"),
-        );
-        let (mut conn, ack) = V5::try_connect(broker.port, &c);
-        let ack = ack.expect("CONNACK");
-        let (sp, rc, _) = parse_connack_v5(&ack);
-        assert_eq!(rc, 0x8C, "Bad authentication method: {ack:?}");
-        assert!(!sp);
-        conn.expect_closed(SHORT, "after CONNACK 0x8C");
-    });
-}
-
-/// An AUTH packet from a client that did not start authentication -> DISCONNECT 0x82.
-#[test]
-fn unsolicited_auth_disconnects_0x82() {
-    run_bounded(secs(30), || {
-        let broker = Broker::start_sharded(&[]);
-        let mut c = V5::connect(broker.port, "auth-u", true);
-        let _ = c.send(&enc::auth(0x18, &Props::new().str(p::AUTH_METHOD, "X")));
-        let (rc, _) = c.expect_disconnect(SHORT, "unsolicited AUTH");
-        assert_eq!(rc, 0x82);
     });
 }
 

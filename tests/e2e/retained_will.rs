@@ -1,15 +1,18 @@
 //! Retained messages (store, replace, delete, wildcards, across shards) and wills (socket drop,
-//! keepalive expiry, protocol error, QoS and retain, none after a clean DISCONNECT).
-
-mod common;
+//! keepalive expiry, protocol error, QoS and retain, none after a clean DISCONNECT; the 5.0 Will
+//! Delay Interval).
 
 use std::collections::BTreeSet;
+use std::thread;
+use std::time::Instant;
 
-use common::enc::{Connect, Publish, Will};
-use common::raw::{RawClient, LONG, SHORT};
-use common::{
-    bounded, client_id_on_shard, connect, recv_one, recv_until_marker, secs, text, texts, Broker,
-    SHARDS,
+use crate::common;
+use crate::common::enc::{kind, p, Connect, Props, Publish, Will};
+use crate::common::raw::{RawClient, LONG, SHORT};
+use crate::common::v5::V5;
+use crate::common::{
+    bounded, client_id_on_shard, connect, recv_one, recv_until_marker, run_bounded, secs, text,
+    texts, Broker, SHARDS,
 };
 
 /// Retained: a new subscriber gets the stored message with RETAIN = 1 (at min(QoS)); an
@@ -344,4 +347,79 @@ async fn no_will_after_clean_disconnect() {
         );
     })
     .await;
+}
+
+fn will_conn(id: &str, topic: &str, delay: u32, session_expiry: u32) -> Connect {
+    Connect::v5(id).expiry(session_expiry).will(
+        Will::new(topic, b"will-payload")
+            .qos(1)
+            .props(Props::new().u32(p::WILL_DELAY, delay)),
+    )
+}
+
+/// Will Delay Interval 2 s (session expiry 60): after an abrupt close the will is published, but
+/// not before the delay.
+#[test]
+fn will_published_after_delay() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut w = V5::connect(
+            broker.port,
+            &client_id_on_shard("v5s-wd-watch", 0, SHARDS),
+            true,
+        );
+        w.sub_ok("v5s/wd/will", 1);
+        let mut c = V5::connect_with(
+            broker.port,
+            will_conn(
+                &client_id_on_shard("v5s-wd", 1, SHARDS),
+                "v5s/wd/will",
+                2,
+                60,
+            ),
+        );
+        c.ping();
+        let closed = Instant::now();
+        c.drop_connection();
+        let m = w.expect_pub(secs(15));
+        let after = closed.elapsed();
+        assert_eq!(m.text(), "will-payload");
+        assert_eq!(m.topic, "v5s/wd/will");
+        assert!(
+            after >= common::millis(1800),
+            "will published {after:?} after the close; Will Delay Interval is 2 s"
+        );
+    });
+}
+
+/// Will Delay Interval 4 s: the client reconnects (same id, clean start 0) within the delay, so
+/// the will is never published. Checked with a marker sent after the delay has passed.
+#[test]
+fn will_not_published_when_client_reconnects_within_delay() {
+    run_bounded(secs(60), || {
+        let broker = Broker::start_sharded(&[]);
+        let mut w = V5::connect(
+            broker.port,
+            &client_id_on_shard("v5s-wr-watch", 0, SHARDS),
+            true,
+        );
+        w.sub_ok("v5s/wr/will", 1);
+        let id = client_id_on_shard("v5s-wr", 1, SHARDS);
+        let c = V5::connect_with(broker.port, will_conn(&id, "v5s/wr/will", 4, 60));
+        c.drop_connection();
+        thread::sleep(common::millis(300));
+        let mut c = V5::connect_with(broker.port, Connect::v5(&id).clean(false).expiry(60));
+        assert!(c.session_present, "session resumed within its expiry");
+        thread::sleep(secs(6)); // past the 4 s delay
+        c.publish(Publish::new("v5s/wr/will", b"marker").qos(1));
+        let first = w.expect_pub(LONG);
+        assert_eq!(
+            first.text(),
+            "marker",
+            "the will must not be published: {first:?}"
+        );
+        // The client is still fine.
+        c.ping();
+        assert!(c.log.iter().all(|pk| pk.kind() != kind::DISCONNECT));
+    });
 }

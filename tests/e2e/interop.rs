@@ -3,15 +3,13 @@
 //! These tools are installed by `scripts/test.sh`. When one is missing, the test fails and says
 //! so: it never passes silently.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, secs, Broker};
+use crate::common::{run_bounded, secs, Broker};
 
 const INSTALL_HINT: &str = "run scripts/test.sh (it installs mosquitto-clients and the Python packages of tests/interop/requirements.txt)";
 

@@ -1,12 +1,11 @@
 //! The `$SYS` topics: broker figures published as retained messages every `--sys-interval`,
 //! added up over all shards; drops by limits show there, not only in the log.
 
-mod common;
-
-use common::dec::parse_connack_v5;
-use common::enc::{kind, Connect, Publish};
-use common::raw::{RawClient, LONG};
-use common::{bounded, client_id_on_shard, connect, recv_until, secs, text, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::parse_connack_v5;
+use crate::common::enc::{kind, Connect, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{bounded, client_id_on_shard, connect, recv_until, secs, text, Broker, SHARDS};
 
 /// Waits for a `$SYS` figure on `topic` that satisfies `ok`.
 async fn wait_for_figure(watcher: &mut common::Mqtt, topic: &str, ok: impl Fn(u64) -> bool) -> u64 {

@@ -2,16 +2,15 @@
 //! shards, exactly-once per group, round-robin fairness, redelivery when a member leaves,
 //! `--shared-policy publisher`, and no retained messages on shared subscriptions.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::dec::{texts, Pub5};
-use common::enc::{Connect, Publish};
-use common::raw::LONG;
-use common::v5::V5;
-use common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
+use crate::common;
+use crate::common::dec::{texts, Pub5};
+use crate::common::enc::{Connect, Publish};
+use crate::common::raw::LONG;
+use crate::common::v5::V5;
+use crate::common::{client_id_on_shard, millis, run_bounded, secs, Broker, SHARDS};
 
 /// Reads all `clients` (round the table, short waits) until `done(received so far)` holds;
 /// returns what each one got. Panics after `timeout`.

@@ -1,14 +1,12 @@
 //! MQTT 3.1, 3.1.1 and 5 clients on one broker: messages cross between protocol versions, each
 //! receiver getting the PUBLISH form of its own version.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::dec::RawPublish;
-use common::enc::{self, kind, Connect, Props, Publish};
-use common::raw::{RawClient, LONG};
-use common::{run_bounded, secs, Broker};
+use crate::common::dec::RawPublish;
+use crate::common::enc::{self, kind, Connect, Props, Publish};
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{run_bounded, secs, Broker};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Version {

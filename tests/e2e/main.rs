@@ -1,0 +1,27 @@
+//! The end-to-end tests: one test binary (`cargo test --test e2e`, one module a feature:
+//! `cargo test --test e2e sessions::`), for 3.1, 3.1.1 and 5.0 alike. Each test starts its own
+//! `ringmq` on a free loopback port (see `common`), so they run in parallel like the tests of
+//! any binary. The soak runs alone, in its own binary (`tests/soak.rs`): it saturates the
+//! machine by design, and the tests beside it would miss their deadlines.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod connect;
+mod features;
+mod flow_control;
+mod hostile;
+mod interop;
+mod keepalive;
+mod lifecycle;
+mod limits;
+mod properties;
+mod qos;
+mod retained_will;
+mod sessions;
+mod shared;
+mod subscriptions;
+mod sys_topics;
+mod topic_aliases;
+mod versions;
