@@ -1,0 +1,313 @@
+//! What the log records: one entry per change that must survive a restart, each encoded with
+//! the protocol's own primitives (length-prefixed strings and binaries, 5.0 property blocks).
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::protocol::primitives::{read_binary, read_string, read_u16, read_u32, read_u8};
+use crate::protocol::primitives::{write_binary, write_string};
+use crate::protocol::{
+    DecodeError, EncodeError, Properties, PropertyContext, QoS, RetainHandling, SubscriptionOptions,
+};
+
+/// An application message as stored: what a subscriber must get after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// 5.0 properties as published (the Message Expiry Interval counts again from recovery).
+    pub properties: Properties,
+}
+
+/// Where a session's message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its turn in the session's queue, at this QoS.
+    Queued(QoS),
+    /// Sent with this packet id; resent with DUP on reconnect.
+    InFlight(u16),
+    /// Acknowledged by the client (PUBACK, or PUBCOMP for QoS 2): done.
+    Acked,
+}
+
+/// One change that must survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A session was made (or resumed with a new expiry), in seconds (`u32::MAX`: never).
+    SessionOpen {
+        client_id: ByteString,
+        expiry: u32,
+    },
+    /// A session ended: everything of it goes.
+    SessionEnd {
+        client_id: ByteString,
+    },
+    Subscribe {
+        client_id: ByteString,
+        filter: ByteString,
+        options: SubscriptionOptions,
+        /// 5.0 Subscription Identifier, 0 for none.
+        id: u32,
+    },
+    Unsubscribe {
+        client_id: ByteString,
+        filter: ByteString,
+    },
+    RetainSet(StoredMessage),
+    RetainClear {
+        topic: ByteString,
+    },
+    /// A QoS 1/2 message the broker accepted (acknowledged to its publisher), numbered.
+    Accepted {
+        id: u64,
+        message: StoredMessage,
+    },
+    /// Message `id` for a session changed state.
+    Delivery {
+        client_id: ByteString,
+        id: u64,
+        state: DeliveryState,
+    },
+    /// An inbound QoS 2 message with this packet id was accepted: a resent PUBLISH with it is
+    /// not delivered again until the PUBREL.
+    Qos2Received {
+        client_id: ByteString,
+        pkid: u16,
+    },
+    /// The PUBREL for it came.
+    Qos2Released {
+        client_id: ByteString,
+        pkid: u16,
+    },
+}
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("bad record body: {0}")]
+    Body(#[from] DecodeError),
+    #[error("{0} bytes left over after the record")]
+    Trailing(usize),
+}
+
+mod kind {
+    pub const SESSION_OPEN: u8 = 1;
+    pub const SESSION_END: u8 = 2;
+    pub const SUBSCRIBE: u8 = 3;
+    pub const UNSUBSCRIBE: u8 = 4;
+    pub const RETAIN_SET: u8 = 5;
+    pub const RETAIN_CLEAR: u8 = 6;
+    pub const ACCEPTED: u8 = 7;
+    pub const DELIVERY: u8 = 8;
+    pub const QOS2_RECEIVED: u8 = 9;
+    pub const QOS2_RELEASED: u8 = 10;
+}
+
+impl Record {
+    /// Appends the record's kind byte and body.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        match self {
+            Record::SessionOpen { client_id, expiry } => {
+                out.put_u8(kind::SESSION_OPEN);
+                write_string(out, client_id, "client id")?;
+                out.put_u32(*expiry);
+            }
+            Record::SessionEnd { client_id } => {
+                out.put_u8(kind::SESSION_END);
+                write_string(out, client_id, "client id")?;
+            }
+            Record::Subscribe {
+                client_id,
+                filter,
+                options,
+                id,
+            } => {
+                out.put_u8(kind::SUBSCRIBE);
+                write_string(out, client_id, "client id")?;
+                write_string(out, filter, "filter")?;
+                out.put_u8(options_byte(options));
+                out.put_u32(*id);
+            }
+            Record::Unsubscribe { client_id, filter } => {
+                out.put_u8(kind::UNSUBSCRIBE);
+                write_string(out, client_id, "client id")?;
+                write_string(out, filter, "filter")?;
+            }
+            Record::RetainSet(message) => {
+                out.put_u8(kind::RETAIN_SET);
+                encode_message(message, out)?;
+            }
+            Record::RetainClear { topic } => {
+                out.put_u8(kind::RETAIN_CLEAR);
+                write_string(out, topic, "topic")?;
+            }
+            Record::Accepted { id, message } => {
+                out.put_u8(kind::ACCEPTED);
+                out.put_u64(*id);
+                encode_message(message, out)?;
+            }
+            Record::Delivery {
+                client_id,
+                id,
+                state,
+            } => {
+                out.put_u8(kind::DELIVERY);
+                write_string(out, client_id, "client id")?;
+                out.put_u64(*id);
+                match state {
+                    DeliveryState::Queued(qos) => {
+                        out.put_u8(0);
+                        out.put_u16(*qos as u16);
+                    }
+                    DeliveryState::InFlight(pkid) => {
+                        out.put_u8(1);
+                        out.put_u16(*pkid);
+                    }
+                    DeliveryState::Acked => {
+                        out.put_u8(2);
+                        out.put_u16(0);
+                    }
+                }
+            }
+            Record::Qos2Received { client_id, pkid } | Record::Qos2Released { client_id, pkid } => {
+                let k = match self {
+                    Record::Qos2Received { .. } => kind::QOS2_RECEIVED,
+                    _ => kind::QOS2_RELEASED,
+                };
+                out.put_u8(k);
+                write_string(out, client_id, "client id")?;
+                out.put_u16(*pkid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a record from its kind byte and body (the whole of `buf`).
+    pub fn decode(mut buf: Bytes) -> Result<Record, RecordError> {
+        let record = match read_u8(&mut buf)? {
+            kind::SESSION_OPEN => Record::SessionOpen {
+                client_id: read_string(&mut buf)?,
+                expiry: read_u32(&mut buf)?,
+            },
+            kind::SESSION_END => Record::SessionEnd {
+                client_id: read_string(&mut buf)?,
+            },
+            kind::SUBSCRIBE => Record::Subscribe {
+                client_id: read_string(&mut buf)?,
+                filter: read_string(&mut buf)?,
+                options: options_from(read_u8(&mut buf)?)?,
+                id: read_u32(&mut buf)?,
+            },
+            kind::UNSUBSCRIBE => Record::Unsubscribe {
+                client_id: read_string(&mut buf)?,
+                filter: read_string(&mut buf)?,
+            },
+            kind::RETAIN_SET => Record::RetainSet(decode_message(&mut buf)?),
+            kind::RETAIN_CLEAR => Record::RetainClear {
+                topic: read_string(&mut buf)?,
+            },
+            kind::ACCEPTED => {
+                let id = read_u64(&mut buf)?;
+                Record::Accepted {
+                    id,
+                    message: decode_message(&mut buf)?,
+                }
+            }
+            kind::DELIVERY => {
+                let client_id = read_string(&mut buf)?;
+                let id = read_u64(&mut buf)?;
+                let tag = read_u8(&mut buf)?;
+                let value = read_u16(&mut buf)?;
+                let state = match tag {
+                    0 => DeliveryState::Queued(qos_from(value as u8)?),
+                    1 => DeliveryState::InFlight(value),
+                    2 => DeliveryState::Acked,
+                    _ => return Err(DecodeError::Malformed("delivery state").into()),
+                };
+                Record::Delivery {
+                    client_id,
+                    id,
+                    state,
+                }
+            }
+            kind::QOS2_RECEIVED => Record::Qos2Received {
+                client_id: read_string(&mut buf)?,
+                pkid: read_u16(&mut buf)?,
+            },
+            kind::QOS2_RELEASED => Record::Qos2Released {
+                client_id: read_string(&mut buf)?,
+                pkid: read_u16(&mut buf)?,
+            },
+            other => return Err(RecordError::UnknownKind(other)),
+        };
+        match buf.remaining() {
+            0 => Ok(record),
+            n => Err(RecordError::Trailing(n)),
+        }
+    }
+}
+
+fn encode_message(message: &StoredMessage, out: &mut BytesMut) -> Result<(), EncodeError> {
+    write_string(out, &message.topic, "topic")?;
+    write_binary(out, &message.payload, "payload")?;
+    out.put_u8(message.qos as u8 | u8::from(message.retain) << 2);
+    message.properties.write(out)
+}
+
+fn decode_message(buf: &mut Bytes) -> Result<StoredMessage, DecodeError> {
+    let topic = read_string(buf)?;
+    let payload = read_binary(buf)?;
+    let flags = read_u8(buf)?;
+    if flags & !0b111 != 0 {
+        return Err(DecodeError::Malformed("message flags"));
+    }
+    Ok(StoredMessage {
+        topic,
+        payload,
+        qos: qos_from(flags & 0b11)?,
+        retain: flags & 0b100 != 0,
+        properties: Properties::read(buf, PropertyContext::Publish)?,
+    })
+}
+
+fn read_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
+    if buf.remaining() < 8 {
+        return Err(DecodeError::Malformed("record ends inside a number"));
+    }
+    Ok(buf.get_u64())
+}
+
+fn qos_from(n: u8) -> Result<QoS, DecodeError> {
+    QoS::from_u8(n)
+}
+
+fn options_byte(o: &SubscriptionOptions) -> u8 {
+    let rh = match o.retain_handling {
+        RetainHandling::OnSubscribe => 0,
+        RetainHandling::OnNewSubscribe => 1,
+        RetainHandling::Never => 2,
+    };
+    o.qos as u8 | u8::from(o.no_local) << 2 | u8::from(o.retain_as_published) << 3 | rh << 4
+}
+
+fn options_from(byte: u8) -> Result<SubscriptionOptions, DecodeError> {
+    let retain_handling = match byte >> 4 & 0b11 {
+        0 => RetainHandling::OnSubscribe,
+        1 => RetainHandling::OnNewSubscribe,
+        2 => RetainHandling::Never,
+        _ => return Err(DecodeError::Malformed("retain handling")),
+    };
+    if byte & 0xC0 != 0 {
+        return Err(DecodeError::Malformed("subscription options"));
+    }
+    Ok(SubscriptionOptions {
+        qos: qos_from(byte & 0b11)?,
+        no_local: byte & 0b100 != 0,
+        retain_as_published: byte & 0b1000 != 0,
+        retain_handling,
+    })
+}
