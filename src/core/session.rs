@@ -130,6 +130,8 @@ pub struct Session {
     pub timer_armed: Option<Instant>,
     /// Some of its QoS 1/2 publishers are not being read because of its backlog.
     pub holding: bool,
+    /// It is in the durable store's log (it outlives its connection): its changes are too.
+    pub durable: bool,
     /// Since when it has had messages waiting and taken none (see [`Session::is_stalled`]).
     progress_at: Option<Instant>,
     inflight: VecDeque<Inflight>,
@@ -156,6 +158,7 @@ impl Session {
             queue: VecDeque::new(),
             queued_bytes: 0,
             holding: false,
+            durable: false,
             progress_at: None,
             awaiting_pubrel: SmallSet::default(),
             next_packet_id: 1,

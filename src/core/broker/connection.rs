@@ -11,6 +11,7 @@ use crate::core::filter::Filter;
 use crate::core::home_shard;
 use crate::core::message::Message;
 use crate::core::session::{Link, PendingWill, Session};
+use crate::core::store::Record;
 use crate::protocol::topic::topic_levels;
 use crate::protocol::{
     ConnAck, Connect, DecodeError, Disconnect, PropertyValues, ProtocolVersion, QoS, ReasonCode,
@@ -212,6 +213,7 @@ impl Broker {
             self.arm_conn(id, now + limit);
         }
         tracing::debug!(shard = self.shard, client = %client_id, ?version, session_present, "client connected");
+        self.journal_session(key, expiry_interval);
         self.pump(id, key);
         self.queue_flush(id);
     }
@@ -433,6 +435,11 @@ impl Broker {
         }
         self.redistribute_shared(key);
         if let Some(session) = self.sessions.remove(&key) {
+            if session.durable {
+                self.journal(|| Record::SessionEnd {
+                    client_id: session.client_id.clone(),
+                });
+            }
             self.quota.remove_session();
             if expired {
                 self.note_drops(session.undelivered(), |c| &mut c.dropped_session_expired);

@@ -9,6 +9,7 @@ mod connection;
 mod conns;
 mod expiry;
 mod flow;
+mod journal;
 mod packets;
 mod receive;
 mod replies;
@@ -128,6 +129,8 @@ pub struct Broker {
     parked: Vec<VecDeque<ShardMsg>>,
     /// A session that held publishers has drained (or gone): they may be read again.
     eased: bool,
+    /// What the durable store must record, when persistence is on (see `journal`).
+    journal: Option<Vec<crate::core::store::Record>>,
     /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
     next_reply: u64,
@@ -167,6 +170,7 @@ impl Broker {
             peer_held: vec![None; shards],
             parked: (0..shards).map(|_| VecDeque::new()).collect(),
             eased: false,
+            journal: None,
             pending_replies: AHashMap::new(),
             next_reply: 1,
             tombstones: Vec::new(),

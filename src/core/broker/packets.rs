@@ -116,7 +116,11 @@ impl Broker {
         if disconnect.reason != ReasonCode::DisconnectWithWillMessage {
             conn.will = None;
         }
+        let new_expiry = disconnect.properties.session_expiry_interval;
         self.close(id);
+        if let Some(expiry) = new_expiry.filter(|&e| e != 0) {
+            self.journal_session(key, expiry);
+        }
     }
 
     fn on_publish(&mut self, id: ConnId, key: SessionKey, mut publish: Publish) {

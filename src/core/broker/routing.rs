@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::journal;
 use super::packets::is_sys_topic;
 use super::{effective_qos, Broker, Feeder, Hold, SessionKey};
 use crate::core::filter::Filter;
@@ -63,6 +64,9 @@ impl Broker {
                 RetainOutcome::NothingToDelete => {}
                 RetainOutcome::Stored | RetainOutcome::Deleted => {
                     self.router.broadcast(ShardMsg::Retain(message.clone()));
+                    if !is_sys_topic(message.topic()) {
+                        self.journal(|| journal::retained(&message));
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ use super::{Broker, ConnId, PendingReply, SessionKey};
 use crate::core::filter::Filter;
 use crate::core::link::encode_control;
 use crate::core::session::Subscription;
+use crate::core::store::Record;
 use crate::protocol::topic::topic_levels;
 use crate::protocol::{
     QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
@@ -144,6 +145,15 @@ impl Broker {
         };
         let session = self.sessions.get_mut(&key).expect("checked above");
         session.subscriptions.insert(filter.text(), subscription);
+        if session.durable {
+            let client_id = session.client_id.clone();
+            self.journal(|| Record::Subscribe {
+                client_id,
+                filter: filter.text(),
+                options,
+                id: subscription_id.unwrap_or(0),
+            });
+        }
         let new_route = self.add_subscriber(&filter, key, subscription);
         // No retained messages for shared subscriptions (5.0, 3.8.4); for the others, as
         // Retain Handling says.
@@ -177,6 +187,13 @@ impl Broker {
                 .is_some_and(|s| s.subscriptions.remove(filter).is_some());
             if existed {
                 let filter = Filter::new(filter);
+                if let Some(session) = self.sessions.get(&key).filter(|s| s.durable) {
+                    let client_id = session.client_id.clone();
+                    self.journal(|| Record::Unsubscribe {
+                        client_id,
+                        filter: filter.text(),
+                    });
+                }
                 if self.remove_subscriber(&filter, key) {
                     removed_routes.push(filter.clone());
                 }

@@ -903,4 +903,5 @@ fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers(
 
 mod flow;
 mod hostile;
+mod journal;
 mod receive;

@@ -1,0 +1,127 @@
+//! The broker's side of the durable store: with persistence on, every change that must survive
+//! a restart is handed out as a [`Record`] ([`Broker::take_records`]) for the shell to append
+//! to the shard's log; at start, [`Broker::restore`] rebuilds what the logs recovered.
+//!
+//! Recorded so far: sessions that outlive their connection, their subscriptions, and retained
+//! messages. Queued and in-flight messages and inbound QoS 2 state are the next step of issue
+//! 12; until then a restart loses them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::connection::NEVER_EXPIRES;
+use super::Broker;
+use crate::core::filter::Filter;
+use crate::core::home_shard;
+use crate::core::message::{Message, SharedMessage};
+use crate::core::session::{Session, Subscription};
+use crate::core::sessions::SessionKey;
+use crate::core::store::{Record, Recovered, StoredMessage};
+
+impl Broker {
+    /// Turns persistence on: from now on changes are recorded.
+    pub fn with_journal(mut self) -> Broker {
+        self.journal = Some(Vec::new());
+        self
+    }
+
+    /// The records made since the last call, in order.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Records what `make` builds, if persistence is on.
+    pub(super) fn journal(&mut self, make: impl FnOnce() -> Record) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(make());
+        }
+    }
+
+    /// A session with a non-zero expiry outlives its connection: it is (again) in the log.
+    pub(super) fn journal_session(&mut self, key: SessionKey, expiry: u32) {
+        if self.journal.is_none() || expiry == 0 {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        session.durable = true;
+        let client_id = session.client_id.clone();
+        self.journal(|| Record::SessionOpen { client_id, expiry });
+    }
+
+    /// Rebuilds what the logs of every shard recovered: the sessions homed here (offline,
+    /// their expiry counting from now) with their subscriptions, and every retained message.
+    pub fn restore(&mut self, recovered: &Recovered) {
+        let now = self.now;
+        let mut new_routes = Vec::new();
+        for (client_id, saved) in &recovered.sessions {
+            if home_shard(client_id.as_bytes(), self.shards) != self.shard
+                || self.sessions.key_of(client_id).is_some()
+            {
+                continue;
+            }
+            if !self.quota.try_add_session(self.limits.max_sessions) {
+                tracing::warn!(shard = self.shard, client = %client_id, "session limit reached; a stored session is not restored");
+                continue;
+            }
+            let mut session = Session::new(client_id.clone(), saved.expiry);
+            session.durable = true;
+            let key = self.sessions.create(session);
+            for (filter, &(options, id)) in &saved.subscriptions {
+                let subscription = Subscription {
+                    options,
+                    id: (id != 0).then_some(id),
+                    since: now,
+                };
+                let filter = Filter::from(filter.clone());
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.subscriptions.insert(filter.text(), subscription);
+                }
+                if self.router.subscribe(&filter, key, subscription) {
+                    new_routes.push(filter);
+                }
+            }
+            if saved.expiry != NEVER_EXPIRES {
+                let at = now + Duration::from_secs(u64::from(saved.expiry));
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.expires_at = Some(at);
+                }
+                self.arm_session(key, at);
+            }
+        }
+        if !new_routes.is_empty() {
+            self.router.announce(new_routes);
+        }
+        for stored in recovered.retained.values() {
+            self.retained.update(&message_of(stored, now), None);
+        }
+    }
+}
+
+/// The record of a retained message set (or, with an empty payload, cleared).
+pub(super) fn retained(message: &Message) -> Record {
+    if message.payload().is_empty() {
+        return Record::RetainClear {
+            topic: message.topic().into(),
+        };
+    }
+    Record::RetainSet(StoredMessage {
+        topic: message.topic().into(),
+        payload: bytes::Bytes::copy_from_slice(message.payload()),
+        qos: message.qos,
+        retain: true,
+        properties: message.properties.compacted(),
+    })
+}
+
+/// A stored message as the broker routes it, owning its bytes.
+fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+    let mut message = Message::new(&stored.topic, &stored.payload, stored.qos, now);
+    message.retain = stored.retain;
+    message.properties = stored.properties.compacted();
+    Arc::new(message)
+}

@@ -1,0 +1,101 @@
+//! The durable store's records, and a restart from them.
+
+use super::*;
+use crate::core::store::{Record, Recovered};
+use crate::harness::{Client, Cluster};
+
+fn journaled(shards: usize) -> Cluster {
+    Cluster::new(shards, Limits::default()).configure(Broker::with_journal)
+}
+
+fn records(c: &mut Cluster) -> Vec<Record> {
+    (0..c.len()).flat_map(|s| c[s].take_records()).collect()
+}
+
+fn publish(c: &mut Cluster, client: Client, topic: &str, payload: &'static [u8], retain: bool) {
+    let mut publish = Publish::new(topic, payload).with_qos(QoS::AtLeastOnce, 1);
+    publish.retain = retain;
+    c.send(client, Packet::Publish(publish));
+    c.settle();
+}
+
+#[test]
+fn persistent_sessions_their_subscriptions_and_retained_messages_are_recorded() {
+    let mut c = journaled(1);
+    let durable = c.connect(connect_packet("durable", V4, false));
+    let clean = c.connect(connect_packet("clean", V4, true));
+    c.subscribe(durable, "t/#", QoS::AtLeastOnce);
+    c.subscribe(clean, "u", QoS::AtMostOnce);
+    publish(&mut c, clean, "r", b"v", true);
+    publish(&mut c, clean, "r", b"", true);
+    c.send(durable, unsubscribe_packet("t/#"));
+    c.send(durable, Packet::Disconnect(Default::default()));
+    let now = c.now();
+    c[0].closed(durable.conn, now);
+    let again = c.connect(connect_packet("durable", V4, true));
+    c.packets(again);
+    let got = records(&mut c);
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| {
+            format!("{r:?}")
+                .split([' ', '('])
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "SessionOpen",
+            "Subscribe",
+            "RetainSet",
+            "RetainClear",
+            "Unsubscribe",
+            "SessionEnd"
+        ],
+        "the clean session leaves no record: {got:?}"
+    );
+}
+
+#[test]
+fn a_restart_from_the_records_restores_sessions_subscriptions_and_retained_messages() {
+    let mut before = journaled(2);
+    let sub = before.connect(connect_packet("sub", V4, false));
+    before.subscribe(sub, "t/#", QoS::AtLeastOnce);
+    let publisher = before.connect(connect_packet("pub", V4, true));
+    publish(&mut before, publisher, "keep/me", b"v", true);
+    let mut recovered = Recovered::default();
+    recovered.apply(records(&mut before));
+    recovered.collect_garbage();
+
+    let mut after = journaled(2);
+    for s in 0..after.len() {
+        after[s].restore(&recovered);
+    }
+    after.settle();
+    assert_eq!(after.brokers().map(Broker::session_count).sum::<usize>(), 1);
+    // The subscriber comes back to its session and its subscription.
+    let sub = after.connect(connect_packet("sub", V4, false));
+    after.settle();
+    assert!(connack(&after.packets(sub)).session_present);
+    let publisher = after.connect(connect_packet("pub", V4, true));
+    publish(&mut after, publisher, "t/x", b"after", false);
+    let got = after.packets(sub);
+    assert_eq!(publishes(&got)[0].payload(), &b"after"[..], "{got:?}");
+    // A new subscriber on either shard finds the retained message.
+    let watcher = after.connect(connect_packet("watcher", V4, true));
+    after.subscribe(watcher, "keep/#", QoS::AtMostOnce);
+    after.settle();
+    let got = after.packets(watcher);
+    assert_eq!(publishes(&got)[0].payload(), &b"v"[..], "{got:?}");
+}
+
+#[test]
+fn without_persistence_nothing_is_recorded() {
+    let mut c = Cluster::new(1, Limits::default());
+    let durable = c.connect(connect_packet("durable", V4, false));
+    c.subscribe(durable, "t", QoS::AtLeastOnce);
+    assert!(records(&mut c).is_empty());
+}
