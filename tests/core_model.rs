@@ -105,6 +105,12 @@ struct Client {
     unacked: HashMap<u16, (u32, Vec<Owed>)>,
     /// The session lives on while offline until then (5.0 expiry).
     offline_until: Option<Instant>,
+    /// Bytes sent that the broker has not taken yet (it holds back the PUBLISHes of a
+    /// publisher whose subscriber is behind): they go in again at every step.
+    outbox: BytesMut,
+    /// The packets in `outbox`, oldest first: their length, and the packet id of a QoS 1/2
+    /// PUBLISH (whose subscribers are those when the broker takes it, not when it was sent).
+    in_outbox: std::collections::VecDeque<(usize, Option<u16>)>,
 }
 
 struct World {
@@ -153,6 +159,8 @@ impl World {
                     pending_subs: HashMap::new(),
                     unacked: HashMap::new(),
                     offline_until: None,
+                    outbox: BytesMut::new(),
+                    in_outbox: Default::default(),
                 }
             })
             .collect();
@@ -174,10 +182,58 @@ impl World {
         client.next_pid
     }
 
+    /// Sends a packet as bytes, as a socket would: what the broker does not take yet stays in
+    /// the client's outbox, in order.
     fn send(&mut self, c: usize, packet: Packet) {
-        let client = &self.clients[c];
-        if let Some(conn) = client.conn {
-            self.shards[client.home].handle(conn, packet, self.now);
+        let client = &mut self.clients[c];
+        if client.conn.is_none() {
+            return;
+        }
+        let version = match &packet {
+            Packet::Connect(connect) => connect.version,
+            _ => client.version,
+        };
+        let before = client.outbox.len();
+        if encode(&packet, version, &mut client.outbox).is_err() {
+            return;
+        }
+        let pid = match &packet {
+            Packet::Publish(p) if p.qos != QoS::AtMostOnce => Some(p.packet_id),
+            _ => None,
+        };
+        let len = client.outbox.len() - before;
+        client.in_outbox.push_back((len, pid));
+        self.push(c);
+    }
+
+    /// Hands the broker what the client's outbox holds.
+    fn push(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        let Some(conn) = client.conn else {
+            return;
+        };
+        let target = ringmq::harness::Client {
+            shard: client.home,
+            conn,
+        };
+        let mut outbox = std::mem::take(&mut client.outbox);
+        let before = outbox.len();
+        self.shards.receive(target, &mut outbox);
+        let mut taken = before - outbox.len();
+        self.clients[c].outbox = outbox;
+        // The PUBLISHes the broker took just now are owed to whoever is subscribed now.
+        while let Some(&(len, pid)) = self.clients[c].in_outbox.front() {
+            if len > taken {
+                break;
+            }
+            taken -= len;
+            self.clients[c].in_outbox.pop_front();
+            let Some(pid) = pid else { continue };
+            let Some(&(message, _)) = self.clients[c].unacked.get(&pid) else {
+                continue;
+            };
+            let owed = self.owed_for(self.topics[&message]);
+            self.clients[c].unacked.insert(pid, (message, owed));
         }
     }
 
@@ -375,6 +431,9 @@ impl World {
         let now = self.now;
         let client = &mut self.clients[c];
         client.conn = None;
+        // Unread bytes die with the socket; none of them was acknowledged.
+        client.outbox.clear();
+        client.in_outbox.clear();
         client.unacked.clear();
         client.pending_subs.clear();
         client.acks.clear();
@@ -540,6 +599,9 @@ impl World {
             }
         }
         for _ in 0..10_000 {
+            for c in 0..self.clients.len() {
+                self.push(c);
+            }
             self.mesh();
             self.pump();
             let mut acked = false;
@@ -547,7 +609,11 @@ impl World {
                 acked |= !self.clients[c].acks.is_empty();
                 self.step(Step::Ack { client: c });
             }
-            if !acked && !self.shards.brokers().any(Broker::has_outbox) {
+            let unsent = self
+                .clients
+                .iter()
+                .any(|c| c.conn.is_some() && !c.outbox.is_empty());
+            if !acked && !unsent && !self.shards.brokers().any(Broker::has_outbox) {
                 return;
             }
         }
