@@ -229,6 +229,18 @@ impl Cluster {
         total
     }
 
+    /// The durable store's part, as the shell does it: takes every shard's records and reports
+    /// them on disk, so that the output waiting for them may leave. Returns the records.
+    pub fn commit(&mut self) -> Vec<crate::core::store::Record> {
+        let mut all = Vec::new();
+        for broker in &mut self.shards {
+            let (records, through) = broker.take_records();
+            all.extend(records);
+            broker.committed(through);
+        }
+        all
+    }
+
     /// Moves the clock on by `by` and ticks every shard.
     pub fn advance(&mut self, by: Duration) {
         self.advance_to(self.now + by);

@@ -137,6 +137,11 @@ pub(super) struct Conn {
     pub connect_expiry: u32,
     /// Its first packet is still to be looked at for the home shard of its session.
     pub may_hand_off: bool,
+    /// Its output leaves once this many records are on disk (group commit; 0 without
+    /// persistence).
+    pub out_needs: u64,
+    /// On the broker's list of connections waiting for a commit.
+    pub awaiting_commit: bool,
 }
 
 /// Whether a connection's output keeps moving. What was pending when the clock started must
@@ -171,6 +176,8 @@ impl Conn {
             problem_information: true,
             connect_expiry: 0,
             may_hand_off,
+            out_needs: 0,
+            awaiting_commit: false,
         }
     }
 }

@@ -25,18 +25,42 @@ impl Broker {
         self
     }
 
-    /// The records made since the last call, in order.
-    pub fn take_records(&mut self) -> Vec<Record> {
-        self.journal
+    /// The records made since the last call, in order, and the count of records made so far:
+    /// once these are on disk, hand that count to [`Broker::committed`]. Group commit: all
+    /// the records of a read batch go in one write and one sync, and the output the batch
+    /// made (its acks among it) leaves only after.
+    pub fn take_records(&mut self) -> (Vec<Record>, u64) {
+        let records = self
+            .journal
             .as_mut()
             .map(std::mem::take)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (records, self.journal_made)
+    }
+
+    /// The first `through` records are on disk: output waiting for them may leave.
+    pub fn committed(&mut self, through: u64) {
+        self.journal_committed = self.journal_committed.max(through);
+        let committed = self.journal_committed;
+        for id in std::mem::take(&mut self.awaiting_commit) {
+            match self.conns.get_mut(&id) {
+                Some(conn) if conn.out_needs <= committed => {
+                    conn.awaiting_commit = false;
+                    if !std::mem::replace(&mut conn.queued_for_flush, true) {
+                        self.flush_queue.push(id);
+                    }
+                }
+                Some(_) => self.awaiting_commit.push(id),
+                None => {}
+            }
+        }
     }
 
     /// Records what `make` builds, if persistence is on.
     pub(super) fn journal(&mut self, make: impl FnOnce() -> Record) {
         if let Some(journal) = &mut self.journal {
             journal.push(make());
+            self.journal_made += 1;
         }
     }
 

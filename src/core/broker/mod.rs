@@ -131,6 +131,11 @@ pub struct Broker {
     eased: bool,
     /// What the durable store must record, when persistence is on (see `journal`).
     journal: Option<Vec<crate::core::store::Record>>,
+    /// Records made since the start, and how many of them are on disk.
+    journal_made: u64,
+    journal_committed: u64,
+    /// Connections whose output waits for records to be committed.
+    awaiting_commit: Vec<ConnId>,
     /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
     next_reply: u64,
@@ -171,6 +176,9 @@ impl Broker {
             parked: (0..shards).map(|_| VecDeque::new()).collect(),
             eased: false,
             journal: None,
+            journal_made: 0,
+            journal_committed: 0,
+            awaiting_commit: Vec::new(),
             pending_replies: AHashMap::new(),
             next_reply: 1,
             tombstones: Vec::new(),
@@ -304,8 +312,19 @@ impl Broker {
 
     /// Takes the bytes encoded for `id`. They count against its write high-water mark until
     /// [`Broker::output_written`] reports them written.
+    ///
+    /// With persistence on, output whose records are not yet committed
+    /// ([`Broker::committed`]) is not given out: `None`, and the connection is flushed again
+    /// once they are.
     pub fn take_output(&mut self, id: ConnId) -> Option<Output> {
         let conn = self.conns.get_mut(&id)?;
+        if conn.out_needs > self.journal_committed {
+            conn.queued_for_flush = false;
+            if !std::mem::replace(&mut conn.awaiting_commit, true) {
+                self.awaiting_commit.push(id);
+            }
+            return None;
+        }
         conn.queued_for_flush = false;
         // Taken whole, so an idle connection keeps no buffer capacity.
         let bytes = std::mem::take(&mut conn.link.out);
@@ -397,6 +416,8 @@ impl Broker {
 
     fn queue_flush(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
+            // Whatever it has to send now leaves after the records made so far are on disk.
+            conn.out_needs = self.journal_made;
             if !conn.queued_for_flush {
                 conn.queued_for_flush = true;
                 self.flush_queue.push(id);

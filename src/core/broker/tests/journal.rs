@@ -9,7 +9,7 @@ fn journaled(shards: usize) -> Cluster {
 }
 
 fn records(c: &mut Cluster) -> Vec<Record> {
-    (0..c.len()).flat_map(|s| c[s].take_records()).collect()
+    c.commit()
 }
 
 fn publish(c: &mut Cluster, client: Client, topic: &str, payload: &'static [u8], retain: bool) {
@@ -79,6 +79,7 @@ fn a_restart_from_the_records_restores_sessions_subscriptions_and_retained_messa
     // The subscriber comes back to its session and its subscription.
     let sub = after.connect(connect_packet("sub", V4, false));
     after.settle();
+    after.commit();
     assert!(connack(&after.packets(sub)).session_present);
     let publisher = after.connect(connect_packet("pub", V4, true));
     publish(&mut after, publisher, "t/x", b"after", false);
@@ -90,6 +91,43 @@ fn a_restart_from_the_records_restores_sessions_subscriptions_and_retained_messa
     after.settle();
     let got = after.packets(watcher);
     assert_eq!(publishes(&got)[0].payload(), &b"v"[..], "{got:?}");
+}
+
+#[test]
+fn output_waits_until_the_records_before_it_are_committed() {
+    let mut c = journaled(1);
+    // A clean session makes no record: its CONNACK leaves at once.
+    let clean = c.connect(connect_packet("clean", V4, true));
+    assert!(matches!(c.packets(clean)[..], [Packet::ConnAck(_)]));
+    // A durable one's CONNACK waits for its session's record, its SUBACK for the
+    // subscription's: group commit.
+    let durable = c.connect(connect_packet("durable", V4, false));
+    assert!(
+        c.packets(durable).is_empty(),
+        "CONNACK before the session is on disk"
+    );
+    assert_eq!(c.commit().len(), 1);
+    assert!(matches!(c.packets(durable)[..], [Packet::ConnAck(_)]));
+    c.subscribe(durable, "t", QoS::AtLeastOnce);
+    assert!(
+        c.packets(durable).is_empty(),
+        "SUBACK before the subscription is on disk"
+    );
+    c.commit();
+    assert!(matches!(c.packets(durable)[..], [Packet::SubAck(_)]));
+    // Committed in a later batch than the one it waits for: still released.
+    let other = c.connect(connect_packet("other", V4, false));
+    let (records, through) = c[0].take_records();
+    assert_eq!(records.len(), 1);
+    c.subscribe(durable, "u", QoS::AtLeastOnce);
+    c[0].committed(through);
+    assert!(matches!(c.packets(other)[..], [Packet::ConnAck(_)]));
+    assert!(
+        c.packets(durable).is_empty(),
+        "its SUBACK waits for the next commit"
+    );
+    c.commit();
+    assert!(matches!(c.packets(durable)[..], [Packet::SubAck(_)]));
 }
 
 #[test]
