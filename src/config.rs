@@ -131,6 +131,15 @@ pub struct Config {
     /// Seconds between updates of the `$SYS/broker/...` topics (0: none).
     #[arg(long, default_value_t = 10)]
     pub sys_interval: u32,
+    /// Keep sessions, their subscriptions and retained messages in this directory (one log
+    /// per shard), so that they survive a restart or a crash. Off without it.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With --data-dir: `always` sends the acks (CONNACK, SUBACK, PUBACK, ...) of what must
+    /// be durable only once it is on disk (one fdatasync per batch); `interval=MS` sends them
+    /// at once and syncs every MS milliseconds.
+    #[arg(long, default_value = "always", value_parser = parse_fsync)]
+    pub fsync: Fsync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,6 +207,27 @@ impl Config {
             use_username_as_clientid: self.use_username_as_clientid,
         }
     }
+}
+
+/// When the durable store syncs its log (see `--fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before the acks of a batch leave.
+    Always,
+    /// Every so often; acks do not wait.
+    Interval(std::time::Duration),
+}
+
+fn parse_fsync(text: &str) -> Result<Fsync, String> {
+    if text == "always" {
+        return Ok(Fsync::Always);
+    }
+    let ms = text
+        .strip_prefix("interval=")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| format!("{text:?}: expected `always` or `interval=MS` (MS > 0)"))?;
+    Ok(Fsync::Interval(std::time::Duration::from_millis(ms)))
 }
 
 #[cfg(test)]
@@ -294,5 +324,17 @@ mod tests {
         assert_eq!(c.sys_interval(), Some(std::time::Duration::from_secs(10)));
         let c = Config::try_parse_from(["ringmq", "--sys-interval", "0"]).unwrap();
         assert_eq!(c.sys_interval(), None);
+    }
+
+    #[test]
+    fn fsync_is_always_or_an_interval() {
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert_eq!(
+            parse_fsync("interval=250"),
+            Ok(Fsync::Interval(std::time::Duration::from_millis(250)))
+        );
+        for bad in ["never", "interval=", "interval=0", "interval=x"] {
+            assert!(parse_fsync(bad).is_err(), "{bad}");
+        }
     }
 }

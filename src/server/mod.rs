@@ -10,6 +10,7 @@ mod mesh;
 mod shard;
 mod shutdown;
 mod stats;
+mod store;
 mod tasks;
 mod writer;
 
@@ -56,6 +57,8 @@ pub enum StartError {
     Executor(String),
     #[error(transparent)]
     Shard(#[from] ShardStartError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("cannot start the clock thread: {0}")]
     Clock(#[source] std::io::Error),
     #[error("cannot handle signals: {0}")]
@@ -119,6 +122,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
              client can claim any user's rules"
         );
     }
+    let recovered = match &config.data_dir {
+        Some(dir) => Some(Arc::new(store::recover(dir, shards)?)),
+        None => None,
+    };
     let reload = (config.clone(), auth.clone(), clock.clone());
     let common = Common {
         config,
@@ -127,6 +134,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         stats: Arc::new(StatsBoard::new(shards)),
         auth,
         quota: Arc::new(Quota::default()),
+        recovered,
         ready,
     };
     let placement = match CpuSet::online() {

@@ -32,6 +32,8 @@ pub struct Shard {
     peer_wakers: Vec<Option<LocalSender<()>>>,
     /// Wakes the task that sends retained messages to new subscriptions.
     retained_waker: LocalSender<()>,
+    /// Wakes the task that writes the durable store's log, with `--data-dir`.
+    log_waker: LocalSender<()>,
     flush_scratch: RefCell<Vec<ConnId>>,
     /// The read buffer all connections of the shard share; decoded packets are slices of it.
     read_buffer: RefCell<BytesMut>,
@@ -42,6 +44,7 @@ pub struct Shard {
 /// The receiving ends of the shard's wake-ups, for the tasks that answer them.
 pub struct Wakes {
     pub retained: LocalReceiver<()>,
+    pub log: LocalReceiver<()>,
     /// By peer shard.
     pub peers: Vec<(usize, LocalReceiver<()>)>,
 }
@@ -61,6 +64,7 @@ impl Shard {
             }
         }
         let (retained_waker, retained) = local_channel::new_bounded(1);
+        let (log_waker, log) = local_channel::new_bounded(1);
         let shard = Shard {
             broker: RefCell::new(broker),
             writers: Writers::default(),
@@ -68,11 +72,19 @@ impl Shard {
             senders,
             peer_wakers,
             retained_waker,
+            log_waker,
             flush_scratch: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(BytesMut::new()),
             departures: Waiters::default(),
         };
-        (Rc::new(shard), Wakes { retained, peers })
+        (
+            Rc::new(shard),
+            Wakes {
+                retained,
+                log,
+                peers,
+            },
+        )
     }
 
     /// The broker, for one step; never hold it across an await.
@@ -105,6 +117,9 @@ impl Shard {
         }
         if broker.has_retained_work() {
             let _ = self.retained_waker.try_send(());
+        }
+        if broker.has_records() {
+            let _ = self.log_waker.try_send(());
         }
     }
 

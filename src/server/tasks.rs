@@ -17,9 +17,11 @@ use super::mesh::{Envelope, Mesh};
 use super::shard::{Shard, Wakes};
 use super::shutdown::Shutdown;
 use super::stats::StatsReporter;
+use super::store;
 use crate::config::Config;
 use crate::core::auth::AuthHandle;
 use crate::core::quota::Quota;
+use crate::core::store::Recovered;
 use crate::core::Broker;
 use crate::metrics::StatsBoard;
 
@@ -41,6 +43,12 @@ pub enum ShardStartError {
     },
     #[error("shard {shard}: its clock end was taken")]
     NoClock { shard: usize },
+    #[error("shard {shard}: cannot open its log {path}: {error}")]
+    Store {
+        shard: usize,
+        path: std::path::PathBuf,
+        error: String,
+    },
 }
 
 /// What every shard starts from, shared by all of them.
@@ -52,6 +60,8 @@ pub struct Common {
     pub stats: Arc<StatsBoard>,
     pub auth: Arc<AuthHandle>,
     pub quota: Arc<Quota>,
+    /// What the durable store recovered at start, with `--data-dir`.
+    pub recovered: Option<Arc<Recovered>>,
     /// Each shard reports here once it accepts connections, or why it cannot.
     pub ready: crossbeam_channel::Sender<Result<(), ShardStartError>>,
 }
@@ -65,6 +75,7 @@ pub async fn run(common: Common) {
         stats,
         auth,
         quota,
+        recovered,
         ready,
     } = common;
     let Some(ends) = mesh.take() else {
@@ -87,11 +98,44 @@ pub async fn run(common: Common) {
             return;
         }
     };
-    let broker = Broker::new(id, shards, config.limits(), Instant::now())
+    let mut broker = Broker::new(id, shards, config.limits(), Instant::now())
         .with_features(config.features())
         .with_auth(auth)
         .with_quota(quota);
-    let (shard, Wakes { retained, peers }) = Shard::new(broker, shards, senders);
+    let log = match (&config.data_dir, &recovered) {
+        (Some(dir), Some(recovered)) => {
+            let path = store::log_path(dir, id);
+            match store::ShardLog::open(&path).await {
+                Ok(log) => {
+                    broker = broker.with_journal();
+                    broker.restore(recovered);
+                    Some(log)
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(ShardStartError::Store {
+                        shard: id,
+                        path,
+                        error: error.to_string(),
+                    }));
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    let (
+        shard,
+        Wakes {
+            retained,
+            log: log_wake,
+            peers,
+        },
+    ) = Shard::new(broker, shards, senders);
+    if let Some(log) = log {
+        spawn_local(store::log_task(shard.clone(), log, log_wake, config.fsync)).detach();
+        // The routes restored sessions announce go out with the first flush.
+        shard.flush();
+    }
     spawn_local(retained_walk(shard.clone(), retained)).detach();
     for (peer, wake) in peers {
         spawn_local(mesh_sender(shard.clone(), peer, wake)).detach();

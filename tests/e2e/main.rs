@@ -9,6 +9,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod connect;
+mod durable;
 mod features;
 mod flow_control;
 mod hostile;

@@ -38,6 +38,21 @@ impl Broker {
         (records, self.journal_made)
     }
 
+    /// Whether records wait to be taken ([`Broker::take_records`]).
+    pub fn has_records(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| !j.is_empty())
+    }
+
+    /// Records a retained message set or cleared, on the one shard that owns its topic (every
+    /// shard applies it, only one logs it: one order per topic across the logs).
+    pub(super) fn journal_retained(&mut self, message: &Message) {
+        if self.journal.is_some()
+            && home_shard(message.topic().as_bytes(), self.shards) == self.shard
+        {
+            self.journal(|| retained(message));
+        }
+    }
+
     /// The first `through` records are on disk: output waiting for them may leave.
     pub fn committed(&mut self, through: u64) {
         self.journal_committed = self.journal_committed.max(through);
@@ -127,7 +142,7 @@ impl Broker {
 }
 
 /// The record of a retained message set (or, with an empty payload, cleared).
-pub(super) fn retained(message: &Message) -> Record {
+fn retained(message: &Message) -> Record {
     if message.payload().is_empty() {
         return Record::RetainClear {
             topic: message.topic().into(),

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use super::journal;
 use super::packets::is_sys_topic;
 use super::{effective_qos, Broker, Feeder, Hold, SessionKey};
 use crate::core::filter::Filter;
@@ -65,7 +64,7 @@ impl Broker {
                 RetainOutcome::Stored | RetainOutcome::Deleted => {
                     self.router.broadcast(ShardMsg::Retain(message.clone()));
                     if !is_sys_topic(message.topic()) {
-                        self.journal(|| journal::retained(&message));
+                        self.journal_retained(&message);
                     }
                 }
             }
@@ -315,7 +314,13 @@ impl Broker {
                     tried,
                 } => self.deliver_shared_local(&group, &message, publisher, tried),
                 ShardMsg::Retain(message) => {
-                    self.retained.update(&message, None);
+                    if !matches!(
+                        self.retained.update(&message, None),
+                        RetainOutcome::NothingToDelete
+                    ) && !is_sys_topic(message.topic())
+                    {
+                        self.journal_retained(&message);
+                    }
                 }
                 ShardMsg::RouteAdd {
                     filter,

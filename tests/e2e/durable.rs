@@ -1,0 +1,108 @@
+//! `--data-dir`: sessions, their subscriptions and retained messages survive a restart and a
+//! `kill -9`, and a damaged log does not keep the broker from starting (issue 12, first part;
+//! queued messages are not durable yet).
+
+use std::path::PathBuf;
+
+use crate::common::enc::Publish;
+use crate::common::raw::{RawClient, LONG};
+use crate::common::{client_id_on_shard, run_bounded, secs, unique, Broker, SHARDS};
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("ringmq-data"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn start(dir: &std::path::Path) -> Broker {
+    Broker::start_sharded(&["--data-dir", dir.to_str().unwrap()])
+}
+
+/// A persistent subscriber and a retained message, then `stop`, then a restart on the same
+/// data: the session is there, its subscription gets new messages, the retained message is
+/// there for a new subscriber.
+fn survives(stop: &'static str) {
+    let dir = data_dir();
+    let keeper = client_id_on_shard("keeper", 1, SHARDS);
+    let broker = start(&dir);
+    let port = broker.port;
+    let keeper_id = keeper.clone();
+    run_bounded(secs(60), move || {
+        let (mut c, present) = RawClient::connect311(port, &keeper_id, false, 60);
+        assert!(!present);
+        // The SUBACK and the PUBACK come once their records are on disk.
+        c.subscribe_ok(1, &[("d/#", 1)]);
+        let (mut p, _) = RawClient::connect311(port, "setter", true, 60);
+        p.publish(Publish::new("r/kept", "v").qos(1).pkid(1).retain(true));
+    });
+    broker.signal(stop);
+    assert!(
+        broker.wait_exit(secs(10)).is_some(),
+        "the broker did not exit on {stop}"
+    );
+
+    let broker = start(&dir);
+    let port = broker.port;
+    run_bounded(secs(60), move || {
+        let (mut c, present) = RawClient::connect311(port, &keeper, false, 60);
+        assert!(present, "the session survived the {stop}");
+        let (mut p, _) = RawClient::connect311(port, "publisher", true, 60);
+        p.publish(Publish::new("d/after", "x").qos(1).pkid(1));
+        assert_eq!(
+            c.next_publish(LONG).topic,
+            "d/after",
+            "its subscription survived"
+        );
+        let (mut w, _) = RawClient::connect311(port, "watcher", true, 60);
+        w.subscribe_ok(1, &[("r/#", 0)]);
+        let kept = w.next_publish(LONG);
+        assert_eq!((kept.topic.as_str(), kept.text().as_str()), ("r/kept", "v"));
+    });
+    broker.assert_alive();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_session_and_a_retained_message_survive_a_clean_restart() {
+    survives("TERM");
+}
+
+#[test]
+fn a_session_and_a_retained_message_survive_a_kill_9() {
+    survives("KILL");
+}
+
+#[test]
+fn a_damaged_log_is_cut_and_the_broker_starts() {
+    let dir = data_dir();
+    let broker = start(&dir);
+    let port = broker.port;
+    let keeper = client_id_on_shard("damaged", 0, SHARDS);
+    let id = keeper.clone();
+    run_bounded(secs(30), move || {
+        let (mut c, _) = RawClient::connect311(port, &id, false, 60);
+        c.subscribe_ok(1, &[("t", 1)]);
+    });
+    broker.signal("KILL");
+    assert!(broker.wait_exit(secs(10)).is_some());
+    // A torn write at the end of one log, garbage in the middle of the other.
+    let log0 = dir.join("shard-0.log");
+    let mut bytes = std::fs::read(&log0).unwrap();
+    bytes.extend_from_slice(&[0x30, 0, 0, 0, 1, 2]);
+    std::fs::write(&log0, &bytes).unwrap();
+    std::fs::write(dir.join("shard-1.log"), [0xff; 64]).unwrap();
+    let broker = start(&dir);
+    let port = broker.port;
+    run_bounded(secs(30), move || {
+        let (_c, present) = RawClient::connect311(port, &keeper, false, 60);
+        assert!(present, "what came before the damage is recovered");
+    });
+    let log = broker.log_tail();
+    assert!(log.contains("cut short"), "{log}");
+    assert!(log.contains("damaged log"), "{log}");
+    assert!(
+        dir.join("shard-1.log.corrupt").exists(),
+        "the damaged log is set aside"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
