@@ -1,11 +1,13 @@
 //! Counts shared by every shard: the broker-wide session limit is checked where a session is
 //! made, on its home shard, against the sessions of all shards.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Quota {
     sessions: AtomicUsize,
+    /// Orders the retained messages set on different shards, for the durable store.
+    retain_seq: AtomicU64,
 }
 
 impl Quota {
@@ -22,6 +24,11 @@ impl Quota {
         let _ = self
             .sessions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// A number greater than any handed out before in this run (the first is 1).
+    pub fn next_retain_seq(&self) -> u64 {
+        self.retain_seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn sessions(&self) -> usize {

@@ -150,7 +150,11 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
     }
     for (topic, message) in &recovered.retained {
         if home_shard(topic.as_bytes(), shards) == shard {
-            records.push(Record::RetainSet(message.clone()));
+            // Older than anything set after the restart.
+            records.push(Record::RetainSet {
+                seq: 0,
+                message: message.clone(),
+            });
         }
     }
     records

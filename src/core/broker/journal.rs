@@ -43,13 +43,13 @@ impl Broker {
         self.journal.as_ref().is_some_and(|j| !j.is_empty())
     }
 
-    /// Records a retained message set or cleared, on the one shard that owns its topic (every
-    /// shard applies it, only one logs it: one order per topic across the logs).
+    /// Records a retained message set or cleared, on the shard that decided it: its
+    /// publisher's PUBACK then waits for the record. A broker-wide sequence orders the updates
+    /// of one topic decided on different shards.
     pub(super) fn journal_retained(&mut self, message: &Message) {
-        if self.journal.is_some()
-            && home_shard(message.topic().as_bytes(), self.shards) == self.shard
-        {
-            self.journal(|| retained(message));
+        if self.journal.is_some() {
+            let seq = self.quota.next_retain_seq();
+            self.journal(|| retained(message, seq));
         }
     }
 
@@ -142,19 +142,23 @@ impl Broker {
 }
 
 /// The record of a retained message set (or, with an empty payload, cleared).
-fn retained(message: &Message) -> Record {
+fn retained(message: &Message, seq: u64) -> Record {
     if message.payload().is_empty() {
         return Record::RetainClear {
+            seq,
             topic: message.topic().into(),
         };
     }
-    Record::RetainSet(StoredMessage {
-        topic: message.topic().into(),
-        payload: bytes::Bytes::copy_from_slice(message.payload()),
-        qos: message.qos,
-        retain: true,
-        properties: message.properties.compacted(),
-    })
+    Record::RetainSet {
+        seq,
+        message: StoredMessage {
+            topic: message.topic().into(),
+            payload: bytes::Bytes::copy_from_slice(message.payload()),
+            qos: message.qos,
+            retain: true,
+            properties: message.properties.compacted(),
+        },
+    }
 }
 
 /// A stored message as the broker routes it, owning its bytes.

@@ -314,13 +314,8 @@ impl Broker {
                     tried,
                 } => self.deliver_shared_local(&group, &message, publisher, tried),
                 ShardMsg::Retain(message) => {
-                    if !matches!(
-                        self.retained.update(&message, None),
-                        RetainOutcome::NothingToDelete
-                    ) && !is_sys_topic(message.topic())
-                    {
-                        self.journal_retained(&message);
-                    }
+                    // Recorded where it was decided, on the publisher's shard.
+                    self.retained.update(&message, None);
                 }
                 ShardMsg::RouteAdd {
                     filter,

@@ -131,7 +131,7 @@ mod tests {
                 id: 1,
                 state: DeliveryState::InFlight(42),
             },
-            Record::RetainSet(message),
+            Record::RetainSet { seq: 9, message },
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 9,
@@ -264,8 +264,9 @@ mod tests {
                 ),
                 (text(), text())
                     .prop_map(|(client_id, filter)| Record::Unsubscribe { client_id, filter }),
-                message().prop_map(Record::RetainSet),
-                text().prop_map(|topic| Record::RetainClear { topic }),
+                (any::<u64>(), message())
+                    .prop_map(|(seq, message)| Record::RetainSet { seq, message }),
+                (any::<u64>(), text()).prop_map(|(seq, topic)| Record::RetainClear { seq, topic }),
                 (any::<u64>(), message())
                     .prop_map(|(id, message)| Record::Accepted { id, message }),
                 (text(), any::<u64>(), state).prop_map(|(client_id, id, state)| Record::Delivery {

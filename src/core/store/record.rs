@@ -55,8 +55,15 @@ pub enum Record {
         client_id: ByteString,
         filter: ByteString,
     },
-    RetainSet(StoredMessage),
+    /// A retained message set (`RetainClear`: cleared). `seq` orders the updates of one
+    /// topic made on different shards, whose logs are read one after the other: the highest
+    /// wins (0: from a snapshot, older than anything after it).
+    RetainSet {
+        seq: u64,
+        message: StoredMessage,
+    },
     RetainClear {
+        seq: u64,
         topic: ByteString,
     },
     /// A QoS 1/2 message the broker accepted (acknowledged to its publisher), numbered.
@@ -137,12 +144,14 @@ impl Record {
                 write_string(out, client_id, "client id")?;
                 write_string(out, filter, "filter")?;
             }
-            Record::RetainSet(message) => {
+            Record::RetainSet { seq, message } => {
                 out.put_u8(kind::RETAIN_SET);
+                out.put_u64(*seq);
                 encode_message(message, out)?;
             }
-            Record::RetainClear { topic } => {
+            Record::RetainClear { seq, topic } => {
                 out.put_u8(kind::RETAIN_CLEAR);
+                out.put_u64(*seq);
                 write_string(out, topic, "topic")?;
             }
             Record::Accepted { id, message } => {
@@ -206,8 +215,12 @@ impl Record {
                 client_id: read_string(&mut buf)?,
                 filter: read_string(&mut buf)?,
             },
-            kind::RETAIN_SET => Record::RetainSet(decode_message(&mut buf)?),
+            kind::RETAIN_SET => Record::RetainSet {
+                seq: read_u64(&mut buf)?,
+                message: decode_message(&mut buf)?,
+            },
             kind::RETAIN_CLEAR => Record::RetainClear {
+                seq: read_u64(&mut buf)?,
                 topic: read_string(&mut buf)?,
             },
             kind::ACCEPTED => {

@@ -33,6 +33,8 @@ pub struct Pending {
 pub struct Recovered {
     pub sessions: BTreeMap<ByteString, RecoveredSession>,
     pub retained: BTreeMap<ByteString, StoredMessage>,
+    /// The `seq` of the last update applied per retained topic, cleared ones included.
+    retained_seq: BTreeMap<ByteString, u64>,
     /// Accepted messages some session still owes.
     pub messages: BTreeMap<u64, StoredMessage>,
     /// Records that referred to something the log does not have (counted, then ignored).
@@ -71,11 +73,15 @@ impl Recovered {
                     s.subscriptions.remove(&filter);
                 }
             }
-            Record::RetainSet(message) => {
-                self.retained.insert(message.topic.clone(), message);
+            Record::RetainSet { seq, message } => {
+                if self.retain_is_newer(&message.topic, seq) {
+                    self.retained.insert(message.topic.clone(), message);
+                }
             }
-            Record::RetainClear { topic } => {
-                self.retained.remove(&topic);
+            Record::RetainClear { seq, topic } => {
+                if self.retain_is_newer(&topic, seq) {
+                    self.retained.remove(&topic);
+                }
             }
             Record::Accepted { id, message } => {
                 self.messages.insert(id, message);
@@ -97,6 +103,16 @@ impl Recovered {
                 }
             }
         }
+    }
+
+    /// Whether an update of `topic` numbered `seq` is the latest so far (ties: the later one).
+    fn retain_is_newer(&mut self, topic: &ByteString, seq: u64) -> bool {
+        let last = self.retained_seq.entry(topic.clone()).or_insert(0);
+        if seq < *last {
+            return false;
+        }
+        *last = seq;
+        true
     }
 
     fn delivery(&mut self, client_id: ByteString, id: u64, state: DeliveryState) {
@@ -225,9 +241,23 @@ mod tests {
             Record::SessionEnd {
                 client_id: "c".into(),
             },
-            Record::RetainSet(message("a")),
-            Record::RetainSet(message("b")),
-            Record::RetainClear { topic: "a".into() },
+            Record::RetainSet {
+                seq: 1,
+                message: message("a"),
+            },
+            Record::RetainSet {
+                seq: 2,
+                message: message("b"),
+            },
+            Record::RetainClear {
+                seq: 3,
+                topic: "a".into(),
+            },
+            // Read later, from another shard's log, but made before the clear.
+            Record::RetainSet {
+                seq: 1,
+                message: message("a"),
+            },
             // About a session that is gone: counted, not applied.
             delivery(1, DeliveryState::Acked),
         ]);
