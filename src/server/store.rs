@@ -56,6 +56,7 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(dir_error)?;
+    settle_snapshot(dir).map_err(dir_error)?;
     let mut logs: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map_err(dir_error)?
         .filter_map(|entry| {
@@ -103,19 +104,20 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         recovered.apply(found.records);
     }
     recovered.collect_garbage();
+    // Two phases, so that a crash in the middle leaves either the old logs or the new ones:
+    // every new log written aside and synced, then the marker, then the renames.
     for shard in 0..shards {
         write_snapshot(dir, shard, &snapshot(&recovered, shard, shards))?;
     }
-    for (n, path) in logs.iter().filter(|(n, _)| *n >= shards) {
-        tracing::info!(
-            shard = n,
-            "the log of a shard this run does not have was folded into the others"
-        );
-        std::fs::remove_file(path).map_err(|source| StoreError::File {
-            path: path.clone(),
-            source,
-        })?;
+    let marker = dir.join(SNAPSHOT_READY);
+    std::fs::File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(dir_error)?;
+    sync_dir(dir).map_err(dir_error)?;
+    if logs.iter().any(|(n, _)| *n >= shards) {
+        tracing::info!("the logs of shards this run does not have are folded into the others");
     }
+    settle_snapshot(dir).map_err(dir_error)?;
     sync_dir(dir).map_err(dir_error)?;
     tracing::info!(
         dir = %dir.display(),
@@ -160,6 +162,42 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
     records
 }
 
+/// Present while a complete set of new logs (`shard-N.log.new`) waits to replace the old.
+const SNAPSHOT_READY: &str = "snapshot.ready";
+
+/// Finishes a snapshot: with its marker there, the new logs replace every old one; without
+/// it, new logs are leftovers of a snapshot cut short, and go.
+fn settle_snapshot(dir: &Path) -> std::io::Result<()> {
+    let marker = dir.join(SNAPSHOT_READY);
+    let complete = marker.exists();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with("shard-") {
+            continue;
+        }
+        let superseded =
+            complete && name.ends_with(".log") && !path.with_extension("log.new").exists();
+        let leftover = !complete && name.ends_with(".log.new");
+        if superseded || leftover {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    if complete {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(".log.new")) {
+                std::fs::rename(&path, path.with_extension(""))?;
+            }
+        }
+        sync_dir(dir)?;
+        std::fs::remove_file(&marker)?;
+    }
+    sync_dir(dir)
+}
+
 fn write_snapshot(dir: &Path, shard: usize, records: &[Record]) -> Result<(), StoreError> {
     let path = log_path(dir, shard);
     let aside = path.with_extension("log.new");
@@ -173,8 +211,7 @@ fn write_snapshot(dir: &Path, shard: usize, records: &[Record]) -> Result<(), St
     };
     let mut file = std::fs::File::create(&aside).map_err(file_error)?;
     file.write_all(&bytes).map_err(file_error)?;
-    file.sync_all().map_err(file_error)?;
-    std::fs::rename(&aside, &path).map_err(file_error)
+    file.sync_all().map_err(file_error)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -278,5 +315,75 @@ async fn write_pending(
         }
         shard.broker().committed(through);
         shard.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::SubscriptionOptions;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringmq-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn log(dir: &Path, shard: usize, suffix: &str, records: &[Record]) {
+        let mut bytes = BytesMut::new();
+        for r in records {
+            write_frame(r, &mut bytes).unwrap();
+        }
+        let path = dir.join(format!("shard-{shard}.{suffix}"));
+        std::fs::write(path, &bytes).unwrap();
+    }
+
+    fn session(id: &str) -> Vec<Record> {
+        vec![
+            Record::SessionOpen {
+                client_id: id.into(),
+                expiry: u32::MAX,
+            },
+            Record::Subscribe {
+                client_id: id.into(),
+                filter: "t".into(),
+                options: SubscriptionOptions::default(),
+                id: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_restart_with_fewer_shards_folds_every_log_in() {
+        let d = dir("fold");
+        for shard in 0..4 {
+            log(&d, shard, "log", &session(&format!("c{shard}")));
+        }
+        let recovered = recover(&d, 2).unwrap();
+        assert_eq!(recovered.sessions.len(), 4);
+        assert!(!d.join("shard-2.log").exists() && !d.join("shard-3.log").exists());
+        // And the snapshot holds them all.
+        assert_eq!(recover(&d, 2).unwrap().sessions.len(), 4);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_leaves_the_old_logs_and_a_finished_one_the_new() {
+        let d = dir("cut");
+        log(&d, 0, "log", &session("old"));
+        // New logs without their marker: a crash before the renames.
+        log(&d, 0, "log.new", &session("new"));
+        let recovered = recover(&d, 1).unwrap();
+        assert!(recovered.sessions.contains_key("old") && !recovered.sessions.contains_key("new"));
+        // With the marker: the new logs are the state, every old log goes.
+        log(&d, 0, "log.new", &session("new"));
+        log(&d, 1, "log", &session("stale"));
+        std::fs::write(d.join(SNAPSHOT_READY), b"").unwrap();
+        let recovered = recover(&d, 1).unwrap();
+        let ids: Vec<&str> = recovered.sessions.keys().map(|k| &**k).collect();
+        assert_eq!(ids, ["new"]);
+        assert!(!d.join(SNAPSHOT_READY).exists());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
