@@ -149,6 +149,12 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
                 id,
             });
         }
+        for &pkid in &session.awaiting_pubrel {
+            records.push(Record::Qos2Received {
+                client_id: client_id.clone(),
+                pkid,
+            });
+        }
     }
     for (topic, message) in &recovered.retained {
         if home_shard(topic.as_bytes(), shards) == shard {

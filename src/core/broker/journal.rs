@@ -2,9 +2,9 @@
 //! a restart is handed out as a [`Record`] ([`Broker::take_records`]) for the shell to append
 //! to the shard's log; at start, [`Broker::restore`] rebuilds what the logs recovered.
 //!
-//! Recorded so far: sessions that outlive their connection, their subscriptions, and retained
-//! messages. Queued and in-flight messages and inbound QoS 2 state are the next step of issue
-//! 12; until then a restart loses them.
+//! Recorded so far: sessions that outlive their connection, their subscriptions, the packet
+//! ids of inbound QoS 2 messages awaiting PUBREL, and retained messages. Queued and in-flight
+//! messages are the next step of issue 12; until then a restart loses them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +122,11 @@ impl Broker {
                 }
                 if self.router.subscribe(&filter, key, subscription) {
                     new_routes.push(filter);
+                }
+            }
+            if let Some(session) = self.sessions.get_mut(&key) {
+                for &pkid in &saved.awaiting_pubrel {
+                    session.receive_qos2(pkid);
                 }
             }
             if saved.expiry != NEVER_EXPIRES {

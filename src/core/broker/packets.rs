@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::{Broker, ConnId, Feeder, SessionKey, OUTBOX_HIGH_WATER};
 use crate::core::message::Message;
 use crate::core::session::Session;
+use crate::core::store::Record;
 use crate::core::topic_alias::AliasError;
 use crate::protocol::topic::topic_levels;
 use crate::protocol::{Ack, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode};
@@ -57,10 +58,18 @@ impl Broker {
                 }
             }
             Packet::PubRel(ack) => {
-                let known = self
-                    .sessions
-                    .get_mut(&key)
-                    .is_some_and(|s| s.on_pubrel(ack.packet_id));
+                let session = self.sessions.get_mut(&key);
+                let durable = session.as_ref().is_some_and(|s| s.durable);
+                let known = session.is_some_and(|s| s.on_pubrel(ack.packet_id));
+                if known && durable {
+                    let client_id = self.sessions.get(&key).map(|s| s.client_id.clone());
+                    if let Some(client_id) = client_id {
+                        self.journal(|| Record::Qos2Released {
+                            client_id,
+                            pkid: ack.packet_id,
+                        });
+                    }
+                }
                 let conn = self.conns.get_mut(&id).expect("checked above");
                 let mut comp = Ack::new(ack.packet_id);
                 if !known && conn.link.version.is_v5() {
@@ -219,7 +228,16 @@ impl Broker {
                     );
                 }
                 // A retransmission before PUBREL is acknowledged, not routed again.
-                session.receive_qos2(packet_id)
+                let first = session.receive_qos2(packet_id);
+                if first && session.durable {
+                    // Its PUBREC waits for this: a resend after a restart is not routed twice.
+                    let client_id = session.client_id.clone();
+                    self.journal(|| Record::Qos2Received {
+                        client_id,
+                        pkid: packet_id,
+                    });
+                }
+                first
             }
             _ => true,
         };

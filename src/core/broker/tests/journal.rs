@@ -137,3 +137,43 @@ fn without_persistence_nothing_is_recorded() {
     c.subscribe(durable, "t", QoS::AtLeastOnce);
     assert!(records(&mut c).is_empty());
 }
+
+#[test]
+fn an_inbound_qos2_message_is_not_routed_twice_across_a_restart() {
+    let mut log = Vec::new();
+    let mut before = journaled(1);
+    let publisher = before.connect(connect_packet("pub", V4, false));
+    let qos2 = |payload: &'static [u8]| {
+        Packet::Publish(Publish::new("t", payload).with_qos(QoS::ExactlyOnce, 5))
+    };
+    before.send(publisher, qos2(b"once"));
+    log.extend(before.commit());
+    let got = before.packets(publisher);
+    assert!(matches!(got.last(), Some(Packet::PubRec(_))), "{got:?}");
+    // The broker stops before the PUBREL.
+    let mut recovered = Recovered::default();
+    recovered.apply(log);
+    assert_eq!(recovered.sessions["pub"].awaiting_pubrel.len(), 1);
+
+    let mut after = journaled(1);
+    after[0].restore(&recovered);
+    let sub = after.connect(connect_packet("sub", V4, true));
+    after.subscribe(sub, "t", QoS::ExactlyOnce);
+    let publisher = after.connect(connect_packet("pub", V4, false));
+    after.commit();
+    after.packets(sub);
+    // The client did not see the PUBREC, or did and resends anyway: acknowledged, not routed.
+    let mut again = Publish::new("t", b"once").with_qos(QoS::ExactlyOnce, 5);
+    again.dup = true;
+    after.send(publisher, Packet::Publish(again));
+    after.send(publisher, Packet::PubRel(Ack::new(5)));
+    after.commit();
+    assert!(
+        publishes(&after.packets(sub)).is_empty(),
+        "delivered once, before the restart"
+    );
+    // The packet id is free again: a new message with it goes through.
+    after.send(publisher, qos2(b"next"));
+    after.commit();
+    assert_eq!(publishes(&after.packets(sub))[0].payload(), &b"next"[..]);
+}
