@@ -106,3 +106,38 @@ fn a_damaged_log_is_cut_and_the_broker_starts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_qos2_publish_resent_after_a_kill_9_is_not_delivered_twice() {
+    let dir = data_dir();
+    let publisher = client_id_on_shard("qos2-pub", 0, SHARDS);
+    let broker = start(&dir);
+    let port = broker.port;
+    let id = publisher.clone();
+    run_bounded(secs(30), move || {
+        let (mut p, _) = RawClient::connect311(port, &id, false, 60);
+        p.send_ok(&Publish::new("q", "once").qos(2).pkid(7).encode());
+        // PUBREC: the broker has the message, and (on disk) that it has it.
+        p.expect_kind(crate::common::enc::kind::PUBREC, LONG);
+    });
+    broker.signal("KILL");
+    assert!(broker.wait_exit(secs(10)).is_some());
+    let broker = start(&dir);
+    let port = broker.port;
+    run_bounded(secs(30), move || {
+        let (mut sub, _) = RawClient::connect311(port, "qos2-sub", true, 60);
+        sub.subscribe_ok(1, &[("q", 2)]);
+        let (mut p, present) = RawClient::connect311(port, &publisher, false, 60);
+        assert!(present);
+        // The client never saw the PUBREC: it resends, and completes the flow.
+        p.publish(Publish::new("q", "once").qos(2).pkid(7).dup(true));
+        p.publish(Publish::new("q", "marker"));
+        let first = sub.next_publish(LONG);
+        assert_eq!(
+            first.text(),
+            "marker",
+            "the resent message was routed again"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
