@@ -155,6 +155,13 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
                 pkid,
             });
         }
+        if let Some((delay, message)) = &session.will {
+            records.push(Record::Will {
+                client_id: client_id.clone(),
+                delay: *delay,
+                message: message.clone(),
+            });
+        }
     }
     for (topic, message) in &recovered.retained {
         if home_shard(topic.as_bytes(), shards) == shard {

@@ -105,7 +105,11 @@ impl Broker {
         if let Some(key) = existing {
             let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
             // A new connection within the Will Delay Interval: no will (MQTT-3.1.3-9).
-            session.pending_will = None;
+            if session.pending_will.take().is_some() && session.durable {
+                let client_id = session.client_id.clone();
+                self.journal(|| Record::WillDone { client_id });
+            }
+            let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
             let old_conn = session.conn.take();
             if let Some(old) = old_conn {
                 self.take_over(old);
@@ -384,6 +388,17 @@ impl Broker {
                 self.publish_will(*will);
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    if session.durable {
+                        let client_id = session.client_id.clone();
+                        let message = super::journal::stored_will(&will);
+                        self.journal(|| Record::Will {
+                            client_id,
+                            delay,
+                            message,
+                        });
+                    }
+                }
                 if let Some(session) = self.sessions.get_mut(&key) {
                     session.pending_will = Some(Box::new(PendingWill { due, will }));
                 }

@@ -6,6 +6,7 @@
 //! deadline: deadlines that move later (keep alive on every packet) are re-armed when the
 //! entry falls due, and one that comes earlier adds an entry that supersedes the old one.
 
+use crate::core::store::Record;
 use std::time::Instant;
 
 use super::{Broker, ConnId, SessionKey};
@@ -151,6 +152,10 @@ impl Broker {
         }
         if session.pending_will.as_ref().is_some_and(|w| w.due <= now) {
             let pending = session.pending_will.take().expect("checked");
+            if session.durable {
+                let client_id = session.client_id.clone();
+                self.journal(|| Record::WillDone { client_id });
+            }
             self.publish_will(*pending.will);
         }
         let Some(session) = self.sessions.get(&key) else {

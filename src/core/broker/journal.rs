@@ -14,9 +14,11 @@ use super::Broker;
 use crate::core::filter::Filter;
 use crate::core::home_shard;
 use crate::core::message::{Message, SharedMessage};
-use crate::core::session::{Session, Subscription};
+use crate::core::session::{PendingWill, Session, Subscription};
 use crate::core::sessions::SessionKey;
 use crate::core::store::{Record, Recovered, StoredMessage};
+use crate::protocol::Will;
+use bytestring::ByteString;
 
 impl Broker {
     /// Turns persistence on: from now on changes are recorded.
@@ -129,6 +131,16 @@ impl Broker {
                     session.receive_qos2(pkid);
                 }
             }
+            if let Some((delay, stored)) = &saved.will {
+                let due = now + Duration::from_secs(u64::from(*delay));
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.pending_will = Some(Box::new(PendingWill {
+                        due,
+                        will: Box::new(will_of(stored)),
+                    }));
+                }
+                self.arm_session(key, due);
+            }
             if saved.expiry != NEVER_EXPIRES {
                 let at = now + Duration::from_secs(u64::from(saved.expiry));
                 if let Some(session) = self.sessions.get_mut(&key) {
@@ -163,6 +175,28 @@ fn retained(message: &Message, seq: u64) -> Record {
             retain: true,
             properties: message.properties.compacted(),
         },
+    }
+}
+
+/// A will as stored.
+pub(super) fn stored_will(will: &Will) -> StoredMessage {
+    StoredMessage {
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos: will.qos,
+        retain: will.retain,
+        properties: will.properties.compacted(),
+    }
+}
+
+/// A stored will, owning its bytes (not slices of the segment it was read from).
+fn will_of(stored: &StoredMessage) -> Will {
+    Will {
+        topic: ByteString::from(&*stored.topic),
+        payload: bytes::Bytes::copy_from_slice(&stored.payload),
+        qos: stored.qos,
+        retain: stored.retain,
+        properties: stored.properties.compacted(),
     }
 }
 

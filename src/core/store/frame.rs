@@ -278,6 +278,14 @@ mod tests {
                     .prop_map(|(client_id, pkid)| Record::Qos2Received { client_id, pkid }),
                 (text(), any::<u16>())
                     .prop_map(|(client_id, pkid)| Record::Qos2Released { client_id, pkid }),
+                (text(), any::<u32>(), message()).prop_map(|(client_id, delay, message)| {
+                    Record::Will {
+                        client_id,
+                        delay,
+                        message,
+                    }
+                }),
+                text().prop_map(|client_id| Record::WillDone { client_id }),
             ]
         }
 

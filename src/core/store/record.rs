@@ -88,6 +88,16 @@ pub enum Record {
         client_id: ByteString,
         pkid: u16,
     },
+    /// The client went, and its will waits out its Will Delay Interval (seconds).
+    Will {
+        client_id: ByteString,
+        delay: u32,
+        message: StoredMessage,
+    },
+    /// The waiting will was published, or the client came back in time.
+    WillDone {
+        client_id: ByteString,
+    },
 }
 
 /// Why a record could not be read.
@@ -112,6 +122,8 @@ mod kind {
     pub const DELIVERY: u8 = 8;
     pub const QOS2_RECEIVED: u8 = 9;
     pub const QOS2_RELEASED: u8 = 10;
+    pub const WILL: u8 = 11;
+    pub const WILL_DONE: u8 = 12;
 }
 
 impl Record {
@@ -191,6 +203,20 @@ impl Record {
                 write_string(out, client_id, "client id")?;
                 out.put_u16(*pkid);
             }
+            Record::Will {
+                client_id,
+                delay,
+                message,
+            } => {
+                out.put_u8(kind::WILL);
+                write_string(out, client_id, "client id")?;
+                out.put_u32(*delay);
+                encode_message(message, out)?;
+            }
+            Record::WillDone { client_id } => {
+                out.put_u8(kind::WILL_DONE);
+                write_string(out, client_id, "client id")?;
+            }
         }
         Ok(())
     }
@@ -254,6 +280,14 @@ impl Record {
             kind::QOS2_RELEASED => Record::Qos2Released {
                 client_id: read_string(&mut buf)?,
                 pkid: read_u16(&mut buf)?,
+            },
+            kind::WILL => Record::Will {
+                client_id: read_string(&mut buf)?,
+                delay: read_u32(&mut buf)?,
+                message: decode_message(&mut buf)?,
+            },
+            kind::WILL_DONE => Record::WillDone {
+                client_id: read_string(&mut buf)?,
             },
             other => return Err(RecordError::UnknownKind(other)),
         };

@@ -17,6 +17,8 @@ pub struct RecoveredSession {
     pub pending: Vec<Pending>,
     /// Inbound QoS 2 packet ids awaiting PUBREL: a resent PUBLISH with one is not routed.
     pub awaiting_pubrel: BTreeSet<u16>,
+    /// A will waiting out its delay (seconds) while the client is away.
+    pub will: Option<(u32, StoredMessage)>,
 }
 
 /// A message a session still owes its client.
@@ -100,6 +102,19 @@ impl Recovered {
             Record::Qos2Released { client_id, pkid } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.awaiting_pubrel.remove(&pkid);
+                }
+            }
+            Record::Will {
+                client_id,
+                delay,
+                message,
+            } => match self.sessions.get_mut(&client_id) {
+                Some(s) => s.will = Some((delay, message)),
+                None => self.dangling += 1,
+            },
+            Record::WillDone { client_id } => {
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.will = None;
                 }
             }
         }

@@ -177,3 +177,51 @@ fn an_inbound_qos2_message_is_not_routed_twice_across_a_restart() {
     after.commit();
     assert_eq!(publishes(&after.packets(sub))[0].payload(), &b"next"[..]);
 }
+
+#[test]
+fn a_will_waiting_out_its_delay_survives_a_restart() {
+    let mut before = journaled(1);
+    let will = Will {
+        topic: "gone".into(),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: PropertyValues {
+            will_delay_interval: Some(60),
+            ..Default::default()
+        }
+        .into(),
+    };
+    let connect = Connect {
+        will: Some(will),
+        properties: PropertyValues {
+            session_expiry_interval: Some(300),
+            ..Default::default()
+        }
+        .into(),
+        ..connect_packet("dying", V5, true)
+    };
+    let dying = before.connect(connect);
+    let now = before.now();
+    before[0].closed(dying.conn, now);
+    let mut recovered = Recovered::default();
+    recovered.apply(before.commit());
+    assert!(recovered.sessions["dying"].will.is_some());
+
+    let mut after = journaled(1);
+    after[0].restore(&recovered);
+    let watcher = after.connect(connect_packet("watcher", V4, true));
+    after.subscribe(watcher, "gone", QoS::AtLeastOnce);
+    after.commit();
+    after.packets(watcher);
+    after.advance(Duration::from_secs(59));
+    after.commit();
+    assert!(
+        publishes(&after.packets(watcher)).is_empty(),
+        "not before its delay"
+    );
+    after.advance(Duration::from_secs(2));
+    let done = after.commit();
+    assert_eq!(publishes(&after.packets(watcher))[0].payload(), &b"bye"[..]);
+    assert!(done.iter().any(|r| matches!(r, Record::WillDone { .. })));
+}
