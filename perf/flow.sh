@@ -7,6 +7,7 @@
 #
 # Usage: perf/flow.sh           (needs jq)
 #   BROKERS="ringmq mosquitto nats rumqttd"   DURATION=10   SKIP_BUILD=1
+#   RINGMQ_BIN=path RINGMQ_VERSION=label   race another build of ringmq (e.g. the one before a change)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,19 +72,7 @@ run_scenario() { # scenario broker
     stop_broker
 }
 
-command -v jq >/dev/null || { log "needs jq"; exit 1; }
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building (release)"
-    nice -n 10 cargo build --release -p ringmq -p ringmq-load
-fi
-cp "$PEERS/mosquitto.conf" "$WORK/mosquitto.conf"
-sed "s#/tmp/peers/nats-js#$WORK/nats-js#" "$PEERS/nats-server.conf" >"$WORK/nats-server.conf"
-cp "$PEERS/rumqttd.toml" "$WORK/rumqttd.toml"
-ulimit -n 65536 2>/dev/null || true
-RACE=()
-for b in $BROKERS; do
-    if have "$b"; then RACE+=("$b"); else log "skipping $b: not installed"; fi
-done
+prepare_race
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for sc in "${SCENARIOS[@]}"; do
     for b in "${RACE[@]}"; do run_scenario "$sc" "$b"; done
@@ -111,7 +100,7 @@ row() { # scenario broker
 {
     echo "# Flow control: slow and stuck subscribers ($STAMP)"
     echo
-    echo "Command: \`perf/flow.sh\` (DURATION=$DURATION s per run, 64 B payloads, loopback, 2 cores)."
+    echo "Command: \`BROKERS=\"$BROKERS\"${RINGMQ_BIN:+ RINGMQ_BIN=<another build>} perf/flow.sh\` (DURATION=$DURATION s per run, 64 B payloads, loopback, 2 cores)."
     echo "ringmq at its default limits${RINGMQ_FLAGS:+ plus \`$RINGMQ_FLAGS\`}; the peers with \`../shared/peers/\`."
     echo "Load average before: $LOAD_BEFORE, after: $LOAD_AFTER."
     echo

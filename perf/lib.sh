@@ -12,7 +12,7 @@ stop_broker() {
 
 version_of() {
     case $1 in
-        ringmq) echo "ringmq $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')" ;;
+        ringmq) echo "${RINGMQ_VERSION:-ringmq $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')}" ;;
         mosquitto) /usr/sbin/mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//' ;;
         nats) nats-server --version ;;
         rumqttd) echo "rumqttd $(rumqttd --version 2>/dev/null | awk '{print $2}')" ;;
@@ -37,7 +37,7 @@ start_broker() { # name
     # `exec`: the background job is the broker itself, so $! is its pid (CPU, RSS, kill).
     # shellcheck disable=SC2086
     case $name in
-        ringmq) exec "$ROOT/target/release/ringmq" --bind 127.0.0.1 -p "$port" $RINGMQ_FLAGS ;;
+        ringmq) exec "${RINGMQ_BIN:-$ROOT/target/release/ringmq}" --bind 127.0.0.1 -p "$port" $RINGMQ_FLAGS ;;
         mosquitto) exec /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" ;;
         nats) rm -rf "$WORK/nats-js"; exec nats-server -c "$WORK/nats-server.conf" ;;
         rumqttd) exec rumqttd -c "$WORK/rumqttd.toml" ;;
@@ -67,3 +67,22 @@ ringmq_port() {
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Builds (unless SKIP_BUILD), copies the peers' configs from PEERS into WORK, raises the open
+# files limit, and sets RACE to the brokers of BROKERS that are installed.
+prepare_race() {
+    command -v jq >/dev/null || { log "needs jq"; exit 1; }
+    if [[ -z ${SKIP_BUILD:-} ]]; then
+        log "building (release)"
+        nice -n 10 cargo build --release -p ringmq -p ringmq-load
+    fi
+    cp "$PEERS/mosquitto.conf" "$WORK/mosquitto.conf"
+    sed "s#/tmp/peers/nats-js#$WORK/nats-js#" "$PEERS/nats-server.conf" >"$WORK/nats-server.conf"
+    cp "$PEERS/rumqttd.toml" "$WORK/rumqttd.toml"
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    RACE=()
+    local b
+    for b in $BROKERS; do
+        if have "$b"; then RACE+=("$b"); else log "skipping $b: not installed"; fi
+    done
+}

@@ -86,19 +86,7 @@ run_scenario() { # scenario broker
 }
 
 # --- setup -------------------------------------------------------------------------------------
-command -v jq >/dev/null || { log "needs jq"; exit 1; }
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building (release)"
-    nice -n 10 cargo build --release -p ringmq -p ringmq-load
-fi
-cp "$PEERS/mosquitto.conf" "$WORK/mosquitto.conf"
-sed "s#/tmp/peers/nats-js#$WORK/nats-js#" "$PEERS/nats-server.conf" >"$WORK/nats-server.conf"
-cp "$PEERS/rumqttd.toml" "$WORK/rumqttd.toml"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-RACE=()
-for b in $BROKERS; do
-    if have "$b"; then RACE+=("$b"); else log "skipping $b: not installed"; fi
-done
+prepare_race
 for port in "${PORT[@]}"; do
     [[ $port == "$RINGMQ_PORT0" ]] && continue # ringmq picks a free one per run
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

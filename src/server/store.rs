@@ -103,7 +103,6 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         }
         recovered.apply(found.records);
     }
-    recovered.collect_garbage();
     // Two phases, so that a crash in the middle leaves either the old logs or the new ones:
     // every new log written aside and synced, then the marker, then the renames.
     for shard in 0..shards {

@@ -102,16 +102,6 @@ fn broker_at_defaults(cross: bool, extra: &[&str]) -> Broker {
     Broker::start(&args)
 }
 
-/// The broker's resident memory now, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// 4 publishers flat out -> 1 subscriber that reads in small sips: every acknowledged message
 /// arrives, though the subscriber's queue holds only 200.
 fn funnel_loses_nothing(cross: bool) {
@@ -167,7 +157,7 @@ fn a_funnel_at_the_default_limits_stays_under_64_mib() {
         let (peak, done) = (peak.clone(), done.clone());
         std::thread::spawn(move || {
             while !done.load(Relaxed) {
-                peak.fetch_max(rss(pid), Relaxed);
+                peak.fetch_max(ringmq_test_support::rss_of(pid).unwrap_or(0), Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

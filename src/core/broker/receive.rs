@@ -68,20 +68,15 @@ impl Broker {
                 buf.clear();
                 break;
             }
-            if conn.held_by.is_some()
-                && buf.first().is_some_and(|b| b >> 4 == PUBLISH)
-                && self.is_held(id)
-            {
+            let (speaks, maybe_held) = (conn.link.version, conn.held_by.is_some());
+            if maybe_held && buf.first().is_some_and(|b| b >> 4 == PUBLISH) && self.is_held(id) {
                 // Held for a subscriber that is behind: its PUBLISHes wait in the buffer (and,
                 // unread, in the socket); what it sends before the next one still goes on.
                 return Receive::Held;
             }
-            let Some(conn) = self.conns.get(&id) else {
-                break;
-            };
-            if version != Some(conn.link.version) {
-                version = Some(conn.link.version);
-                decoder = Decoder::new(conn.link.version, max_packet_size);
+            if version != Some(speaks) {
+                version = Some(speaks);
+                decoder = Decoder::new(speaks, max_packet_size);
             }
             match decoder.decode(buf) {
                 Ok(Some(packet)) => self.handle(id, packet, now),

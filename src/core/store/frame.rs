@@ -96,7 +96,7 @@ pub fn scan(segment: &Bytes) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::store::record::{DeliveryState, StoredMessage};
+    use crate::core::store::record::StoredMessage;
     use crate::protocol::{QoS, SubscriptionOptions};
 
     fn sample() -> Vec<Record> {
@@ -121,15 +121,6 @@ mod tests {
                     ..Default::default()
                 },
                 id: 7,
-            },
-            Record::Accepted {
-                id: 1,
-                message: message.clone(),
-            },
-            Record::Delivery {
-                client_id: "c".into(),
-                id: 1,
-                state: DeliveryState::InFlight(42),
             },
             Record::RetainSet { seq: 9, message },
             Record::Qos2Received {
@@ -245,11 +236,6 @@ mod tests {
                         },
                     }
                 });
-            let state = prop_oneof![
-                qos().prop_map(DeliveryState::Queued),
-                any::<u16>().prop_map(DeliveryState::InFlight),
-                Just(DeliveryState::Acked),
-            ];
             prop_oneof![
                 (text(), any::<u32>())
                     .prop_map(|(client_id, expiry)| Record::SessionOpen { client_id, expiry }),
@@ -267,13 +253,6 @@ mod tests {
                 (any::<u64>(), message())
                     .prop_map(|(seq, message)| Record::RetainSet { seq, message }),
                 (any::<u64>(), text()).prop_map(|(seq, topic)| Record::RetainClear { seq, topic }),
-                (any::<u64>(), message())
-                    .prop_map(|(id, message)| Record::Accepted { id, message }),
-                (text(), any::<u64>(), state).prop_map(|(client_id, id, state)| Record::Delivery {
-                    client_id,
-                    id,
-                    state
-                }),
                 (text(), any::<u16>())
                     .prop_map(|(client_id, pkid)| Record::Qos2Received { client_id, pkid }),
                 (text(), any::<u16>())

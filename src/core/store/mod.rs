@@ -1,13 +1,12 @@
-//! The durable store's sans-IO half (issue 12, in progress): the records of the per-shard
-//! append-only log, their framing with checksums, reading a segment back up to its first
-//! damage, and the state a sequence of records recovers. Writing segments (glommio DMA files,
-//! group commit) and feeding the recovered state to the broker are the shell's and the next
-//! steps; nothing here touches a file.
+//! The durable store's sans-IO half: the records of the per-shard append-only log, their
+//! framing with checksums, reading a segment back up to its first damage, and the state a
+//! sequence of records recovers. Nothing here touches a file: `server::store` writes and reads
+//! the logs, `broker::journal` makes the records and restores what they recover.
 
 pub mod frame;
 pub mod record;
 pub mod recovery;
 
 pub use frame::{scan, write_frame, Damage, Scan};
-pub use record::{DeliveryState, Record, RecordError, StoredMessage};
-pub use recovery::{Pending, Recovered, RecoveredSession};
+pub use record::{Record, RecordError, StoredMessage};
+pub use recovery::{Recovered, RecoveredSession};

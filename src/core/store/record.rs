@@ -21,17 +21,6 @@ pub struct StoredMessage {
     pub properties: Properties,
 }
 
-/// Where a session's message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    /// Waiting for its turn in the session's queue, at this QoS.
-    Queued(QoS),
-    /// Sent with this packet id; resent with DUP on reconnect.
-    InFlight(u16),
-    /// Acknowledged by the client (PUBACK, or PUBCOMP for QoS 2): done.
-    Acked,
-}
-
 /// One change that must survive a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -65,17 +54,6 @@ pub enum Record {
     RetainClear {
         seq: u64,
         topic: ByteString,
-    },
-    /// A QoS 1/2 message the broker accepted (acknowledged to its publisher), numbered.
-    Accepted {
-        id: u64,
-        message: StoredMessage,
-    },
-    /// Message `id` for a session changed state.
-    Delivery {
-        client_id: ByteString,
-        id: u64,
-        state: DeliveryState,
     },
     /// An inbound QoS 2 message with this packet id was accepted: a resent PUBLISH with it is
     /// not delivered again until the PUBREL.
@@ -118,8 +96,7 @@ mod kind {
     pub const UNSUBSCRIBE: u8 = 4;
     pub const RETAIN_SET: u8 = 5;
     pub const RETAIN_CLEAR: u8 = 6;
-    pub const ACCEPTED: u8 = 7;
-    pub const DELIVERY: u8 = 8;
+    // 7 and 8 are kept for the records of queued messages (issue 12).
     pub const QOS2_RECEIVED: u8 = 9;
     pub const QOS2_RELEASED: u8 = 10;
     pub const WILL: u8 = 11;
@@ -165,34 +142,6 @@ impl Record {
                 out.put_u8(kind::RETAIN_CLEAR);
                 out.put_u64(*seq);
                 write_string(out, topic, "topic")?;
-            }
-            Record::Accepted { id, message } => {
-                out.put_u8(kind::ACCEPTED);
-                out.put_u64(*id);
-                encode_message(message, out)?;
-            }
-            Record::Delivery {
-                client_id,
-                id,
-                state,
-            } => {
-                out.put_u8(kind::DELIVERY);
-                write_string(out, client_id, "client id")?;
-                out.put_u64(*id);
-                match state {
-                    DeliveryState::Queued(qos) => {
-                        out.put_u8(0);
-                        out.put_u16(*qos as u16);
-                    }
-                    DeliveryState::InFlight(pkid) => {
-                        out.put_u8(1);
-                        out.put_u16(*pkid);
-                    }
-                    DeliveryState::Acked => {
-                        out.put_u8(2);
-                        out.put_u16(0);
-                    }
-                }
             }
             Record::Qos2Received { client_id, pkid } | Record::Qos2Released { client_id, pkid } => {
                 let k = match self {
@@ -249,30 +198,6 @@ impl Record {
                 seq: read_u64(&mut buf)?,
                 topic: read_string(&mut buf)?,
             },
-            kind::ACCEPTED => {
-                let id = read_u64(&mut buf)?;
-                Record::Accepted {
-                    id,
-                    message: decode_message(&mut buf)?,
-                }
-            }
-            kind::DELIVERY => {
-                let client_id = read_string(&mut buf)?;
-                let id = read_u64(&mut buf)?;
-                let tag = read_u8(&mut buf)?;
-                let value = read_u16(&mut buf)?;
-                let state = match tag {
-                    0 => DeliveryState::Queued(qos_from(value as u8)?),
-                    1 => DeliveryState::InFlight(value),
-                    2 => DeliveryState::Acked,
-                    _ => return Err(DecodeError::Malformed("delivery state").into()),
-                };
-                Record::Delivery {
-                    client_id,
-                    id,
-                    state,
-                }
-            }
             kind::QOS2_RECEIVED => Record::Qos2Received {
                 client_id: read_string(&mut buf)?,
                 pkid: read_u16(&mut buf)?,

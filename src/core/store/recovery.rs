@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytestring::ByteString;
 
-use super::record::{DeliveryState, Record, StoredMessage};
-use crate::protocol::{QoS, SubscriptionOptions};
+use super::record::{Record, StoredMessage};
+use crate::protocol::SubscriptionOptions;
 
 /// One session as the log left it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -13,21 +13,10 @@ pub struct RecoveredSession {
     pub expiry: u32,
     /// Filter -> options and subscription identifier (0: none).
     pub subscriptions: BTreeMap<ByteString, (SubscriptionOptions, u32)>,
-    /// Messages not yet acknowledged, in the order they were given to the session.
-    pub pending: Vec<Pending>,
     /// Inbound QoS 2 packet ids awaiting PUBREL: a resent PUBLISH with one is not routed.
     pub awaiting_pubrel: BTreeSet<u16>,
     /// A will waiting out its delay (seconds) while the client is away.
     pub will: Option<(u32, StoredMessage)>,
-}
-
-/// A message a session still owes its client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub id: u64,
-    pub qos: QoS,
-    /// The packet id it was sent with: resend it with DUP. None: still queued.
-    pub packet_id: Option<u16>,
 }
 
 /// What the records add up to.
@@ -37,8 +26,6 @@ pub struct Recovered {
     pub retained: BTreeMap<ByteString, StoredMessage>,
     /// The `seq` of the last update applied per retained topic, cleared ones included.
     retained_seq: BTreeMap<ByteString, u64>,
-    /// Accepted messages some session still owes.
-    pub messages: BTreeMap<u64, StoredMessage>,
     /// Records that referred to something the log does not have (counted, then ignored).
     pub dangling: u64,
 }
@@ -85,14 +72,6 @@ impl Recovered {
                     self.retained.remove(&topic);
                 }
             }
-            Record::Accepted { id, message } => {
-                self.messages.insert(id, message);
-            }
-            Record::Delivery {
-                client_id,
-                id,
-                state,
-            } => self.delivery(client_id, id, state),
             Record::Qos2Received { client_id, pkid } => match self.sessions.get_mut(&client_id) {
                 Some(s) => {
                     s.awaiting_pubrel.insert(pkid);
@@ -129,39 +108,6 @@ impl Recovered {
         *last = seq;
         true
     }
-
-    fn delivery(&mut self, client_id: ByteString, id: u64, state: DeliveryState) {
-        let (Some(session), true) = (
-            self.sessions.get_mut(&client_id),
-            self.messages.contains_key(&id),
-        ) else {
-            self.dangling += 1;
-            return;
-        };
-        let at = session.pending.iter().position(|p| p.id == id);
-        match (state, at) {
-            (DeliveryState::Queued(qos), None) => session.pending.push(Pending {
-                id,
-                qos,
-                packet_id: None,
-            }),
-            (DeliveryState::InFlight(pkid), Some(at)) => session.pending[at].packet_id = Some(pkid),
-            (DeliveryState::Acked, Some(at)) => {
-                session.pending.remove(at);
-            }
-            _ => self.dangling += 1,
-        }
-    }
-
-    /// Drops the messages no session owes any more (after the whole log is applied).
-    pub fn collect_garbage(&mut self) {
-        let owed: BTreeSet<u64> = self
-            .sessions
-            .values()
-            .flat_map(|s| s.pending.iter().map(|p| p.id))
-            .collect();
-        self.messages.retain(|id, _| owed.contains(id));
-    }
 }
 
 #[cfg(test)]
@@ -169,6 +115,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::protocol::QoS;
 
     fn message(topic: &str) -> StoredMessage {
         StoredMessage {
@@ -180,16 +127,8 @@ mod tests {
         }
     }
 
-    fn delivery(id: u64, state: DeliveryState) -> Record {
-        Record::Delivery {
-            client_id: "c".into(),
-            id,
-            state,
-        }
-    }
-
     #[test]
-    fn a_persistent_session_comes_back_with_what_it_was_owed_in_order() {
+    fn a_persistent_session_comes_back_with_its_subscriptions_and_qos2_state() {
         let mut r = Recovered::default();
         r.apply([
             Record::SessionOpen {
@@ -202,41 +141,35 @@ mod tests {
                 options: Default::default(),
                 id: 0,
             },
-            Record::Accepted {
-                id: 1,
-                message: message("t/1"),
+            Record::Subscribe {
+                client_id: "c".into(),
+                filter: "u".into(),
+                options: Default::default(),
+                id: 0,
             },
-            Record::Accepted {
-                id: 2,
-                message: message("t/2"),
+            Record::Unsubscribe {
+                client_id: "c".into(),
+                filter: "u".into(),
             },
-            Record::Accepted {
-                id: 3,
-                message: message("t/3"),
-            },
-            delivery(1, DeliveryState::Queued(QoS::AtLeastOnce)),
-            delivery(2, DeliveryState::Queued(QoS::AtLeastOnce)),
-            delivery(3, DeliveryState::Queued(QoS::AtLeastOnce)),
-            delivery(1, DeliveryState::InFlight(10)),
-            delivery(2, DeliveryState::InFlight(11)),
-            delivery(1, DeliveryState::Acked),
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 5,
             },
+            Record::Qos2Received {
+                client_id: "c".into(),
+                pkid: 6,
+            },
+            Record::Qos2Released {
+                client_id: "c".into(),
+                pkid: 6,
+            },
         ]);
-        r.collect_garbage();
         let s = &r.sessions["c"];
-        assert_eq!(s.subscriptions.len(), 1);
-        let pending: Vec<(u64, Option<u16>)> =
-            s.pending.iter().map(|p| (p.id, p.packet_id)).collect();
         assert_eq!(
-            pending,
-            [(2, Some(11)), (3, None)],
-            "in flight resent with its id, then the queue"
+            s.subscriptions.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["t/#"]
         );
         assert_eq!(s.awaiting_pubrel, BTreeSet::from([5]));
-        assert_eq!(r.messages.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(r.dangling, 0);
     }
 
@@ -248,11 +181,6 @@ mod tests {
                 client_id: "c".into(),
                 expiry: 0,
             },
-            Record::Accepted {
-                id: 1,
-                message: message("t"),
-            },
-            delivery(1, DeliveryState::Queued(QoS::AtLeastOnce)),
             Record::SessionEnd {
                 client_id: "c".into(),
             },
@@ -274,11 +202,12 @@ mod tests {
                 message: message("a"),
             },
             // About a session that is gone: counted, not applied.
-            delivery(1, DeliveryState::Acked),
+            Record::Qos2Received {
+                client_id: "c".into(),
+                pkid: 1,
+            },
         ]);
-        r.collect_garbage();
         assert!(r.sessions.is_empty());
-        assert!(r.messages.is_empty());
         assert_eq!(r.retained.keys().map(|k| &**k).collect::<Vec<_>>(), ["b"]);
         assert_eq!(r.dangling, 1);
     }

@@ -30,6 +30,26 @@ pub enum PropertyContext {
     Auth,
 }
 
+impl PropertyContext {
+    /// Every context, for tables and tests that go over them all.
+    pub const ALL: [PropertyContext; 11] = {
+        use PropertyContext::*;
+        [
+            Connect,
+            Will,
+            ConnAck,
+            Publish,
+            PubAck,
+            Subscribe,
+            SubAck,
+            Unsubscribe,
+            UnsubAck,
+            Disconnect,
+            Auth,
+        ]
+    };
+}
+
 /// A packet's properties. Most packets carry none, so the values live behind a box that is only
 /// allocated when there are some: reading a field of an empty `Properties` reads a static empty
 /// [`PropertyValues`], and assigning one allocates it.

@@ -106,22 +106,7 @@ fn compacted_properties_own_their_bytes_and_are_equal() {
     assert!(inside(properties.content_type.as_ref().unwrap().as_bytes()));
 }
 
-const ALL_CONTEXTS: [PropertyContext; 11] = {
-    use PropertyContext::*;
-    [
-        Connect,
-        Will,
-        ConnAck,
-        Publish,
-        PubAck,
-        Subscribe,
-        SubAck,
-        Unsubscribe,
-        UnsubAck,
-        Disconnect,
-        Auth,
-    ]
-};
+const ALL_CONTEXTS: [PropertyContext; 11] = PropertyContext::ALL;
 
 /// One property set by hand: its identifier, the field it fills, the bytes it encodes to
 /// (spec 2.2.2.2 and 1.5) and what `stored_len` counts for it.
