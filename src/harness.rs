@@ -241,6 +241,22 @@ impl Cluster {
         all
     }
 
+    /// [`Cluster::settle`] with the durable store's commits in between (output and messages
+    /// to other shards wait for them), until nothing moves. Returns the records committed.
+    pub fn settle_committed(&mut self) -> Vec<crate::core::store::Record> {
+        let mut all = Vec::new();
+        for _ in 0..SETTLE_ROUNDS {
+            self.settle();
+            let records = self.commit();
+            let quiet = records.is_empty();
+            all.extend(records);
+            if !self.exchange() && quiet {
+                return all;
+            }
+        }
+        panic!("the shards did not settle in {SETTLE_ROUNDS} rounds");
+    }
+
     /// Moves the clock on by `by` and ticks every shard.
     pub fn advance(&mut self, by: Duration) {
         self.advance_to(self.now + by);

@@ -25,6 +25,21 @@ pub struct Message {
     pub published_at: Instant,
     /// Content and properties own their bytes (no slice of a read buffer): fit to be kept.
     compact: bool,
+    /// With persistence on, a QoS 2 message from a durable session: the id of its receipt
+    /// in the store (0: none), see [`Receipt`].
+    pub receipt: Receipt,
+}
+
+/// The store's id for an inbound QoS 2 message (its "received" record). Durable sessions
+/// remember the receipts of what they got, so that a message the publisher resends after a
+/// restart (its PUBREL state came back, but not whether every shard had it) reaches each of
+/// them once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: u64,
+    /// A resend of a message received before the restart: sessions that have its receipt
+    /// already must not get it again.
+    pub resent: bool,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -40,6 +55,7 @@ impl Message {
             expires_at: None,
             published_at: now,
             compact: true,
+            receipt: Receipt::default(),
         }
     }
 
@@ -77,6 +93,7 @@ impl Message {
             expires_at: expiry(&properties, now),
             published_at: now,
             properties,
+            receipt: Receipt::default(),
         }
     }
 
@@ -93,6 +110,7 @@ impl Message {
             published_at: now,
             properties: properties.compacted(),
             compact: true,
+            receipt: Receipt::default(),
         }
     }
 
@@ -154,6 +172,9 @@ pub struct Delivery {
     /// The `$share/{group}/{filter}` it came through, so it can go to another member if this
     /// one leaves before acknowledging it.
     pub shared_group: Option<crate::core::filter::Filter>,
+    /// Its id in the durable store, for a QoS 1/2 message to a durable session (0: not
+    /// stored).
+    pub stored: u64,
 }
 
 impl Delivery {
@@ -164,6 +185,7 @@ impl Delivery {
             retain,
             subscription_ids: Vec::new(),
             shared_group: None,
+            stored: 0,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::limits::Limits;
 pub use super::link::Link;
 use super::link::Unsent;
 use super::message::{Delivery, Message};
+use super::store::Owing;
 use super::{SmallMap, SmallSet};
 use crate::protocol::{PacketType, QoS, SubscriptionOptions};
 
@@ -56,6 +57,33 @@ pub struct RetainedBacklog {
 pub struct PendingWill {
     pub due: Instant,
     pub will: Box<crate::protocol::Will>,
+}
+
+/// A change to the state of a message in the durable store (`Delivery::stored` non-zero),
+/// for the broker to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryEvent {
+    /// The session is owed it: queued (`pkid` 0) or sent.
+    Owed(Owing),
+    /// Sent from the queue.
+    Sent { id: u64, pkid: u16 },
+    /// QoS 2: PUBREC came.
+    Released { id: u64 },
+    /// Acknowledged, or dropped.
+    Delivered { id: u64 },
+}
+
+impl DeliveryEvent {
+    fn owed(delivery: &Delivery, pkid: u16) -> DeliveryEvent {
+        DeliveryEvent::Owed(Owing {
+            id: delivery.stored,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+            pkid,
+            receipt: delivery.message.receipt.id,
+        })
+    }
 }
 
 /// What became of a message handed to a session.
@@ -138,7 +166,14 @@ pub struct Session {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     awaiting_pubrel: SmallSet<u16>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL since before a restart, with their receipts:
+    /// a resend of one is routed again, to whoever did not get it (see `Receipt`).
+    restored_qos2: SmallMap<u16, u64>,
+    /// Receipts of the QoS 2 messages this session got before a restart.
+    pub restored_receipts: SmallSet<u64>,
     next_packet_id: u16,
+    /// Changes to stored messages' state since the broker last took them.
+    pub delivery_events: Vec<DeliveryEvent>,
 }
 
 impl Session {
@@ -161,7 +196,10 @@ impl Session {
             durable: false,
             progress_at: None,
             awaiting_pubrel: SmallSet::default(),
+            restored_qos2: SmallMap::default(),
+            restored_receipts: SmallSet::default(),
             next_packet_id: 1,
+            delivery_events: Vec::new(),
         }
     }
 
@@ -192,7 +230,15 @@ impl Session {
         }
         if let Some(link) = link {
             if self.queue.is_empty() && link.has_room(limits) && self.window_open(&delivery, link) {
-                return self.send(delivery, link, now);
+                let owed = (delivery.stored != 0).then(|| DeliveryEvent::owed(&delivery, 0));
+                let outcome = self.send(delivery, link, now);
+                if let (Some(mut owed), DeliverOutcome::Sent) = (owed, outcome) {
+                    if let DeliveryEvent::Owed(owing) = &mut owed {
+                        owing.pkid = self.last_packet_id();
+                    }
+                    self.delivery_events.push(owed);
+                }
+                return outcome;
             }
         } else if delivery.qos == QoS::AtMostOnce {
             return DeliverOutcome::DroppedOffline;
@@ -211,6 +257,9 @@ impl Session {
         if !delivery.message.is_compact() {
             delivery.message = Message::compacted(&delivery.message);
         }
+        if delivery.stored != 0 {
+            self.delivery_events.push(DeliveryEvent::owed(&delivery, 0));
+        }
         self.queue.push_back(delivery);
         DeliverOutcome::Queued
     }
@@ -228,12 +277,25 @@ impl Session {
             }
             let delivery = self.queue.pop_front().expect("front exists");
             self.queued_bytes -= delivery.message.size();
+            let id = delivery.stored;
             // Queued under the ACL of an earlier connection: the current one decides.
             if !self.may_receive(delivery.message.topic()) {
                 report.not_authorized += 1;
+                self.note_delivered(id);
                 continue;
             }
-            report.add(self.send(delivery, link, now));
+            let outcome = self.send(delivery, link, now);
+            report.add(outcome);
+            if id != 0 {
+                let event = match outcome {
+                    DeliverOutcome::Sent => DeliveryEvent::Sent {
+                        id,
+                        pkid: self.last_packet_id(),
+                    },
+                    _ => DeliveryEvent::Delivered { id },
+                };
+                self.delivery_events.push(event);
+            }
         }
         report
     }
@@ -315,6 +377,39 @@ impl Session {
         DeliverOutcome::Sent
     }
 
+    /// The packet id of the message sent last (QoS 1/2).
+    fn last_packet_id(&self) -> u16 {
+        self.inflight.back().map_or(0, |i| i.packet_id)
+    }
+
+    /// A stored message (`id` non-zero) is done with.
+    fn note_delivered(&mut self, id: u64) {
+        if id != 0 {
+            self.delivery_events.push(DeliveryEvent::Delivered { id });
+        }
+    }
+
+    /// Puts back a message the durable store recovered: in flight with packet id `pkid`
+    /// (PUBREC already in if `released`), or queued (`pkid` 0). Call in the order they were
+    /// owed.
+    pub fn restore_owed(&mut self, delivery: Delivery, pkid: u16, released: bool) {
+        if pkid == 0 {
+            self.queued_bytes += delivery.message.size();
+            self.queue.push_back(delivery);
+            return;
+        }
+        self.next_packet_id = pkid.checked_add(1).unwrap_or(1);
+        let awaiting = match released {
+            true => AwaitingFromClient::Complete,
+            false => AwaitingFromClient::Ack,
+        };
+        self.inflight.push_back(Inflight {
+            packet_id: pkid,
+            delivery,
+            awaiting,
+        });
+    }
+
     fn allocate_packet_id(&mut self) -> u16 {
         loop {
             let id = self.next_packet_id;
@@ -343,7 +438,8 @@ impl Session {
     pub fn on_puback(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id, AwaitingFromClient::Ack, Some(QoS::AtLeastOnce)) {
             Some(at) => {
-                self.inflight.remove(at);
+                let done = self.inflight.remove(at).expect("position is in range");
+                self.note_delivered(done.delivery.stored);
                 true
             }
             None => false,
@@ -356,6 +452,10 @@ impl Session {
         {
             Some(at) => {
                 self.inflight[at].awaiting = AwaitingFromClient::Complete;
+                let id = self.inflight[at].delivery.stored;
+                if id != 0 {
+                    self.delivery_events.push(DeliveryEvent::Released { id });
+                }
                 true
             }
             // A PUBREC repeated after our PUBREL was lost: answer it again.
@@ -372,7 +472,8 @@ impl Session {
     pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id, AwaitingFromClient::Complete, None) {
             Some(at) => {
-                self.inflight.remove(at);
+                let done = self.inflight.remove(at).expect("position is in range");
+                self.note_delivered(done.delivery.stored);
                 true
             }
             None => false,
@@ -387,7 +488,22 @@ impl Session {
 
     /// PUBREL from the client: the id may be reused. Returns whether it was known.
     pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
+        self.restored_qos2.remove(&packet_id);
         self.awaiting_pubrel.remove(&packet_id)
+    }
+
+    /// An inbound QoS 2 message awaiting PUBREL, as the store recovered it.
+    pub fn restore_qos2(&mut self, packet_id: u16, receipt: u64) {
+        self.awaiting_pubrel.insert(packet_id);
+        if receipt != 0 {
+            self.restored_qos2.insert(packet_id, receipt);
+        }
+    }
+
+    /// For a resent PUBLISH with `packet_id` (not new, see [`Session::receive_qos2`]): the
+    /// receipt of the message it repeats if that was received before a restart, once.
+    pub fn take_restored_qos2(&mut self, packet_id: u16) -> Option<u64> {
+        self.restored_qos2.remove(&packet_id)
     }
 
     pub fn awaiting_pubrel_len(&self) -> usize {
@@ -406,9 +522,18 @@ impl Session {
                     .as_ref()
                     .is_none_or(|acl| acl.may_receive(i.delivery.message.topic()))
         };
-        let before = self.inflight.len();
-        self.inflight.retain(readable);
-        report.not_authorized += before - self.inflight.len();
+        let mut unreadable = Vec::new();
+        self.inflight.retain(|i| {
+            let keep = readable(i);
+            if !keep {
+                unreadable.push(i.delivery.stored);
+            }
+            keep
+        });
+        report.not_authorized += unreadable.len();
+        for id in unreadable {
+            self.note_delivered(id);
+        }
         // Once sent, a message is resent even if it has expired meanwhile: the client may
         // have it already, and the packet id must be completed either way.
         for inflight in &self.inflight {
@@ -460,6 +585,12 @@ impl Session {
             }
         }
         self.queue = kept;
+        for d in &taken {
+            if d.stored != 0 {
+                self.delivery_events
+                    .push(DeliveryEvent::Delivered { id: d.stored });
+            }
+        }
         taken
     }
 

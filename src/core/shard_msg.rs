@@ -42,4 +42,9 @@ pub enum ShardMsg {
     RouteAck {
         sync: u64,
     },
+    /// With persistence on: the QoS 1/2 deliveries the receiver sent this shard, through the
+    /// `through`-th, are on disk here (see `broker::commit`).
+    DurableAck {
+        through: u64,
+    },
 }

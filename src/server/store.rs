@@ -103,6 +103,7 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         }
         recovered.apply(found.records);
     }
+    recovered.prune();
     // Two phases, so that a crash in the middle leaves either the old logs or the new ones:
     // every new log written aside and synced, then the marker, then the renames.
     for shard in 0..shards {
@@ -123,6 +124,8 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         records = read,
         sessions = recovered.sessions.len(),
         retained = recovered.retained.len(),
+        messages = recovered.messages.len(),
+        dangling = recovered.dangling,
         "durable store recovered"
     );
     Ok(recovered)
@@ -132,6 +135,7 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
 /// the retained messages whose topic it owns.
 fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
     let mut records = Vec::new();
+    let mut messages_written = std::collections::BTreeSet::new();
     for (client_id, session) in &recovered.sessions {
         if home_shard(client_id.as_bytes(), shards) != shard {
             continue;
@@ -148,10 +152,17 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
                 id,
             });
         }
-        for &pkid in &session.awaiting_pubrel {
+        for (&pkid, &receipt) in &session.awaiting_pubrel {
             records.push(Record::Qos2Received {
                 client_id: client_id.clone(),
                 pkid,
+                receipt,
+            });
+        }
+        for &receipt in &session.receipts {
+            records.push(Record::Receipt {
+                client_id: client_id.clone(),
+                receipt,
             });
         }
         if let Some((delay, message)) = &session.will {
@@ -160,6 +171,27 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
                 delay: *delay,
                 message: message.clone(),
             });
+        }
+        for (&id, owed) in &session.owed {
+            let Some(message) = recovered.messages.get(&id) else {
+                continue;
+            };
+            if messages_written.insert(id) {
+                records.push(Record::Message {
+                    id,
+                    message: message.clone(),
+                });
+            }
+            records.push(Record::Owed {
+                client_id: client_id.clone(),
+                owing: owed.owing.clone(),
+            });
+            if owed.released {
+                records.push(Record::Released {
+                    client_id: client_id.clone(),
+                    id,
+                });
+            }
         }
     }
     for (topic, message) in &recovered.retained {

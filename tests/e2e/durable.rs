@@ -1,6 +1,6 @@
 //! `--data-dir`: sessions, their subscriptions and retained messages survive a restart and a
-//! `kill -9`, and a damaged log does not keep the broker from starting (issue 12, first part;
-//! queued messages are not durable yet).
+//! `kill -9`, and a damaged log does not keep the broker from starting (issue 12). Queued and
+//! in-flight messages across crashes: `crash.rs`, and the paho scenario in `interop.rs`.
 
 use std::path::PathBuf;
 

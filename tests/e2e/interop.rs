@@ -254,6 +254,81 @@ fn paho_at_least_once_persistent_session() {
     run_paho_script("paho_at_least_once.py");
 }
 
+/// The same five messages with the broker stopped (`signal`) and started again on its data
+/// while the subscriber is away: all five arrive (issue 12). Persistence is on with its
+/// defaults (`--fsync always`), so each PUBACK meant "on disk".
+fn paho_five_messages_across_a_restart(signal: &'static str) {
+    require_paho();
+    run_bounded(secs(90), move || {
+        let dir = std::env::temp_dir().join(crate::common::unique("ringmq-paho-data"));
+        let data = ["--data-dir", dir.to_str().expect("a UTF-8 temp dir")];
+        let broker = Broker::start_sharded(&data);
+        let path = format!(
+            "{}/tests/interop/paho_at_least_once.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut child = Command::new("python3")
+            .arg(&path)
+            .arg(broker.port.to_string())
+            .arg("--restart")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 starts");
+        let err = reader(child.stderr.take().expect("piped"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout
+                .read_line(&mut line)
+                .expect("read the script's output")
+                == 0
+            {
+                break;
+            }
+            out.push_str(&line);
+            if line.trim() == "RESTART" {
+                broker.signal(signal);
+                assert!(broker.wait_exit(secs(10)).is_some(), "no exit on {signal}");
+                let again = Broker::start_sharded(&data);
+                let mut stdin = child.stdin.take().expect("piped");
+                writeln!(stdin, "{}", again.port).expect("tell the script the new port");
+                let rest = reader(stdout.into_inner());
+                let status = wait_deadline(&mut child, secs(60), "paho_at_least_once.py");
+                out.push_str(&rest.join().expect("reader"));
+                let err = err.join().expect("reader");
+                eprintln!("{out}{err}");
+                assert!(
+                    status.success(),
+                    "the script failed ({status}):\n{out}\n{err}"
+                );
+                assert!(out.lines().any(|l| l == "OK"), "no OK:\n{out}");
+                again.assert_alive();
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the script ended before RESTART:\n{out}\n{}",
+            err.join().unwrap_or_default()
+        );
+    });
+}
+
+#[test]
+fn paho_five_messages_survive_a_clean_restart() {
+    paho_five_messages_across_a_restart("TERM");
+}
+
+#[test]
+fn paho_five_messages_survive_a_kill_9() {
+    paho_five_messages_across_a_restart("KILL");
+}
+
 /// paho-mqtt with MQTT 5: session expiry, properties passed through, shared subscription,
 /// topic alias and subscription identifier.
 #[test]

@@ -9,6 +9,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod connect;
+mod crash;
 mod durable;
 mod features;
 mod flow_control;

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """The classic at-least-once scenario against a broker on 127.0.0.1, with paho-mqtt 2.x.
 
-usage: paho_at_least_once.py PORT
+usage: paho_at_least_once.py PORT [--restart]
 
 1. A QoS 1 subscriber with clean_session=False subscribes, then disconnects.
 2. Another client publishes five messages at QoS 1 (each one acknowledged by the broker).
+   With --restart the script then prints RESTART and reads a line from stdin: the port of the
+   broker restarted meanwhile (the caller kills it, with SIGTERM or SIGKILL, and starts it
+   again on the same data).
 3. The subscriber reconnects (same client id, clean_session=False): the broker must report
    session present and deliver all five. Duplicates are tolerated and counted.
 
@@ -82,10 +85,11 @@ class Sub:
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--restart"]):
         print(__doc__)
         sys.exit(2)
     port = int(sys.argv[1])
+    restart = sys.argv[2:] == ["--restart"]
     sub_id = f"paho-alo-sub-{os.getpid()}"
 
     # 1. subscribe with a persistent session, then go away
@@ -122,6 +126,12 @@ def main():
             fail(f"publish of {payload} not acknowledged within {TIMEOUT}s")
     pub.disconnect()
     pub.loop_stop()
+    if restart:
+        print("RESTART", flush=True)
+        line = sys.stdin.readline()
+        if not line.strip():
+            fail("no port for the restarted broker on stdin")
+        port = int(line)
 
     # 3. come back and collect
     sub = Sub(port, sub_id)

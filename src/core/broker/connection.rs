@@ -213,6 +213,7 @@ impl Broker {
         session.conn = Some(id);
         let report = session.resume(&mut conn.link, &limits, now);
         self.account_report(report);
+        self.journal_deliveries(key);
         if let Some(limit) = keep_alive_limit {
             self.arm_conn(id, now + limit);
         }

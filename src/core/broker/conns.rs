@@ -137,9 +137,9 @@ pub(super) struct Conn {
     pub connect_expiry: u32,
     /// Its first packet is still to be looked at for the home shard of its session.
     pub may_hand_off: bool,
-    /// Its output leaves once this many records are on disk (group commit; 0 without
+    /// What must be on disk before its output leaves (group commit; nothing without
     /// persistence).
-    pub out_needs: u64,
+    pub out_needs: super::commit::CommitMark,
     /// On the broker's list of connections waiting for a commit.
     pub awaiting_commit: bool,
 }
@@ -176,7 +176,7 @@ impl Conn {
             problem_information: true,
             connect_expiry: 0,
             may_hand_off,
-            out_needs: 0,
+            out_needs: Default::default(),
             awaiting_commit: false,
         }
     }

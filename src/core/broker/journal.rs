@@ -2,10 +2,11 @@
 //! a restart is handed out as a [`Record`] ([`Broker::take_records`]) for the shell to append
 //! to the shard's log; at start, [`Broker::restore`] rebuilds what the logs recovered.
 //!
-//! Recorded so far: sessions that outlive their connection, their subscriptions, the packet
-//! ids of inbound QoS 2 messages awaiting PUBREL, and retained messages. Queued and in-flight
-//! messages are the next step of issue 12; until then a restart loses them.
+//! Recorded: sessions that outlive their connection, their subscriptions, the packet ids of
+//! inbound QoS 2 messages awaiting PUBREL, wills waiting out their delay, retained messages,
+//! and the QoS 1/2 messages durable sessions are owed (`deliveries`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::connection::NEVER_EXPIRES;
 use super::Broker;
 use crate::core::filter::Filter;
 use crate::core::home_shard;
-use crate::core::message::{Message, SharedMessage};
+use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::session::{PendingWill, Session, Subscription};
 use crate::core::sessions::SessionKey;
 use crate::core::store::{Record, Recovered, StoredMessage};
@@ -55,29 +56,12 @@ impl Broker {
         }
     }
 
-    /// The first `through` records are on disk: output waiting for them may leave.
-    pub fn committed(&mut self, through: u64) {
-        self.journal_committed = self.journal_committed.max(through);
-        let committed = self.journal_committed;
-        for id in std::mem::take(&mut self.awaiting_commit) {
-            match self.conns.get_mut(&id) {
-                Some(conn) if conn.out_needs <= committed => {
-                    conn.awaiting_commit = false;
-                    if !std::mem::replace(&mut conn.queued_for_flush, true) {
-                        self.flush_queue.push(id);
-                    }
-                }
-                Some(_) => self.awaiting_commit.push(id),
-                None => {}
-            }
-        }
-    }
-
     /// Records what `make` builds, if persistence is on.
     pub(super) fn journal(&mut self, make: impl FnOnce() -> Record) {
         if let Some(journal) = &mut self.journal {
             journal.push(make());
             self.journal_made += 1;
+            self.router.records_made(self.journal_made);
         }
     }
 
@@ -98,7 +82,11 @@ impl Broker {
     /// their expiry counting from now) with their subscriptions, and every retained message.
     pub fn restore(&mut self, recovered: &Recovered) {
         let now = self.now;
+        self.restored_at = Some(now);
         let mut new_routes = Vec::new();
+        // One copy of each message, however many sessions are owed it.
+        let mut messages: BTreeMap<u64, SharedMessage> = BTreeMap::new();
+        self.restore_message_ids(recovered.max_message_id);
         for (client_id, saved) in &recovered.sessions {
             if home_shard(client_id.as_bytes(), self.shards) != self.shard
                 || self.sessions.key_of(client_id).is_some()
@@ -127,8 +115,26 @@ impl Broker {
                 }
             }
             if let Some(session) = self.sessions.get_mut(&key) {
-                for &pkid in &saved.awaiting_pubrel {
-                    session.receive_qos2(pkid);
+                for (&pkid, &receipt) in &saved.awaiting_pubrel {
+                    session.restore_qos2(pkid, receipt);
+                }
+                session
+                    .restored_receipts
+                    .extend(saved.receipts.iter().copied());
+                for (&id, owed) in &saved.owed {
+                    let Some(stored) = recovered.messages.get(&id) else {
+                        continue; // Counted as dangling by the recovery.
+                    };
+                    let message = messages
+                        .entry(id)
+                        .or_insert_with(|| message_of(stored, now));
+                    let owing = &owed.owing;
+                    let mut delivery = Delivery::new(message.clone(), owing.qos, owing.retain);
+                    delivery
+                        .subscription_ids
+                        .clone_from(&owing.subscription_ids);
+                    delivery.stored = id;
+                    session.restore_owed(delivery, owing.pkid, owed.released);
                 }
             }
             if let Some((delay, stored)) = &saved.will {
@@ -168,13 +174,18 @@ fn retained(message: &Message, seq: u64) -> Record {
     }
     Record::RetainSet {
         seq,
-        message: StoredMessage {
-            topic: message.topic().into(),
-            payload: bytes::Bytes::copy_from_slice(message.payload()),
-            qos: message.qos,
-            retain: true,
-            properties: message.properties.compacted(),
-        },
+        message: stored_message(message),
+    }
+}
+
+/// A message as stored, owning its bytes.
+pub(super) fn stored_message(message: &Message) -> StoredMessage {
+    StoredMessage {
+        topic: message.topic().into(),
+        payload: bytes::Bytes::copy_from_slice(message.payload()),
+        qos: message.qos,
+        retain: message.retain,
+        properties: message.properties.compacted(),
     }
 }
 

@@ -5,8 +5,10 @@
 //! shards; it takes out encoded bytes per connection ([`Broker::take_output`]) and batches of
 //! messages per shard ([`Broker::take_outbox`]).
 
+mod commit;
 mod connection;
 mod conns;
+mod deliveries;
 mod expiry;
 mod flow;
 mod journal;
@@ -136,6 +138,14 @@ pub struct Broker {
     journal_committed: u64,
     /// Connections whose output waits for records to be committed.
     awaiting_commit: Vec<ConnId>,
+    /// The counter of this shard's stored message ids, and the message given one last (the
+    /// sessions of one publish share its record).
+    next_message_id: u64,
+    /// When [`Broker::restore`] brought back the store's state, if it did.
+    restored_at: Option<Instant>,
+    last_stored: Option<(super::message::SharedMessage, u64)>,
+    /// Durable deliveries between this shard and the others, and their commits.
+    peer_commits: commit::PeerCommits,
     /// Replies waiting, by the order they were made in.
     pending_replies: AHashMap<u64, PendingReply>,
     next_reply: u64,
@@ -179,6 +189,10 @@ impl Broker {
             journal_made: 0,
             journal_committed: 0,
             awaiting_commit: Vec::new(),
+            next_message_id: 0,
+            restored_at: None,
+            last_stored: None,
+            peer_commits: commit::PeerCommits::new(shards),
             pending_replies: AHashMap::new(),
             next_reply: 1,
             tombstones: Vec::new(),
@@ -317,14 +331,10 @@ impl Broker {
     /// ([`Broker::committed`]) is not given out: `None`, and the connection is flushed again
     /// once they are.
     pub fn take_output(&mut self, id: ConnId) -> Option<Output> {
-        let conn = self.conns.get_mut(&id)?;
-        if conn.out_needs > self.journal_committed {
-            conn.queued_for_flush = false;
-            if !std::mem::replace(&mut conn.awaiting_commit, true) {
-                self.awaiting_commit.push(id);
-            }
+        if self.output_waits(id) {
             return None;
         }
+        let conn = self.conns.get_mut(&id)?;
         conn.queued_for_flush = false;
         // Taken whole, so an idle connection keeps no buffer capacity.
         let bytes = std::mem::take(&mut conn.link.out);
@@ -376,7 +386,7 @@ impl Broker {
     /// Up to `max` of the messages waiting for shard `to`, oldest first. Batches stay small
     /// so that the receiving shard can interleave them with writing to its clients.
     pub fn take_outbox(&mut self, to: usize, max: usize) -> Vec<ShardMsg> {
-        self.router.take_outbox(to, max)
+        self.router.take_outbox(to, max, self.journal_committed)
     }
 
     /// When the broker next has something to do by the clock.
@@ -385,7 +395,7 @@ impl Broker {
     }
 
     pub fn has_outbox(&self) -> bool {
-        self.router.has_outbox()
+        self.router.has_outbox(self.journal_committed)
     }
 
     /// Backlog figures for diagnostics: (messages queued in sessions, connections with bytes
@@ -417,7 +427,9 @@ impl Broker {
     fn queue_flush(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             // Whatever it has to send now leaves after the records made so far are on disk.
-            conn.out_needs = self.journal_made;
+            if self.journal.is_some() {
+                conn.out_needs.set(self.journal_made, &self.peer_commits);
+            }
             if !conn.queued_for_flush {
                 conn.queued_for_flush = true;
                 self.flush_queue.push(id);
@@ -444,6 +456,7 @@ impl Broker {
             return;
         }
         let report = session.pump(&mut conn.link, &self.limits, self.now);
+        let logged = !session.delivery_events.is_empty();
         if session.holding && !session.keeps_holding(&self.limits, self.now) {
             session.holding = false;
             self.eased = true;
@@ -456,6 +469,9 @@ impl Broker {
             self.retained_ready.push_back(key);
         }
         self.account_report(report);
+        if logged {
+            self.journal_deliveries(key);
+        }
         if !self.conns[&id].link.out.is_empty() {
             self.queue_flush(id);
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Broker, ConnId, Feeder, SessionKey, OUTBOX_HIGH_WATER};
-use crate::core::message::Message;
+use crate::core::message::{Message, Receipt};
 use crate::core::session::Session;
 use crate::core::store::Record;
 use crate::core::topic_alias::AliasError;
@@ -50,6 +50,7 @@ impl Broker {
                         session.note_progress(now);
                     }
                 }
+                self.journal_deliveries(key);
                 self.queue_flush(id);
             }
             Packet::PubComp(ack) => {
@@ -215,6 +216,7 @@ impl Broker {
         if !allowed {
             return self.refuse_publish(id, qos, packet_id);
         }
+        let mut receipt = Receipt::default();
         let route = match qos {
             QoS::ExactlyOnce => {
                 let Some(session) = self.sessions.get_mut(&key) else {
@@ -227,17 +229,28 @@ impl Broker {
                         "too many QoS 2 messages awaiting PUBREL",
                     );
                 }
-                // A retransmission before PUBREL is acknowledged, not routed again.
-                let first = session.receive_qos2(packet_id);
-                if first && session.durable {
-                    // Its PUBREC waits for this: a resend after a restart is not routed twice.
-                    let client_id = session.client_id.clone();
-                    self.journal(|| Record::Qos2Received {
-                        client_id,
-                        pkid: packet_id,
-                    });
+                // A retransmission before PUBREL is acknowledged, not routed again; unless
+                // the first was received before a restart: then it goes to the durable
+                // sessions that did not get it (those that did have its receipt).
+                if session.receive_qos2(packet_id) {
+                    if session.durable {
+                        // Its PUBREC waits for this record.
+                        let client_id = session.client_id.clone();
+                        let id = self.next_receipt();
+                        receipt.id = id;
+                        self.journal(|| Record::Qos2Received {
+                            client_id,
+                            pkid: packet_id,
+                            receipt: id,
+                        });
+                    }
+                    true
+                } else if let Some(id) = session.take_restored_qos2(packet_id) {
+                    receipt = Receipt { id, resent: true };
+                    true
+                } else {
+                    false
                 }
-                first
             }
             _ => true,
         };
@@ -247,7 +260,9 @@ impl Broker {
             if publish.properties.topic_alias.is_some() {
                 publish.properties.topic_alias = None;
             }
-            let message = Arc::new(Message::from_publish(publish, aliased_topic, self.now));
+            let mut message = Message::from_publish(publish, aliased_topic, self.now);
+            message.receipt = receipt;
+            let message = Arc::new(message);
             let outbox_before = self.outbox_len();
             self.feeder = Some(Feeder::Conn(id));
             matched = self.publish_message(message, Some(key), publisher);
@@ -290,6 +305,7 @@ impl Broker {
         let matched = ack(session);
         if matched {
             session.note_progress(now);
+            self.journal_deliveries(key);
         }
         matched
     }

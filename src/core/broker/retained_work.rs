@@ -82,6 +82,7 @@ impl Broker {
             let qos = effective_qos(message.qos, subscription.options.qos);
             let mut delivery = Delivery::new(message, qos, true);
             delivery.subscription_ids.extend(subscription.id);
+            self.store_delivery(key, &mut delivery);
             let (Some(conn), Some(session)) =
                 (self.conns.get_mut(&conn_id), self.sessions.get_mut(&key))
             else {
@@ -89,6 +90,7 @@ impl Broker {
             };
             let outcome = session.deliver(delivery, Some(&mut conn.link), &self.limits, self.now);
             self.account(outcome);
+            self.journal_deliveries(key);
         }
         self.queue_flush(conn_id);
         // More if there is room: otherwise the pump after the next write brings it back.

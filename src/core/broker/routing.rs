@@ -70,8 +70,9 @@ impl Broker {
             }
         }
         let targets = self.router.targets(message.topic());
-        for to in (0..self.shards).filter(|&s| s != self.shard && targets.plain & (1 << s) != 0) {
-            self.router.send(to, ShardMsg::Deliver(message.clone()));
+        let (me, shards) = (self.shard, self.shards);
+        for to in (0..shards).filter(|&s| s != me && targets.plain & (1 << s) != 0) {
+            self.send_to_shard(to, ShardMsg::Deliver(message.clone()));
         }
         if targets.plain & (1 << self.shard) != 0 {
             self.deliver_local(&message, origin);
@@ -86,11 +87,17 @@ impl Broker {
     /// its matching subscriptions and with all their identifiers (MQTT-3.3.5-1, 3.3.4).
     fn deliver_local(&mut self, message: &SharedMessage, origin: Option<SessionKey>) -> usize {
         let mut matched = self.match_scratch.take().unwrap_or_default();
+        // A QoS 2 message resent after a restart was first published before it: it is for the
+        // subscriptions restored (each shard restored them at its own instant), not later ones.
+        let published_at = match message.receipt.resent {
+            true => self.restored_at.unwrap_or(message.published_at),
+            false => message.published_at,
+        };
         self.router.for_each_local_match(
             message.topic(),
             |key, sub| {
                 let own = sub.options.no_local && Some(key) == origin;
-                if own || sub.since > message.published_at {
+                if own || sub.since > published_at {
                     return;
                 }
                 let m = matched.entry(key).or_insert(Match {
@@ -119,10 +126,16 @@ impl Broker {
         count
     }
 
-    fn deliver_to(&mut self, key: SessionKey, delivery: Delivery) {
+    fn deliver_to(&mut self, key: SessionKey, mut delivery: Delivery) {
+        self.store_delivery(key, &mut delivery);
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
+        let receipt = delivery.message.receipt;
+        if receipt.resent && session.restored_receipts.contains(&receipt.id) {
+            // It got this QoS 2 message before the restart: exactly once.
+            return;
+        }
         if !session.may_receive(delivery.message.topic()) {
             self.note_drop(|c| &mut c.dropped_not_authorized);
             return;
@@ -147,6 +160,7 @@ impl Broker {
             self.hold_feeder(hold);
         }
         self.account(outcome);
+        self.journal_deliveries(key);
         if let (Some(c), DeliverOutcome::Sent) = (conn_id, outcome) {
             self.queue_flush(c);
         }
@@ -162,7 +176,7 @@ impl Broker {
         if shard == self.shard {
             self.deliver_shared_local(group, message, publisher, 0);
         } else {
-            self.router.send(
+            self.send_to_shard(
                 shard,
                 ShardMsg::DeliverShared {
                     group: group.clone(),
@@ -215,7 +229,7 @@ impl Broker {
             let untried = self.router.group_shards(group) & !tried;
             if untried != 0 {
                 let next = untried.trailing_zeros() as usize;
-                self.router.send(
+                self.send_to_shard(
                     next,
                     ShardMsg::DeliverShared {
                         group: group.clone(),
@@ -244,6 +258,7 @@ impl Broker {
             .get_mut(&key)
             .map(|s| s.take_shared(None))
             .unwrap_or_default();
+        self.journal_deliveries(key);
         self.reroute_shared(taken);
     }
 
@@ -254,6 +269,7 @@ impl Broker {
             .get_mut(&key)
             .map(|s| s.take_shared(Some(group)))
             .unwrap_or_default();
+        self.journal_deliveries(key);
         self.reroute_shared(taken);
     }
 
@@ -302,6 +318,7 @@ impl Broker {
                 queue.push_front(msg);
                 break;
             }
+            self.taking_from_shard(from, &msg);
             match msg {
                 ShardMsg::Deliver(message) => {
                     self.deliver_local(&message, None);
@@ -335,9 +352,11 @@ impl Broker {
                 }
                 ShardMsg::Barrier { sync } => self.router.acknowledge(from, sync),
                 ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
+                ShardMsg::DurableAck { through } => self.peer_committed(from, through),
             }
         }
         self.parked[from] = queue;
+        self.taken_from_shard(from);
         self.feeder = None;
     }
 

@@ -5,10 +5,9 @@
 //! One path for one shard and for many: a publish is matched against the route table, which
 //! names this shard too; the outboxes and the syncs of a single shard simply stay empty.
 
+mod outbox;
 mod shared;
 mod syncs;
-
-use std::collections::VecDeque;
 
 use ahash::AHashMap;
 
@@ -18,6 +17,7 @@ use super::session::Subscription;
 use super::sessions::SessionKey;
 use super::shard_msg::ShardMsg;
 use super::trie::Trie;
+use outbox::Outbox;
 pub use shared::{Room, SharedGroup};
 use syncs::RouteSyncs;
 
@@ -66,7 +66,9 @@ pub struct Router {
     routes: Trie<Route>,
     /// Round-robin position per shared group over shards.
     shared_turn: AHashMap<Filter, usize>,
-    outbox: Vec<VecDeque<ShardMsg>>,
+    outbox: Vec<Outbox>,
+    /// Records the shard has made so far: what is sent now leaves once they are on disk.
+    needs: u64,
     syncs: RouteSyncs,
 }
 
@@ -80,7 +82,8 @@ impl Router {
             subscriptions: Trie::default(),
             routes: Trie::default(),
             shared_turn: AHashMap::new(),
-            outbox: (0..shards).map(|_| VecDeque::new()).collect(),
+            outbox: (0..shards).map(|_| Outbox::default()).collect(),
+            needs: 0,
             syncs: RouteSyncs::default(),
         }
     }
@@ -264,11 +267,14 @@ impl Router {
         let sync = self.syncs.start(filters.len() * (self.shards - 1));
         for filter in &filters {
             for to in self.others() {
-                self.outbox[to].push_back(ShardMsg::RouteAdd {
-                    filter: filter.clone(),
-                    shard: self.shard,
-                    sync,
-                });
+                self.push(
+                    to,
+                    ShardMsg::RouteAdd {
+                        filter: filter.clone(),
+                        shard: self.shard,
+                        sync,
+                    },
+                );
             }
         }
         self.syncs.adding(sync, &filters);
@@ -294,11 +300,14 @@ impl Router {
     fn withdraw_with(&mut self, filter: Filter, sync: u64) {
         self.syncs.removing(&filter);
         for to in self.others() {
-            self.outbox[to].push_back(ShardMsg::RouteRemove {
-                filter: filter.clone(),
-                shard: self.shard,
-                sync,
-            });
+            self.push(
+                to,
+                ShardMsg::RouteRemove {
+                    filter: filter.clone(),
+                    shard: self.shard,
+                    sync,
+                },
+            );
         }
     }
 
@@ -310,7 +319,7 @@ impl Router {
         }
         let sync = self.syncs.start(self.shards - 1);
         for to in self.others() {
-            self.outbox[to].push_back(ShardMsg::Barrier { sync });
+            self.push(to, ShardMsg::Barrier { sync });
         }
         Some(sync)
     }
@@ -318,7 +327,7 @@ impl Router {
     /// Tells shard `to` that a change it asked to hear about (`sync` non-zero) is in.
     pub fn acknowledge(&mut self, to: usize, sync: u64) {
         if sync != 0 {
-            self.outbox[to].push_back(ShardMsg::RouteAck { sync });
+            self.push(to, ShardMsg::RouteAck { sync });
         }
     }
 
@@ -339,30 +348,40 @@ impl Router {
     // ---- the outboxes -----------------------------------------------------------------------
 
     pub fn send(&mut self, to: usize, msg: ShardMsg) {
-        self.outbox[to].push_back(msg);
+        self.push(to, msg);
+    }
+
+    fn push(&mut self, to: usize, msg: ShardMsg) {
+        self.outbox[to].push(msg, self.needs);
     }
 
     /// Sends `msg` to every other shard.
     pub fn broadcast(&mut self, msg: ShardMsg) {
         for to in self.others() {
-            self.outbox[to].push_back(msg.clone());
+            self.push(to, msg.clone());
         }
     }
 
-    /// Up to `max` of the messages waiting for shard `to`, oldest first.
-    pub fn take_outbox(&mut self, to: usize, max: usize) -> Vec<ShardMsg> {
-        let outbox = &mut self.outbox[to];
-        let n = outbox.len().min(max);
-        outbox.drain(..n).collect()
+    /// The shard has made `records` records (persistence on): messages sent from now on wait
+    /// for them to be committed.
+    pub fn records_made(&mut self, records: u64) {
+        self.needs = records;
+    }
+
+    /// Up to `max` of the messages waiting for shard `to`, oldest first, of those that may
+    /// leave with `committed` records on disk.
+    pub fn take_outbox(&mut self, to: usize, max: usize, committed: u64) -> Vec<ShardMsg> {
+        self.outbox[to].take(max, committed)
     }
 
     /// Messages waiting in all outboxes.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.iter().map(VecDeque::len).sum()
+        self.outbox.iter().map(Outbox::len).sum()
     }
 
-    pub fn has_outbox(&self) -> bool {
-        self.outbox.iter().any(|o| !o.is_empty())
+    /// Whether some outbox has messages that may leave with `committed` records on disk.
+    pub fn has_outbox(&self, committed: u64) -> bool {
+        self.outbox.iter().any(|o| o.releasable(committed) > 0)
     }
 
     // ---- figures ----------------------------------------------------------------------------

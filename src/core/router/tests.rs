@@ -12,7 +12,7 @@ fn sub() -> Subscription {
 
 /// Delivers what `from` sent `to`, as the mesh would; returns how many messages.
 fn carry(from: &mut Router, to: &mut Router) -> usize {
-    let batch = from.take_outbox(to.shard(), usize::MAX);
+    let batch = from.take_outbox(to.shard(), usize::MAX, 0);
     let n = batch.len();
     for msg in batch {
         match msg {
@@ -68,7 +68,7 @@ fn one_shard_announces_to_no_one_and_waits_for_nothing() {
     assert!(!r.sync_pending(sync));
     assert_eq!(r.add_in_flight(&filter), None);
     assert_eq!(r.barrier(), None);
-    assert!(!r.has_outbox());
+    assert!(!r.has_outbox(0));
 }
 
 #[test]

@@ -96,7 +96,7 @@ pub fn scan(segment: &Bytes) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::store::record::StoredMessage;
+    use crate::core::store::record::{Owing, StoredMessage};
     use crate::protocol::{QoS, SubscriptionOptions};
 
     fn sample() -> Vec<Record> {
@@ -126,6 +126,7 @@ mod tests {
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 9,
+                receipt: 65,
             },
         ]
     }
@@ -253,8 +254,15 @@ mod tests {
                 (any::<u64>(), message())
                     .prop_map(|(seq, message)| Record::RetainSet { seq, message }),
                 (any::<u64>(), text()).prop_map(|(seq, topic)| Record::RetainClear { seq, topic }),
-                (text(), any::<u16>())
-                    .prop_map(|(client_id, pkid)| Record::Qos2Received { client_id, pkid }),
+                (text(), any::<u16>(), any::<u64>()).prop_map(|(client_id, pkid, receipt)| {
+                    Record::Qos2Received {
+                        client_id,
+                        pkid,
+                        receipt,
+                    }
+                }),
+                (text(), any::<u64>())
+                    .prop_map(|(client_id, receipt)| Record::Receipt { client_id, receipt }),
                 (text(), any::<u16>())
                     .prop_map(|(client_id, pkid)| Record::Qos2Released { client_id, pkid }),
                 (text(), any::<u32>(), message()).prop_map(|(client_id, delay, message)| {
@@ -265,6 +273,39 @@ mod tests {
                     }
                 }),
                 text().prop_map(|client_id| Record::WillDone { client_id }),
+                (any::<u64>(), message()).prop_map(|(id, message)| Record::Message { id, message }),
+                (
+                    text(),
+                    any::<u64>(),
+                    qos(),
+                    any::<bool>(),
+                    proptest::collection::vec(any::<u32>(), 0..3),
+                    (any::<u16>(), any::<u64>())
+                )
+                    .prop_map(
+                        |(client_id, id, qos, retain, subscription_ids, (pkid, receipt))| {
+                            let owing = Owing {
+                                id,
+                                qos,
+                                retain,
+                                subscription_ids,
+                                pkid,
+                                receipt,
+                            };
+                            Record::Owed { client_id, owing }
+                        }
+                    ),
+                (text(), any::<u64>(), any::<u16>()).prop_map(|(client_id, id, pkid)| {
+                    Record::Sent {
+                        client_id,
+                        id,
+                        pkid,
+                    }
+                }),
+                (text(), any::<u64>())
+                    .prop_map(|(client_id, id)| Record::Released { client_id, id }),
+                (text(), any::<u64>())
+                    .prop_map(|(client_id, id)| Record::Delivered { client_id, id }),
             ]
         }
 

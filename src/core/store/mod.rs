@@ -8,5 +8,5 @@ pub mod record;
 pub mod recovery;
 
 pub use frame::{scan, write_frame, Damage, Scan};
-pub use record::{Record, RecordError, StoredMessage};
-pub use recovery::{Recovered, RecoveredSession};
+pub use record::{Owing, Record, RecordError, StoredMessage};
+pub use recovery::{OwedMessage, Recovered, RecoveredSession};

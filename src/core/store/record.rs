@@ -21,6 +21,20 @@ pub struct StoredMessage {
     pub properties: Properties,
 }
 
+/// What a durable session is owed of one stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owing {
+    /// The message's id (its [`Record::Message`]).
+    pub id: u64,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+    /// 0: queued; else sent with this packet id.
+    pub pkid: u16,
+    /// The inbound QoS 2 message it is (0: none), see `message::Receipt`.
+    pub receipt: u64,
+}
+
 /// One change that must survive a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -56,10 +70,12 @@ pub enum Record {
         topic: ByteString,
     },
     /// An inbound QoS 2 message with this packet id was accepted: a resent PUBLISH with it is
-    /// not delivered again until the PUBREL.
+    /// not delivered again until the PUBREL, except to durable sessions without its
+    /// `receipt` (unique across every shard's log; see `message::Receipt`).
     Qos2Received {
         client_id: ByteString,
         pkid: u16,
+        receipt: u64,
     },
     /// The PUBREL for it came.
     Qos2Released {
@@ -75,6 +91,40 @@ pub enum Record {
     /// The waiting will was published, or the client came back in time.
     WillDone {
         client_id: ByteString,
+    },
+    /// A QoS 1/2 message some durable session on this shard is owed, once for all of them.
+    /// `id` is unique across every shard's log.
+    Message {
+        id: u64,
+        message: StoredMessage,
+    },
+    /// Session `client_id` is owed a stored message.
+    Owed {
+        client_id: ByteString,
+        owing: Owing,
+    },
+    /// Session `client_id` got the inbound QoS 2 message `receipt` (written by snapshots;
+    /// in the log, `Owed` says it).
+    Receipt {
+        client_id: ByteString,
+        receipt: u64,
+    },
+    /// A queued message was sent with packet id `pkid`.
+    Sent {
+        client_id: ByteString,
+        id: u64,
+        pkid: u16,
+    },
+    /// The client's PUBREC came for QoS 2 message `id`: it has it; PUBREL is owed until the
+    /// PUBCOMP.
+    Released {
+        client_id: ByteString,
+        id: u64,
+    },
+    /// Message `id` is done with for the session: acknowledged, or dropped (and counted).
+    Delivered {
+        client_id: ByteString,
+        id: u64,
     },
 }
 
@@ -96,11 +146,16 @@ mod kind {
     pub const UNSUBSCRIBE: u8 = 4;
     pub const RETAIN_SET: u8 = 5;
     pub const RETAIN_CLEAR: u8 = 6;
-    // 7 and 8 are kept for the records of queued messages (issue 12).
+    pub const MESSAGE: u8 = 7;
+    pub const OWED: u8 = 8;
     pub const QOS2_RECEIVED: u8 = 9;
     pub const QOS2_RELEASED: u8 = 10;
     pub const WILL: u8 = 11;
     pub const WILL_DONE: u8 = 12;
+    pub const SENT: u8 = 13;
+    pub const RELEASED: u8 = 14;
+    pub const DELIVERED: u8 = 15;
+    pub const RECEIPT: u8 = 16;
 }
 
 impl Record {
@@ -143,14 +198,25 @@ impl Record {
                 out.put_u64(*seq);
                 write_string(out, topic, "topic")?;
             }
-            Record::Qos2Received { client_id, pkid } | Record::Qos2Released { client_id, pkid } => {
-                let k = match self {
-                    Record::Qos2Received { .. } => kind::QOS2_RECEIVED,
-                    _ => kind::QOS2_RELEASED,
-                };
-                out.put_u8(k);
+            Record::Qos2Received {
+                client_id,
+                pkid,
+                receipt,
+            } => {
+                out.put_u8(kind::QOS2_RECEIVED);
                 write_string(out, client_id, "client id")?;
                 out.put_u16(*pkid);
+                out.put_u64(*receipt);
+            }
+            Record::Qos2Released { client_id, pkid } => {
+                out.put_u8(kind::QOS2_RELEASED);
+                write_string(out, client_id, "client id")?;
+                out.put_u16(*pkid);
+            }
+            Record::Receipt { client_id, receipt } => {
+                out.put_u8(kind::RECEIPT);
+                write_string(out, client_id, "client id")?;
+                out.put_u64(*receipt);
             }
             Record::Will {
                 client_id,
@@ -165,6 +231,44 @@ impl Record {
             Record::WillDone { client_id } => {
                 out.put_u8(kind::WILL_DONE);
                 write_string(out, client_id, "client id")?;
+            }
+            Record::Message { id, message } => {
+                out.put_u8(kind::MESSAGE);
+                out.put_u64(*id);
+                encode_message(message, out)?;
+            }
+            Record::Owed { client_id, owing } => {
+                out.put_u8(kind::OWED);
+                write_string(out, client_id, "client id")?;
+                out.put_u64(owing.id);
+                out.put_u64(owing.receipt);
+                out.put_u8(owing.qos as u8 | u8::from(owing.retain) << 2);
+                out.put_u16(owing.pkid);
+                let count = u16::try_from(owing.subscription_ids.len())
+                    .map_err(|_| EncodeError::FieldTooLong("subscription identifiers"))?;
+                out.put_u16(count);
+                for sid in &owing.subscription_ids {
+                    out.put_u32(*sid);
+                }
+            }
+            Record::Sent {
+                client_id,
+                id,
+                pkid,
+            } => {
+                out.put_u8(kind::SENT);
+                write_string(out, client_id, "client id")?;
+                out.put_u64(*id);
+                out.put_u16(*pkid);
+            }
+            Record::Released { client_id, id } | Record::Delivered { client_id, id } => {
+                let k = match self {
+                    Record::Released { .. } => kind::RELEASED,
+                    _ => kind::DELIVERED,
+                };
+                out.put_u8(k);
+                write_string(out, client_id, "client id")?;
+                out.put_u64(*id);
             }
         }
         Ok(())
@@ -201,6 +305,11 @@ impl Record {
             kind::QOS2_RECEIVED => Record::Qos2Received {
                 client_id: read_string(&mut buf)?,
                 pkid: read_u16(&mut buf)?,
+                receipt: read_u64(&mut buf)?,
+            },
+            kind::RECEIPT => Record::Receipt {
+                client_id: read_string(&mut buf)?,
+                receipt: read_u64(&mut buf)?,
             },
             kind::QOS2_RELEASED => Record::Qos2Released {
                 client_id: read_string(&mut buf)?,
@@ -213,6 +322,46 @@ impl Record {
             },
             kind::WILL_DONE => Record::WillDone {
                 client_id: read_string(&mut buf)?,
+            },
+            kind::MESSAGE => Record::Message {
+                id: read_u64(&mut buf)?,
+                message: decode_message(&mut buf)?,
+            },
+            kind::OWED => {
+                let client_id = read_string(&mut buf)?;
+                let id = read_u64(&mut buf)?;
+                let receipt = read_u64(&mut buf)?;
+                let flags = read_u8(&mut buf)?;
+                if flags & !0b111 != 0 {
+                    return Err(DecodeError::Malformed("delivery flags").into());
+                }
+                let pkid = read_u16(&mut buf)?;
+                let count = read_u16(&mut buf)?;
+                let subscription_ids = (0..count)
+                    .map(|_| read_u32(&mut buf))
+                    .collect::<Result<_, _>>()?;
+                let owing = Owing {
+                    id,
+                    qos: qos_from(flags & 0b11)?,
+                    retain: flags & 0b100 != 0,
+                    subscription_ids,
+                    pkid,
+                    receipt,
+                };
+                Record::Owed { client_id, owing }
+            }
+            kind::SENT => Record::Sent {
+                client_id: read_string(&mut buf)?,
+                id: read_u64(&mut buf)?,
+                pkid: read_u16(&mut buf)?,
+            },
+            kind::RELEASED => Record::Released {
+                client_id: read_string(&mut buf)?,
+                id: read_u64(&mut buf)?,
+            },
+            kind::DELIVERED => Record::Delivered {
+                client_id: read_string(&mut buf)?,
+                id: read_u64(&mut buf)?,
             },
             other => return Err(RecordError::UnknownKind(other)),
         };

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytestring::ByteString;
 
-use super::record::{Record, StoredMessage};
+use super::record::{Owing, Record, StoredMessage};
 use crate::protocol::SubscriptionOptions;
 
 /// One session as the log left it.
@@ -13,10 +13,25 @@ pub struct RecoveredSession {
     pub expiry: u32,
     /// Filter -> options and subscription identifier (0: none).
     pub subscriptions: BTreeMap<ByteString, (SubscriptionOptions, u32)>,
-    /// Inbound QoS 2 packet ids awaiting PUBREL: a resent PUBLISH with one is not routed.
-    pub awaiting_pubrel: BTreeSet<u16>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with their receipts (0: none): a resent
+    /// PUBLISH with one reaches only durable sessions without the receipt.
+    pub awaiting_pubrel: BTreeMap<u16, u64>,
+    /// Receipts of inbound QoS 2 messages it got whose publisher has not released them
+    /// (after [`Recovered::prune`]).
+    pub receipts: BTreeSet<u64>,
     /// A will waiting out its delay (seconds) while the client is away.
     pub will: Option<(u32, StoredMessage)>,
+    /// QoS 1/2 messages it is owed, by message id: ids grow with each shard's deliveries, so
+    /// this is the order they reached the session in.
+    pub owed: BTreeMap<u64, OwedMessage>,
+}
+
+/// A message a session is owed: queued, or in flight with its packet id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedMessage {
+    pub owing: Owing,
+    /// QoS 2: the client's PUBREC came; PUBREL is owed.
+    pub released: bool,
 }
 
 /// What the records add up to.
@@ -26,6 +41,10 @@ pub struct Recovered {
     pub retained: BTreeMap<ByteString, StoredMessage>,
     /// The `seq` of the last update applied per retained topic, cleared ones included.
     retained_seq: BTreeMap<ByteString, u64>,
+    /// The messages sessions are owed, by id ([`Recovered::prune`] drops those no one is).
+    pub messages: BTreeMap<u64, StoredMessage>,
+    /// The highest message id seen: new ones must be above it.
+    pub max_message_id: u64,
     /// Records that referred to something the log does not have (counted, then ignored).
     pub dangling: u64,
 }
@@ -36,6 +55,37 @@ impl Recovered {
         for record in records {
             self.apply_one(record);
         }
+    }
+
+    /// Drops the messages no session is owed, or that a session is owed but the log lost
+    /// (counted as dangling). Call once every log is applied.
+    pub fn prune(&mut self) {
+        let mut wanted = BTreeSet::new();
+        let messages = &self.messages;
+        let mut missing = 0;
+        for session in self.sessions.values_mut() {
+            session.owed.retain(|id, _| {
+                let known = messages.contains_key(id);
+                missing += u64::from(!known);
+                wanted.insert(*id);
+                known
+            });
+        }
+        self.dangling += missing;
+        self.messages.retain(|id, _| wanted.contains(id));
+        // A receipt matters while its publisher may still resend the message.
+        let open: BTreeSet<u64> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.awaiting_pubrel.values().copied())
+            .collect();
+        for session in self.sessions.values_mut() {
+            session.receipts.retain(|r| open.contains(r));
+        }
+    }
+
+    fn owed(&mut self, client_id: &ByteString, id: u64) -> Option<&mut OwedMessage> {
+        self.sessions.get_mut(client_id)?.owed.get_mut(&id)
     }
 
     fn apply_one(&mut self, record: Record) {
@@ -72,9 +122,20 @@ impl Recovered {
                     self.retained.remove(&topic);
                 }
             }
-            Record::Qos2Received { client_id, pkid } => match self.sessions.get_mut(&client_id) {
+            Record::Qos2Received {
+                client_id,
+                pkid,
+                receipt,
+            } => match self.sessions.get_mut(&client_id) {
                 Some(s) => {
-                    s.awaiting_pubrel.insert(pkid);
+                    s.awaiting_pubrel.insert(pkid, receipt);
+                    self.max_message_id = self.max_message_id.max(receipt);
+                }
+                None => self.dangling += 1,
+            },
+            Record::Receipt { client_id, receipt } => match self.sessions.get_mut(&client_id) {
+                Some(s) => {
+                    s.receipts.insert(receipt);
                 }
                 None => self.dangling += 1,
             },
@@ -94,6 +155,40 @@ impl Recovered {
             Record::WillDone { client_id } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.will = None;
+                }
+            }
+            Record::Message { id, message } => {
+                self.max_message_id = self.max_message_id.max(id);
+                self.messages.insert(id, message);
+            }
+            Record::Owed { client_id, owing } => match self.sessions.get_mut(&client_id) {
+                Some(s) => {
+                    if owing.receipt != 0 {
+                        s.receipts.insert(owing.receipt);
+                    }
+                    let owed = OwedMessage {
+                        owing,
+                        released: false,
+                    };
+                    s.owed.insert(owed.owing.id, owed);
+                }
+                None => self.dangling += 1,
+            },
+            Record::Sent {
+                client_id,
+                id,
+                pkid,
+            } => match self.owed(&client_id, id) {
+                Some(owed) => owed.owing.pkid = pkid,
+                None => self.dangling += 1,
+            },
+            Record::Released { client_id, id } => match self.owed(&client_id, id) {
+                Some(owed) => owed.released = true,
+                None => self.dangling += 1,
+            },
+            Record::Delivered { client_id, id } => {
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.owed.remove(&id);
                 }
             }
         }
@@ -154,10 +249,12 @@ mod tests {
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 5,
+                receipt: 0,
             },
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 6,
+                receipt: 0,
             },
             Record::Qos2Released {
                 client_id: "c".into(),
@@ -169,7 +266,7 @@ mod tests {
             s.subscriptions.keys().map(|k| &**k).collect::<Vec<_>>(),
             ["t/#"]
         );
-        assert_eq!(s.awaiting_pubrel, BTreeSet::from([5]));
+        assert_eq!(s.awaiting_pubrel, BTreeMap::from([(5, 0)]));
         assert_eq!(r.dangling, 0);
     }
 
@@ -205,6 +302,7 @@ mod tests {
             Record::Qos2Received {
                 client_id: "c".into(),
                 pkid: 1,
+                receipt: 0,
             },
         ]);
         assert!(r.sessions.is_empty());

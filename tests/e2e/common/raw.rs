@@ -453,15 +453,29 @@ impl RawSession {
     /// The next application message (QoS 2 re-sends suppressed), or None after `timeout`.
     /// Panics if the broker closes the connection.
     pub fn recv(&mut self, timeout: Duration) -> Option<RawPublish> {
+        self.try_recv(timeout).unwrap_or_else(|how| {
+            panic!("{}: broker closed the connection ({how})", self.client_id)
+        })
+    }
+
+    /// [`RawSession::recv`], with a closed connection an error (and the session
+    /// disconnected, its QoS 2 state kept for the next connection).
+    pub fn try_recv(&mut self, timeout: Duration) -> Result<Option<RawPublish>, String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(m) = self.ready.pop_front() {
-                return Some(m);
+                return Ok(Some(m));
             }
-            self.flush();
+            if !self.out.is_empty() {
+                let out = std::mem::take(&mut self.out);
+                if let Err(e) = self.conn().send(&out) {
+                    self.conn = None;
+                    return Err(e.to_string());
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return Ok(None);
             }
             match self.conn().read_batch(left) {
                 Ok(ps) => {
@@ -469,9 +483,11 @@ impl RawSession {
                         self.handle(p);
                     }
                 }
-                Err(ReadErr::Timeout) => return None,
+                Err(ReadErr::Timeout) => return Ok(None),
                 Err(ReadErr::Closed(how)) => {
-                    panic!("{}: broker closed the connection ({how})", self.client_id)
+                    self.out.clear();
+                    self.conn = None;
+                    return Err(how);
                 }
             }
         }

@@ -901,6 +901,7 @@ fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers(
     assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);
 }
 
+mod deliveries;
 mod flow;
 mod hostile;
 mod journal;

@@ -1,0 +1,86 @@
+//! Durable deliveries: with persistence on, a QoS 1/2 message for a session that outlives its
+//! connection is logged on the session's shard (once per shard, however many sessions there
+//! are owed it), and so is each step of its delivery to each session: owed (queued or sent
+//! with its packet id), sent, PUBREC in, done. The publisher's PUBACK waits for these records
+//! (`commit`), so an acknowledged message is on disk wherever it is owed. At start the owed
+//! messages come back, queued or in flight with their packet ids.
+
+use std::sync::Arc;
+
+use super::journal::stored_message;
+use super::Broker;
+use crate::core::message::Delivery;
+use crate::core::session::DeliveryEvent;
+use crate::core::sessions::SessionKey;
+use crate::core::store::Record;
+use crate::protocol::QoS;
+
+/// Message ids carry the shard that made them in their low bits, so that those of every
+/// shard's log are distinct (shards are at most 64).
+const SHARD_BITS: u32 = 6;
+
+impl Broker {
+    /// Gives `delivery` its store id if it is for a durable session and must survive a
+    /// restart: a QoS 1/2 message, logged here the first time one of this shard's sessions
+    /// is owed it.
+    pub(super) fn store_delivery(&mut self, key: SessionKey, delivery: &mut Delivery) {
+        let durable = self.journal.is_some()
+            && delivery.qos > QoS::AtMostOnce
+            && self.sessions.get(&key).is_some_and(|s| s.durable);
+        if !durable {
+            delivery.stored = 0;
+            return;
+        }
+        if delivery.stored != 0 {
+            return; // Stored already: passed on to another member of a shared group.
+        }
+        delivery.stored = match &self.last_stored {
+            Some((message, id)) if Arc::ptr_eq(message, &delivery.message) => *id,
+            _ => {
+                let id = self.next_receipt();
+                let message = stored_message(&delivery.message);
+                self.journal(|| Record::Message { id, message });
+                // Holding the message keeps its address from being reused by another.
+                self.last_stored = Some((delivery.message.clone(), id));
+                id
+            }
+        };
+    }
+
+    /// Gives an inbound QoS 2 message from a durable session its receipt (see
+    /// `message::Receipt`), unique across every shard's log like message ids.
+    pub(super) fn next_receipt(&mut self) -> u64 {
+        self.next_message_id += 1;
+        self.next_message_id << SHARD_BITS | self.shard as u64
+    }
+
+    /// Logs what happened to the session's stored messages since the last call.
+    pub(super) fn journal_deliveries(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if session.delivery_events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut session.delivery_events);
+        let client_id = session.client_id.clone();
+        for event in events {
+            let client_id = client_id.clone();
+            self.journal(|| match event {
+                DeliveryEvent::Owed(owing) => Record::Owed { client_id, owing },
+                DeliveryEvent::Sent { id, pkid } => Record::Sent {
+                    client_id,
+                    id,
+                    pkid,
+                },
+                DeliveryEvent::Released { id } => Record::Released { client_id, id },
+                DeliveryEvent::Delivered { id } => Record::Delivered { client_id, id },
+            });
+        }
+    }
+
+    /// New message ids go above every recovered one.
+    pub(super) fn restore_message_ids(&mut self, max_recovered: u64) {
+        self.next_message_id = self.next_message_id.max(max_recovered >> SHARD_BITS);
+    }
+}

@@ -1,0 +1,281 @@
+//! Durable deliveries: what a durable session is owed survives a restart, and acks mean
+//! "on disk" on every shard involved.
+
+use super::*;
+use crate::core::home_shard;
+use crate::core::store::{Record, Recovered};
+use crate::harness::{Client, Cluster};
+
+fn journaled(shards: usize) -> Cluster {
+    Cluster::new(shards, Limits::default()).configure(Broker::with_journal)
+}
+
+/// A client id whose session is homed on `shard` of `shards`.
+fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| home_shard(id.as_bytes(), shards) == shard)
+        .expect("some id lands on every shard")
+}
+
+/// The state every shard's log adds up to, as the server recovers it.
+fn recover(log: Vec<Record>) -> Recovered {
+    let mut recovered = Recovered::default();
+    recovered.apply(log);
+    recovered.prune();
+    recovered
+}
+
+/// A fresh cluster restored from `recovered`, as after a restart: each shard at its own
+/// instant, as the server's shards do.
+fn restart(shards: usize, recovered: &Recovered) -> Cluster {
+    let mut c = journaled(shards);
+    for s in 0..c.len() {
+        c.advance(Duration::from_millis(1));
+        c[s].restore(recovered);
+    }
+    c.settle_committed();
+    c
+}
+
+fn go_away(c: &mut Cluster, client: Client) {
+    let now = c.now();
+    c[client.shard].closed(client.conn, now);
+    c.settle_committed();
+}
+
+fn payloads(packets: &[Packet]) -> Vec<(Vec<u8>, u16, bool)> {
+    publishes(packets)
+        .iter()
+        .map(|p| (p.payload().to_vec(), p.packet_id, p.dup))
+        .collect()
+}
+
+fn acks(packets: &[Packet]) -> usize {
+    packets
+        .iter()
+        .filter(|p| matches!(p, Packet::PubAck(_)))
+        .count()
+}
+
+#[test]
+fn five_messages_queued_for_an_offline_session_on_another_shard_survive_a_restart() {
+    let mut log = Vec::new();
+    let mut before = journaled(2);
+    let (sub_id, pub_id) = (id_on("sub", 1, 2), id_on("pub", 0, 2));
+    let sub = before.connect(connect_packet(&sub_id, V4, false));
+    before.subscribe(sub, "t/#", QoS::AtLeastOnce);
+    log.extend(before.settle_committed());
+    go_away(&mut before, sub);
+    let publisher = before.connect(connect_packet(&pub_id, V4, true));
+    log.extend(before.settle_committed());
+    before.packets(publisher);
+    const FIVE: [&[u8]; 5] = [b"1", b"2", b"3", b"4", b"5"];
+    for (n, payload) in FIVE.into_iter().enumerate() {
+        before.send(
+            publisher,
+            publish_packet("t/x", payload, QoS::AtLeastOnce, n as u16 + 1),
+        );
+    }
+    before.settle();
+    assert_eq!(
+        acks(&before.packets(publisher)),
+        0,
+        "PUBACK before the subscriber's shard has the messages on disk"
+    );
+    log.extend(before.settle_committed());
+    assert_eq!(acks(&before.packets(publisher)), 5);
+
+    let mut after = restart(2, &recover(log));
+    let sub = after.connect(connect_packet(&sub_id, V4, false));
+    after.settle_committed();
+    let got = after.packets(sub);
+    assert!(connack(&got).session_present);
+    let want: Vec<_> = FIVE
+        .iter()
+        .zip(1..)
+        .map(|(p, id)| (p.to_vec(), id, false))
+        .collect();
+    assert_eq!(payloads(&got), want);
+}
+
+#[test]
+fn in_flight_messages_come_back_with_their_packet_ids_and_dup_and_acked_ones_do_not() {
+    let mut log = Vec::new();
+    let mut before = journaled(1);
+    let sub = before.connect(connect_packet("sub", V4, false));
+    before.subscribe(sub, "t", QoS::ExactlyOnce);
+    let publisher = before.connect(connect_packet("pub", V4, true));
+    log.extend(before.settle_committed());
+    before.packets(sub);
+    let messages: [(&'static [u8], QoS); 4] = [
+        (b"acked", QoS::AtLeastOnce),
+        (b"unacked", QoS::AtLeastOnce),
+        (b"received", QoS::ExactlyOnce),
+        (b"sent", QoS::ExactlyOnce),
+    ];
+    for (n, (payload, qos)) in messages.into_iter().enumerate() {
+        before.send(publisher, publish_packet("t", payload, qos, n as u16 + 1));
+    }
+    log.extend(before.settle_committed());
+    let got = payloads(&before.packets(sub));
+    assert_eq!(got.len(), 4, "{got:?}");
+    before.send(sub, Packet::PubAck(Ack::new(got[0].1)));
+    before.send(sub, Packet::PubRec(Ack::new(got[2].1)));
+    log.extend(before.settle_committed());
+    assert_eq!(
+        before.packets(sub),
+        [Packet::PubRel(Ack::new(got[2].1))],
+        "PUBREL for the received one"
+    );
+    // The broker dies here, the subscriber's connection with it.
+
+    let mut after = restart(1, &recover(log.clone()));
+    let sub = after.connect(connect_packet("sub", V4, false));
+    after.settle_committed();
+    let again = after.packets(sub);
+    assert_eq!(
+        payloads(&again),
+        [
+            (b"unacked".to_vec(), got[1].1, true),
+            (b"sent".to_vec(), got[3].1, true)
+        ],
+        "{again:?}"
+    );
+    assert!(
+        again.contains(&Packet::PubRel(Ack::new(got[2].1))),
+        "the PUBREL is resent, not the message: {again:?}"
+    );
+    // Completing them leaves nothing owed for a second restart.
+    after.send(sub, Packet::PubAck(Ack::new(got[1].1)));
+    after.send(sub, Packet::PubComp(Ack::new(got[2].1)));
+    after.send(sub, Packet::PubRec(Ack::new(got[3].1)));
+    after.send(sub, Packet::PubComp(Ack::new(got[3].1)));
+    log.extend(after.settle_committed());
+    let twice = recover(log);
+    assert!(twice.sessions["sub"].owed.is_empty(), "{twice:?}");
+    assert!(twice.messages.is_empty());
+}
+
+#[test]
+fn a_restart_after_the_messages_were_acknowledged_owes_nothing() {
+    let mut log = Vec::new();
+    let mut before = journaled(2);
+    let sub = before.connect(connect_packet(&id_on("sub", 0, 2), V4, false));
+    before.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publisher = before.connect(connect_packet(&id_on("pub", 1, 2), V4, true));
+    log.extend(before.settle_committed());
+    before.packets(sub);
+    for n in 1..=3 {
+        before.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, n));
+    }
+    log.extend(before.settle_committed());
+    for (_, pkid, _) in payloads(&before.packets(sub)) {
+        before.send(sub, Packet::PubAck(Ack::new(pkid)));
+    }
+    log.extend(before.settle_committed());
+    let recovered = recover(log);
+    assert!(recovered.messages.is_empty(), "{:?}", recovered.messages);
+    assert!(recovered.sessions.values().all(|s| s.owed.is_empty()));
+}
+
+#[test]
+fn a_qos2_message_reaches_another_shard_only_once_its_receipt_is_on_disk() {
+    let mut c = journaled(2);
+    let sub = c.connect(connect_packet(&id_on("sub", 1, 2), V4, true));
+    c.subscribe(sub, "t", QoS::ExactlyOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, false));
+    c.settle_committed();
+    c.packets(sub);
+    c.send(publisher, publish_packet("t", b"once", QoS::ExactlyOnce, 9));
+    c.settle();
+    assert!(
+        payloads(&c.packets(sub)).is_empty(),
+        "delivered while a crash could still forget the PUBREC state"
+    );
+    c.settle_committed();
+    assert_eq!(payloads(&c.packets(sub)).len(), 1);
+}
+
+#[test]
+fn clean_sessions_and_qos0_make_no_delivery_records() {
+    let mut c = journaled(1);
+    let durable = c.connect(connect_packet("durable", V4, false));
+    c.subscribe(durable, "zero", QoS::AtMostOnce);
+    let clean = c.connect(connect_packet("clean", V4, true));
+    c.subscribe(clean, "one", QoS::AtLeastOnce);
+    c.settle_committed();
+    c.send(clean, publish_packet("zero", b"0", QoS::AtLeastOnce, 1));
+    c.send(durable, publish_packet("one", b"1", QoS::AtLeastOnce, 1));
+    let log = c.settle_committed();
+    assert!(log.is_empty(), "{log:?}");
+}
+
+/// A QoS 2 message from a durable publisher on shard 0 to a durable subscriber on shard 1;
+/// the broker dies before the subscriber's shard commits (or after, and after the subscriber
+/// completed the flow) and the publisher, which never saw
+/// its PUBREC, resends it after the restart. The subscriber must end up with it exactly once.
+fn qos2_resend_after_a_crash(subscriber_completes: bool) -> usize {
+    let mut log = Vec::new();
+    let mut before = journaled(2);
+    let (sub_id, pub_id) = (id_on("sub", 1, 2), id_on("pub", 0, 2));
+    let sub = before.connect(connect_packet(&sub_id, V4, false));
+    before.subscribe(sub, "t", QoS::ExactlyOnce);
+    let publisher = before.connect(connect_packet(&pub_id, V4, false));
+    log.extend(before.settle_committed());
+    before.packets(sub);
+    before.packets(publisher);
+    before.send(publisher, publish_packet("t", b"once", QoS::ExactlyOnce, 7));
+    // The publisher's shard commits its receipt; only then does the message go on.
+    let (records, through) = before[0].take_records();
+    log.extend(records);
+    before[0].committed(through);
+    before.exchange();
+    let mut received = 0;
+    if subscriber_completes {
+        log.extend(before.settle_committed());
+        let got = payloads(&before.packets(sub));
+        received += got.len();
+        before.send(sub, Packet::PubRec(Ack::new(got[0].1)));
+        log.extend(before.settle_committed());
+        before.send(sub, Packet::PubComp(Ack::new(got[0].1)));
+        log.extend(before.settle_committed());
+    }
+    // The broker dies; the publisher's PUBREC may or may not have left: it resends.
+
+    let mut after = restart(2, &recover(log));
+    let sub = after.connect(connect_packet(&sub_id, V4, false));
+    let publisher = after.connect(connect_packet(&pub_id, V4, false));
+    after.settle_committed();
+    let mut resent = Publish::new("t", b"once").with_qos(QoS::ExactlyOnce, 7);
+    resent.dup = true;
+    after.send(publisher, Packet::Publish(resent));
+    after.settle_committed();
+    after.send(publisher, Packet::PubRel(Ack::new(7)));
+    after.settle_committed();
+    // Each distinct packet id after the restart is one more delivery to the application.
+    let again: std::collections::HashSet<u16> = payloads(&after.packets(sub))
+        .into_iter()
+        .map(|(payload, pkid, _)| {
+            assert_eq!(payload, b"once");
+            pkid
+        })
+        .collect();
+    received += again.len();
+    let pubcomp = after.packets(publisher);
+    assert!(
+        pubcomp.contains(&Packet::PubComp(Ack::new(7))),
+        "{pubcomp:?}"
+    );
+    received
+}
+
+#[test]
+fn a_qos2_message_lost_with_the_subscriber_shard_is_delivered_from_the_publisher_resend() {
+    assert_eq!(qos2_resend_after_a_crash(false), 1);
+}
+
+#[test]
+fn a_qos2_message_a_subscriber_got_before_the_crash_is_not_delivered_again() {
+    assert_eq!(qos2_resend_after_a_crash(true), 1);
+}

@@ -1,0 +1,105 @@
+//! One shard's outbox to one peer. With persistence on, a message leaves only once the records
+//! the shard made before it are on disk: a peer must not act on what this shard could forget
+//! in a crash. (A QoS 2 message delivered on another shard before its "received" record is
+//! committed would, after a crash, be accepted again from the publisher's resend and reach the
+//! subscriber twice.)
+
+use std::collections::VecDeque;
+
+use crate::core::shard_msg::ShardMsg;
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<ShardMsg>,
+    /// Where what must be committed first goes up: (index of the first message pushed with
+    /// it, records that must be on disk), in push order.
+    steps: VecDeque<(u64, u64)>,
+    /// Messages pushed since the start (the index of the next one).
+    pushed: u64,
+}
+
+impl Outbox {
+    /// Queues `msg`, to leave once `needs` records are committed (0: at once).
+    pub fn push(&mut self, msg: ShardMsg, needs: u64) {
+        if needs > self.steps.back().map_or(0, |&(_, n)| n) {
+            self.steps.push_back((self.pushed, needs));
+        }
+        self.queue.push_back(msg);
+        self.pushed += 1;
+    }
+
+    /// How many messages at the front may leave with `committed` records on disk.
+    pub fn releasable(&self, committed: u64) -> usize {
+        let front = self.pushed - self.queue.len() as u64;
+        match self.steps.iter().find(|&&(_, needs)| needs > committed) {
+            Some(&(first, _)) => first.saturating_sub(front) as usize,
+            None => self.queue.len(),
+        }
+    }
+
+    /// Up to `max` of the messages that may leave, oldest first.
+    pub fn take(&mut self, max: usize, committed: u64) -> Vec<ShardMsg> {
+        let n = self.releasable(committed).min(max);
+        let batch = self.queue.drain(..n).collect();
+        // Needs only go up: the reached ones are at the front.
+        while self
+            .steps
+            .front()
+            .is_some_and(|&(_, needs)| needs <= committed)
+        {
+            self.steps.pop_front();
+        }
+        batch
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn barrier(sync: u64) -> ShardMsg {
+        ShardMsg::Barrier { sync }
+    }
+
+    fn syncs(batch: &[ShardMsg]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|m| match m {
+                ShardMsg::Barrier { sync } => *sync,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_wait_for_the_records_made_before_them() {
+        let mut o = Outbox::default();
+        o.push(barrier(1), 0);
+        o.push(barrier(2), 3);
+        o.push(barrier(3), 3);
+        o.push(barrier(4), 5);
+        assert_eq!(syncs(&o.take(10, 2)), [1]);
+        assert_eq!(o.take(10, 2).len(), 0, "still waiting for record 3");
+        assert_eq!(syncs(&o.take(1, 4)), [2]);
+        assert_eq!(syncs(&o.take(10, 4)), [3]);
+        o.push(barrier(5), 5);
+        assert_eq!(o.releasable(4), 0);
+        assert_eq!(syncs(&o.take(10, 5)), [4, 5]);
+        assert!(o.len() == 0 && o.steps.is_empty());
+    }
+
+    #[test]
+    fn without_persistence_nothing_waits() {
+        let mut o = Outbox::default();
+        for n in 0..3 {
+            o.push(barrier(n), 0);
+        }
+        assert_eq!(o.releasable(0), 3);
+        assert_eq!(o.take(2, 0).len(), 2);
+        assert!(o.steps.is_empty());
+    }
+}
