@@ -33,6 +33,10 @@ pub struct Counters {
     /// subscriber of its QoS 1/2 messages was behind.
     pub publishers_held: u64,
     pub protocol_errors: u64,
+    /// The durable store: records and bytes appended to the logs, and syncs (fdatasync).
+    pub store_records: u64,
+    pub store_bytes: u64,
+    pub store_syncs: u64,
 }
 
 impl Counters {
@@ -65,6 +69,9 @@ impl Counters {
         self.publishers_paused += other.publishers_paused;
         self.publishers_held += other.publishers_held;
         self.protocol_errors += other.protocol_errors;
+        self.store_records += other.store_records;
+        self.store_bytes += other.store_bytes;
+        self.store_syncs += other.store_syncs;
     }
 }
 

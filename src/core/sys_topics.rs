@@ -55,6 +55,9 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
         ("$SYS/broker/publishers/paused", c.publishers_paused),
         ("$SYS/broker/publishers/held", c.publishers_held),
         ("$SYS/broker/protocol_errors", c.protocol_errors),
+        ("$SYS/broker/store/records", c.store_records),
+        ("$SYS/broker/store/bytes", c.store_bytes),
+        ("$SYS/broker/store/syncs", c.store_syncs),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];
     let mut messages = vec![

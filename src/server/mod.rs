@@ -6,6 +6,7 @@ mod connection;
 mod gate;
 mod heartbeat;
 mod listener;
+mod log_writer;
 mod mesh;
 mod shard;
 mod shutdown;

@@ -5,27 +5,14 @@
 //! the records are folded into what they recover, and each shard's log is rewritten as a
 //! snapshot of that: written aside, synced, renamed over. So the logs of a different shard
 //! count are folded in too, and old records go. Then each shard appends to its own log from
-//! its log task: the records of everything that happened since the last write go in one write
-//! and (with `--fsync always`) one `fdatasync`, and only then does the output they held back
-//! leave (group commit; see `Broker::committed`).
-//!
-//! The files are written with glommio's buffered files (io_uring, no thread, no blocking
-//! call on the shard) rather than O_DIRECT ones: a group commit is a few hundred bytes, which
-//! O_DIRECT would pad to a 4 KiB block and rewrite; `fdatasync` makes either durable.
+//! its log task (`log_writer`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use glommio::channels::local_channel::LocalReceiver;
-use glommio::io::{BufferedFile, OpenOptions};
-
-use super::shard::Shard;
-use crate::config::Fsync;
 use crate::core::home_shard;
 use crate::core::store::{scan, write_frame, Damage, Record, Recovered};
+use bytes::{Bytes, BytesMut};
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -260,106 +247,6 @@ fn write_snapshot(dir: &Path, shard: usize, records: &[Record]) -> Result<(), St
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
-}
-
-/// A shard's log, open for appending.
-pub struct ShardLog {
-    file: BufferedFile,
-    len: u64,
-}
-
-impl ShardLog {
-    pub async fn open(path: &Path) -> glommio::Result<ShardLog, ()> {
-        let file = OpenOptions::new().write(true).buffered_open(path).await?;
-        let len = file.file_size().await?;
-        Ok(ShardLog { file, len })
-    }
-
-    async fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
-        let mut bytes = BytesMut::new();
-        for record in records {
-            write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
-        }
-        let mut rest = bytes.to_vec();
-        while !rest.is_empty() {
-            let n = self.file.write_at(rest.clone(), self.len).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            self.len += n as u64;
-            rest.drain(..n);
-        }
-        Ok(())
-    }
-
-    async fn sync(&self) -> std::io::Result<()> {
-        Ok(self.file.fdatasync().await?)
-    }
-}
-
-/// Writes the shard's records as they come: every record made since the last write in one
-/// write (and, with `--fsync always`, one sync before the output that waited for them goes;
-/// with `interval=MS`, that output goes at once and a sync follows within MS). A log that
-/// cannot be written stops the shard's durable acks, loudly: what is acknowledged must be on
-/// disk.
-pub async fn log_task(shard: Rc<Shard>, mut log: ShardLog, wake: LocalReceiver<()>, fsync: Fsync) {
-    let mut unsynced = false;
-    let mut last_sync = Instant::now();
-    loop {
-        let woken = match fsync {
-            Fsync::Always => wake.recv().await.is_some(),
-            Fsync::Interval(every) => {
-                futures_lite::future::or(async { wake.recv().await.is_some() }, async {
-                    glommio::timer::sleep(every).await;
-                    true
-                })
-                .await
-            }
-        };
-        if !woken {
-            return;
-        }
-        if let Err(error) =
-            write_pending(&shard, &mut log, fsync, &mut unsynced, &mut last_sync).await
-        {
-            tracing::error!(
-                shard = shard.broker().shard(),
-                %error,
-                "cannot write the durable store: acks that need it are held back"
-            );
-            return;
-        }
-    }
-}
-
-async fn write_pending(
-    shard: &Rc<Shard>,
-    log: &mut ShardLog,
-    fsync: Fsync,
-    unsynced: &mut bool,
-    last_sync: &mut Instant,
-) -> std::io::Result<()> {
-    loop {
-        let (records, through) = shard.broker().take_records();
-        if !records.is_empty() {
-            log.append(&records).await?;
-            *unsynced = true;
-        }
-        let due = match fsync {
-            Fsync::Always => true,
-            Fsync::Interval(every) => last_sync.elapsed() >= every,
-        };
-        if *unsynced && due {
-            log.sync().await?;
-            *unsynced = false;
-            *last_sync = Instant::now();
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        shard.broker().committed(through);
-        shard.flush();
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::mesh::{Envelope, Mesh};
 use super::shard::{Shard, Wakes};
 use super::shutdown::Shutdown;
 use super::stats::StatsReporter;
-use super::store;
+use super::{log_writer, store};
 use crate::config::Config;
 use crate::core::auth::AuthHandle;
 use crate::core::quota::Quota;
@@ -105,7 +105,7 @@ pub async fn run(common: Common) {
     let log = match (&config.data_dir, &recovered) {
         (Some(dir), Some(recovered)) => {
             let path = store::log_path(dir, id);
-            match store::ShardLog::open(&path).await {
+            match log_writer::ShardLog::open(&path, config.fsync).await {
                 Ok(log) => {
                     broker = broker.with_journal();
                     broker.restore(recovered);
@@ -132,7 +132,7 @@ pub async fn run(common: Common) {
         },
     ) = Shard::new(broker, shards, senders);
     if let Some(log) = log {
-        spawn_local(store::log_task(shard.clone(), log, log_wake, config.fsync)).detach();
+        spawn_local(log_writer::log_task(shard.clone(), log, log_wake)).detach();
         // The routes restored sessions announce go out with the first flush.
         shard.flush();
     }

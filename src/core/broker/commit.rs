@@ -157,7 +157,7 @@ impl Broker {
             let (peer, through) = (*peer, *through);
             self.peer_commits.due.pop_front();
             self.peer_commits.reported[peer] = through;
-            self.router.send(peer, ShardMsg::DurableAck { through });
+            self.router.send_durable_ack(peer, through);
         }
     }
 

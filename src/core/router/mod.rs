@@ -362,6 +362,12 @@ impl Router {
         }
     }
 
+    /// Tells shard `to` that the durable deliveries it sent are committed here through
+    /// `through` (see `broker::commit`).
+    pub fn send_durable_ack(&mut self, to: usize, through: u64) {
+        self.outbox[to].durable_ack(through);
+    }
+
     /// The shard has made `records` records (persistence on): messages sent from now on wait
     /// for them to be committed.
     pub fn records_made(&mut self, records: u64) {

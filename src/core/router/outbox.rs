@@ -16,6 +16,9 @@ pub struct Outbox {
     steps: VecDeque<(u64, u64)>,
     /// Messages pushed since the start (the index of the next one).
     pushed: u64,
+    /// A [`ShardMsg::DurableAck`] to send: only the latest count matters, and it depends on
+    /// nothing uncommitted, so it leaves first, without waiting.
+    durable_ack: Option<u64>,
 }
 
 impl Outbox {
@@ -28,19 +31,29 @@ impl Outbox {
         self.pushed += 1;
     }
 
-    /// How many messages at the front may leave with `committed` records on disk.
-    pub fn releasable(&self, committed: u64) -> usize {
-        let front = self.pushed - self.queue.len() as u64;
-        match self.steps.iter().find(|&&(_, needs)| needs > committed) {
-            Some(&(first, _)) => first.saturating_sub(front) as usize,
-            None => self.queue.len(),
-        }
+    /// Reports this shard's commits of the peer's durable deliveries through `through`.
+    pub fn durable_ack(&mut self, through: u64) {
+        self.durable_ack = Some(self.durable_ack.map_or(through, |n| n.max(through)));
     }
 
-    /// Up to `max` of the messages that may leave, oldest first.
+    /// How many messages may leave with `committed` records on disk.
+    pub fn releasable(&self, committed: u64) -> usize {
+        let front = self.pushed - self.queue.len() as u64;
+        let queued = match self.steps.iter().find(|&&(_, needs)| needs > committed) {
+            Some(&(first, _)) => first.saturating_sub(front) as usize,
+            None => self.queue.len(),
+        };
+        queued + usize::from(self.durable_ack.is_some())
+    }
+
+    /// Up to `max` of the messages that may leave, oldest first (a durable ack before all).
     pub fn take(&mut self, max: usize, committed: u64) -> Vec<ShardMsg> {
-        let n = self.releasable(committed).min(max);
-        let batch = self.queue.drain(..n).collect();
+        let ack = self
+            .durable_ack
+            .take()
+            .map(|through| ShardMsg::DurableAck { through });
+        let n = (self.releasable(committed)).min(max.saturating_sub(usize::from(ack.is_some())));
+        let batch = ack.into_iter().chain(self.queue.drain(..n)).collect();
         // Needs only go up: the reached ones are at the front.
         while self
             .steps
@@ -53,7 +66,7 @@ impl Outbox {
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + usize::from(self.durable_ack.is_some())
     }
 }
 
@@ -90,6 +103,18 @@ mod tests {
         assert_eq!(o.releasable(4), 0);
         assert_eq!(syncs(&o.take(10, 5)), [4, 5]);
         assert!(o.len() == 0 && o.steps.is_empty());
+    }
+
+    #[test]
+    fn a_durable_ack_leaves_first_and_only_the_latest() {
+        let mut o = Outbox::default();
+        o.push(barrier(1), 9);
+        o.durable_ack(3);
+        o.durable_ack(5);
+        assert_eq!(o.releasable(0), 1);
+        let batch = o.take(10, 0);
+        assert!(matches!(batch[..], [ShardMsg::DurableAck { through: 5 }]));
+        assert_eq!(syncs(&o.take(10, 9)), [1]);
     }
 
     #[test]
