@@ -131,15 +131,21 @@ pub struct Config {
     /// Seconds between updates of the `$SYS/broker/...` topics (0: none).
     #[arg(long, default_value_t = 10)]
     pub sys_interval: u32,
-    /// Keep sessions, their subscriptions and retained messages in this directory (one log
-    /// per shard), so that they survive a restart or a crash. Off without it.
+    /// Keep sessions, their subscriptions, the QoS 1/2 messages they are owed and retained
+    /// messages in this directory (one log per shard), so that they survive a restart or a
+    /// crash. Off without it.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
     /// With --data-dir: `always` sends the acks (CONNACK, SUBACK, PUBACK, ...) of what must
-    /// be durable only once it is on disk (one fdatasync per batch); `interval=MS` sends them
-    /// at once and syncs every MS milliseconds.
+    /// be durable only once it is on disk (one synchronous write per batch); `interval=MS`
+    /// sends them at once and syncs every MS milliseconds.
     #[arg(long, default_value = "always", value_parser = parse_fsync)]
     pub fsync: Fsync,
+    /// With --data-dir: a shard's log is rewritten as a snapshot of its live state once it
+    /// has grown by this many bytes (and to twice its last snapshot), so it stays bounded by
+    /// what is live, not by its history.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub compact_after_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

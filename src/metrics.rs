@@ -37,6 +37,8 @@ pub struct Counters {
     pub store_records: u64,
     pub store_bytes: u64,
     pub store_syncs: u64,
+    /// Logs rewritten as snapshots of the live state.
+    pub store_compactions: u64,
 }
 
 impl Counters {
@@ -72,6 +74,7 @@ impl Counters {
         self.store_records += other.store_records;
         self.store_bytes += other.store_bytes;
         self.store_syncs += other.store_syncs;
+        self.store_compactions += other.store_compactions;
     }
 }
 

@@ -165,12 +165,14 @@ pub struct Session {
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
-    awaiting_pubrel: SmallSet<u16>,
-    /// Inbound QoS 2 packet ids awaiting PUBREL since before a restart, with their receipts:
-    /// a resend of one is routed again, to whoever did not get it (see `Receipt`).
-    restored_qos2: SmallMap<u16, u64>,
-    /// Receipts of the QoS 2 messages this session got before a restart.
-    pub restored_receipts: SmallSet<u64>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with the receipt of each (0: none).
+    awaiting_pubrel: SmallMap<u16, u64>,
+    /// Those of them received before a restart and not resent since: a resend of one is
+    /// routed again, to whoever did not get it (see `message::Receipt`).
+    restored_qos2: SmallSet<u16>,
+    /// A durable session: the receipts of the QoS 2 messages it got whose publishers have
+    /// not released them yet (see `message::Receipt`).
+    pub receipts: SmallSet<u64>,
     next_packet_id: u16,
     /// Changes to stored messages' state since the broker last took them.
     pub delivery_events: Vec<DeliveryEvent>,
@@ -195,9 +197,9 @@ impl Session {
             holding: false,
             durable: false,
             progress_at: None,
-            awaiting_pubrel: SmallSet::default(),
-            restored_qos2: SmallMap::default(),
-            restored_receipts: SmallSet::default(),
+            awaiting_pubrel: SmallMap::default(),
+            restored_qos2: SmallSet::default(),
+            receipts: SmallSet::default(),
             next_packet_id: 1,
             delivery_events: Vec::new(),
         }
@@ -236,7 +238,7 @@ impl Session {
                     if let DeliveryEvent::Owed(owing) = &mut owed {
                         owing.pkid = self.last_packet_id();
                     }
-                    self.delivery_events.push(owed);
+                    self.note_owed(owed);
                 }
                 return outcome;
             }
@@ -258,7 +260,7 @@ impl Session {
             delivery.message = Message::compacted(&delivery.message);
         }
         if delivery.stored != 0 {
-            self.delivery_events.push(DeliveryEvent::owed(&delivery, 0));
+            self.note_owed(DeliveryEvent::owed(&delivery, 0));
         }
         self.queue.push_back(delivery);
         DeliverOutcome::Queued
@@ -382,6 +384,16 @@ impl Session {
         self.inflight.back().map_or(0, |i| i.packet_id)
     }
 
+    /// A stored message is owed: logged, and its receipt kept (see `message::Receipt`).
+    fn note_owed(&mut self, owed: DeliveryEvent) {
+        if let DeliveryEvent::Owed(owing) = &owed {
+            if owing.receipt != 0 {
+                self.receipts.insert(owing.receipt);
+            }
+        }
+        self.delivery_events.push(owed);
+    }
+
     /// A stored message (`id` non-zero) is done with.
     fn note_delivered(&mut self, id: u64) {
         if id != 0 {
@@ -483,27 +495,61 @@ impl Session {
     /// An incoming QoS 2 PUBLISH: true when it is new and must be routed, false for a
     /// retransmission of one not yet released (exactly once: route it only the first time).
     pub fn receive_qos2(&mut self, packet_id: u16) -> bool {
-        self.awaiting_pubrel.insert(packet_id)
+        match self.awaiting_pubrel.entry(packet_id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(0);
+                true
+            }
+        }
     }
 
-    /// PUBREL from the client: the id may be reused. Returns whether it was known.
-    pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
+    /// The store's receipt for the inbound QoS 2 message with `packet_id`, just received.
+    pub fn set_qos2_receipt(&mut self, packet_id: u16, receipt: u64) {
+        if let Some(r) = self.awaiting_pubrel.get_mut(&packet_id) {
+            *r = receipt;
+        }
+    }
+
+    /// PUBREL from the client: the id may be reused. Returns the receipt of the message it
+    /// released (0: none) if it was known.
+    pub fn on_pubrel(&mut self, packet_id: u16) -> Option<u64> {
         self.restored_qos2.remove(&packet_id);
         self.awaiting_pubrel.remove(&packet_id)
     }
 
     /// An inbound QoS 2 message awaiting PUBREL, as the store recovered it.
     pub fn restore_qos2(&mut self, packet_id: u16, receipt: u64) {
-        self.awaiting_pubrel.insert(packet_id);
+        self.awaiting_pubrel.insert(packet_id, receipt);
         if receipt != 0 {
-            self.restored_qos2.insert(packet_id, receipt);
+            self.restored_qos2.insert(packet_id);
         }
     }
 
     /// For a resent PUBLISH with `packet_id` (not new, see [`Session::receive_qos2`]): the
     /// receipt of the message it repeats if that was received before a restart, once.
     pub fn take_restored_qos2(&mut self, packet_id: u16) -> Option<u64> {
-        self.restored_qos2.remove(&packet_id)
+        self.restored_qos2
+            .remove(&packet_id)
+            .then(|| self.awaiting_pubrel.get(&packet_id).copied())
+            .flatten()
+    }
+
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with their receipts.
+    pub fn inbound_qos2(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.awaiting_pubrel
+            .iter()
+            .map(|(&pkid, &receipt)| (pkid, receipt))
+    }
+
+    /// What the session is owed, in order (in flight, then queued): each delivery, its packet
+    /// id (0: queued) and whether its PUBREC came.
+    pub fn owed(&self) -> impl Iterator<Item = (&Delivery, u16, bool)> + '_ {
+        let inflight = self.inflight.iter().map(|i| {
+            let released = i.awaiting == AwaitingFromClient::Complete;
+            (&i.delivery, i.packet_id, released)
+        });
+        inflight.chain(self.queue.iter().map(|d| (d, 0, false)))
     }
 
     pub fn awaiting_pubrel_len(&self) -> usize {
@@ -766,8 +812,8 @@ mod tests {
         let mut s = Session::new("c".into(), u32::MAX);
         assert!(s.receive_qos2(5));
         assert!(!s.receive_qos2(5));
-        assert!(s.on_pubrel(5));
-        assert!(!s.on_pubrel(5));
+        assert_eq!(s.on_pubrel(5), Some(0));
+        assert_eq!(s.on_pubrel(5), None);
         assert!(
             s.receive_qos2(5),
             "after PUBREL the id starts a new message"

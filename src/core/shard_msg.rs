@@ -47,4 +47,9 @@ pub enum ShardMsg {
     DurableAck {
         through: u64,
     },
+    /// The publisher of the inbound QoS 2 message with this store receipt sent its PUBREL:
+    /// sessions need not remember the receipt any more (see `message::Receipt`).
+    ReceiptReleased {
+        receipt: u64,
+    },
 }

@@ -58,6 +58,7 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
         ("$SYS/broker/store/records", c.store_records),
         ("$SYS/broker/store/bytes", c.store_bytes),
         ("$SYS/broker/store/syncs", c.store_syncs),
+        ("$SYS/broker/store/compactions", c.store_compactions),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];
     let mut messages = vec![

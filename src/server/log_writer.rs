@@ -9,17 +9,23 @@
 //! faster (161 K msgs/s, and a worse tail). With `interval=MS` writes go at once and an
 //! `fdatasync` follows within MS.
 //!
+//! Once a log has grown by `--compact-after-bytes` (and to twice its last snapshot), the shard
+//! writes a snapshot of its live state (`Broker::snapshot_records`) to `shard-N.log.next`,
+//! syncs it, renames it over the log and goes on appending there: the log stays bounded by
+//! what is live. A crash before the rename leaves the old log, which start-up reads (and
+//! removes the unfinished `.next`).
+//!
 //! The files are glommio's buffered files (io_uring, no blocking call on the shard) rather than
 //! O_DIRECT ones: a group commit is a few kilobytes at most, which O_DIRECT would pad to whole
 //! blocks and rewrite.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use glommio::channels::local_channel::LocalReceiver;
-use glommio::io::{BufferedFile, OpenOptions};
+use glommio::io::{BufferedFile, Directory, OpenOptions};
 
 use super::shard::Shard;
 use crate::config::Fsync;
@@ -27,22 +33,33 @@ use crate::core::store::{write_frame, Record};
 
 /// A shard's log, open for appending.
 pub struct ShardLog {
+    path: PathBuf,
     file: BufferedFile,
     /// Where the next write goes.
     len: u64,
     fsync: Fsync,
+    /// Its length after the last snapshot (at start: as the start's snapshot left it).
+    snapshot_len: u64,
+    compact_after: u64,
 }
 
 impl ShardLog {
-    pub async fn open(path: &Path, fsync: Fsync) -> glommio::Result<ShardLog, ()> {
-        let mut options = OpenOptions::new();
-        options.write(true);
-        if fsync == Fsync::Always {
-            options.custom_flags(libc::O_DSYNC);
-        }
-        let file = options.buffered_open(path).await?;
+    pub async fn open(path: &Path, fsync: Fsync, compact_after: u64) -> std::io::Result<ShardLog> {
+        let file = open_for_append(path, fsync).await?;
         let len = file.file_size().await?;
-        Ok(ShardLog { file, len, fsync })
+        Ok(ShardLog {
+            path: path.to_path_buf(),
+            file,
+            len,
+            fsync,
+            snapshot_len: len,
+            compact_after,
+        })
+    }
+
+    /// Whether it is time for a snapshot.
+    fn grown(&self) -> bool {
+        self.len >= (self.snapshot_len + self.compact_after).max(2 * self.snapshot_len)
     }
 
     /// The records framed, and the log position they go to.
@@ -55,6 +72,64 @@ impl ShardLog {
         self.len += bytes.len() as u64;
         Ok((bytes.to_vec(), at))
     }
+}
+
+async fn open_for_append(path: &Path, fsync: Fsync) -> std::io::Result<BufferedFile> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true);
+    if fsync == Fsync::Always {
+        options.custom_flags(libc::O_DSYNC);
+    }
+    Ok(options.buffered_open(path).await?)
+}
+
+/// Replaces the log by a snapshot of the shard's state as of now. The records made since the
+/// last write are in it (records are idempotent; see `broker::snapshot`): they are committed
+/// with it.
+async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
+    let started = Instant::now();
+    let before = log.len;
+    let (_, through) = shard.broker().take_records();
+    let records = shard.broker().snapshot_records();
+    let next = log.path.with_extension("log.next");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(&next)
+        .await?;
+    let mut bytes = BytesMut::new();
+    for record in &records {
+        write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
+    }
+    let len = bytes.len() as u64;
+    write_all_at(&file, bytes.to_vec(), 0).await?;
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&next, &log.path).await?;
+    if let Some(dir) = log.path.parent() {
+        Directory::open(dir).await?.sync().await?;
+    }
+    log.file = open_for_append(&log.path, log.fsync).await?;
+    log.len = len;
+    log.snapshot_len = len;
+    let id = {
+        let mut broker = shard.broker();
+        broker.counters.store_compactions += 1;
+        broker.counters.store_syncs += 1;
+        broker.shard()
+    };
+    tracing::info!(
+        shard = id,
+        records = records.len(),
+        from_bytes = before,
+        to_bytes = len,
+        took_ms = started.elapsed().as_millis() as u64,
+        "log compacted to a snapshot of the live state"
+    );
+    shard.broker().committed(through);
+    shard.flush();
+    Ok(())
 }
 
 /// Writes `bytes` at `at`, all of them.
@@ -106,6 +181,9 @@ async fn write_durably(
         write_all_at(&log.file, bytes, at).await?;
         shard.broker().committed(through);
         shard.flush();
+        if log.grown() {
+            compact(shard, &mut log).await?;
+        }
     }
 }
 
@@ -146,6 +224,10 @@ async fn write_then_sync(
             }
             shard.broker().committed(through);
             shard.flush();
+            if log.grown() {
+                compact(shard, &mut log).await?;
+                unsynced = false;
+            }
         }
     }
 }

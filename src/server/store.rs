@@ -44,6 +44,7 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
     };
     std::fs::create_dir_all(dir).map_err(dir_error)?;
     settle_snapshot(dir).map_err(dir_error)?;
+    remove_unfinished_compactions(dir).map_err(dir_error)?;
     let mut logs: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map_err(dir_error)?
         .filter_map(|entry| {
@@ -127,59 +128,12 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
         if home_shard(client_id.as_bytes(), shards) != shard {
             continue;
         }
-        records.push(Record::SessionOpen {
-            client_id: client_id.clone(),
-            expiry: session.expiry,
-        });
-        for (filter, &(options, id)) in &session.subscriptions {
-            records.push(Record::Subscribe {
-                client_id: client_id.clone(),
-                filter: filter.clone(),
-                options,
-                id,
-            });
-        }
-        for (&pkid, &receipt) in &session.awaiting_pubrel {
-            records.push(Record::Qos2Received {
-                client_id: client_id.clone(),
-                pkid,
-                receipt,
-            });
-        }
-        for &receipt in &session.receipts {
-            records.push(Record::Receipt {
-                client_id: client_id.clone(),
-                receipt,
-            });
-        }
-        if let Some((delay, message)) = &session.will {
-            records.push(Record::Will {
-                client_id: client_id.clone(),
-                delay: *delay,
-                message: message.clone(),
-            });
-        }
-        for (&id, owed) in &session.owed {
-            let Some(message) = recovered.messages.get(&id) else {
-                continue;
-            };
-            if messages_written.insert(id) {
-                records.push(Record::Message {
-                    id,
-                    message: message.clone(),
-                });
-            }
-            records.push(Record::Owed {
-                client_id: client_id.clone(),
-                owing: owed.owing.clone(),
-            });
-            if owed.released {
-                records.push(Record::Released {
-                    client_id: client_id.clone(),
-                    id,
-                });
-            }
-        }
+        session.records(
+            client_id,
+            &recovered.messages,
+            &mut messages_written,
+            &mut records,
+        );
     }
     for (topic, message) in &recovered.retained {
         if home_shard(topic.as_bytes(), shards) == shard {
@@ -191,6 +145,20 @@ fn snapshot(recovered: &Recovered, shard: usize, shards: usize) -> Vec<Record> {
         }
     }
     records
+}
+
+/// A running broker's compaction writes `shard-N.log.next`, then renames it over the log: one
+/// still there was cut short by a crash, and the log it was to replace is whole.
+fn remove_unfinished_compactions(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("shard-") && name.ends_with(".log.next") {
+            tracing::info!(file = %path.display(), "an unfinished compaction is removed");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Present while a complete set of new logs (`shard-N.log.new`) waits to replace the old.

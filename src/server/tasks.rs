@@ -105,7 +105,8 @@ pub async fn run(common: Common) {
     let log = match (&config.data_dir, &recovered) {
         (Some(dir), Some(recovered)) => {
             let path = store::log_path(dir, id);
-            match log_writer::ShardLog::open(&path, config.fsync).await {
+            match log_writer::ShardLog::open(&path, config.fsync, config.compact_after_bytes).await
+            {
                 Ok(log) => {
                     broker = broker.with_journal();
                     broker.restore(recovered);

@@ -119,6 +119,9 @@ fn acknowledged_messages_survive_kill_9(qos: u8) {
         dir.to_str().unwrap().to_string(),
         "--max-queued-messages".to_string(),
         (CYCLES as u32 * PER_CYCLE).to_string(),
+        // Compactions all along, so that kills land in them too.
+        "--compact-after-bytes".to_string(),
+        "200000".to_string(),
     ];
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

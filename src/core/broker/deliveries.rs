@@ -65,6 +65,14 @@ impl Broker {
         let events = std::mem::take(&mut session.delivery_events);
         let client_id = session.client_id.clone();
         for event in events {
+            if let DeliveryEvent::Owed(owing) = &event {
+                if owing.receipt != 0 {
+                    self.receipt_holders
+                        .entry(owing.receipt)
+                        .or_default()
+                        .push(key);
+                }
+            }
             let client_id = client_id.clone();
             self.journal(|| match event {
                 DeliveryEvent::Owed(owing) => Record::Owed { client_id, owing },
@@ -76,6 +84,20 @@ impl Broker {
                 DeliveryEvent::Released { id } => Record::Released { client_id, id },
                 DeliveryEvent::Delivered { id } => Record::Delivered { client_id, id },
             });
+        }
+    }
+
+    /// The publisher released the inbound QoS 2 message `receipt` (on this shard: tell the
+    /// others too): the sessions here that got it forget its receipt.
+    pub(super) fn receipt_released(&mut self, receipt: u64, here: bool) {
+        if here && self.shards > 1 {
+            self.router
+                .broadcast(crate::core::shard_msg::ShardMsg::ReceiptReleased { receipt });
+        }
+        for key in self.receipt_holders.remove(&receipt).unwrap_or_default() {
+            if let Some(session) = self.sessions.get_mut(&key) {
+                session.receipts.remove(&receipt);
+            }
         }
     }
 

@@ -49,10 +49,13 @@ impl Broker {
     /// Records a retained message set or cleared, on the shard that decided it: its
     /// publisher's PUBACK then waits for the record. A broker-wide sequence orders the updates
     /// of one topic decided on different shards.
-    pub(super) fn journal_retained(&mut self, message: &Message) {
+    pub(super) fn journal_retained(&mut self, message: &SharedMessage) {
         if self.journal.is_some() {
             let seq = self.quota.next_retain_seq();
             self.journal(|| retained(message, seq));
+            let kept = (!message.payload().is_empty()).then(|| message.clone());
+            self.logged_retained
+                .insert(message.topic().into(), (seq, kept));
         }
     }
 
@@ -118,9 +121,10 @@ impl Broker {
                 for (&pkid, &receipt) in &saved.awaiting_pubrel {
                     session.restore_qos2(pkid, receipt);
                 }
-                session
-                    .restored_receipts
-                    .extend(saved.receipts.iter().copied());
+                session.receipts.extend(saved.receipts.iter().copied());
+                for &receipt in &saved.receipts {
+                    self.receipt_holders.entry(receipt).or_default().push(key);
+                }
                 for (&id, owed) in &saved.owed {
                     let Some(stored) = recovered.messages.get(&id) else {
                         continue; // Counted as dangling by the recovery.
@@ -159,13 +163,19 @@ impl Broker {
             self.router.announce(new_routes);
         }
         for stored in recovered.retained.values() {
-            self.retained.update(&message_of(stored, now), None);
+            let message = message_of(stored, now);
+            self.retained.update(&message, None);
+            // The start's snapshot put it in its topic's home shard's log, at sequence 0.
+            if home_shard(stored.topic.as_bytes(), self.shards) == self.shard {
+                self.logged_retained
+                    .insert(stored.topic.clone(), (0, Some(message)));
+            }
         }
     }
 }
 
 /// The record of a retained message set (or, with an empty payload, cleared).
-fn retained(message: &Message, seq: u64) -> Record {
+pub(super) fn retained(message: &Message, seq: u64) -> Record {
     if message.payload().is_empty() {
         return Record::RetainClear {
             seq,
@@ -212,7 +222,7 @@ fn will_of(stored: &StoredMessage) -> Will {
 }
 
 /// A stored message as the broker routes it, owning its bytes.
-fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+pub(super) fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
     let mut message = Message::new(&stored.topic, &stored.payload, stored.qos, now);
     message.retain = stored.retain;
     message.properties = stored.properties.compacted();

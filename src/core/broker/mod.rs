@@ -17,6 +17,7 @@ mod receive;
 mod replies;
 mod retained_work;
 mod routing;
+mod snapshot;
 mod subscribe;
 mod tombstones;
 
@@ -144,6 +145,11 @@ pub struct Broker {
     /// When [`Broker::restore`] brought back the store's state, if it did.
     restored_at: Option<Instant>,
     last_stored: Option<(super::message::SharedMessage, u64)>,
+    /// Per topic, the last retained update this shard logged (sequence, message; `None`:
+    /// cleared): what a snapshot of its log keeps of retained messages.
+    logged_retained: AHashMap<ByteString, (u64, Option<super::message::SharedMessage>)>,
+    /// Durable sessions holding each receipt of an inbound QoS 2 message not yet released.
+    receipt_holders: AHashMap<u64, Vec<SessionKey>>,
     /// Durable deliveries between this shard and the others, and their commits.
     peer_commits: commit::PeerCommits,
     /// Replies waiting, by the order they were made in.
@@ -192,6 +198,8 @@ impl Broker {
             next_message_id: 0,
             restored_at: None,
             last_stored: None,
+            receipt_holders: AHashMap::new(),
+            logged_retained: AHashMap::new(),
             peer_commits: commit::PeerCommits::new(shards),
             pending_replies: AHashMap::new(),
             next_reply: 1,

@@ -61,7 +61,8 @@ impl Broker {
             Packet::PubRel(ack) => {
                 let session = self.sessions.get_mut(&key);
                 let durable = session.as_ref().is_some_and(|s| s.durable);
-                let known = session.is_some_and(|s| s.on_pubrel(ack.packet_id));
+                let released = session.and_then(|s| s.on_pubrel(ack.packet_id));
+                let known = released.is_some();
                 if known && durable {
                     let client_id = self.sessions.get(&key).map(|s| s.client_id.clone());
                     if let Some(client_id) = client_id {
@@ -70,6 +71,9 @@ impl Broker {
                             pkid: ack.packet_id,
                         });
                     }
+                }
+                if let Some(receipt) = released.filter(|&r| r != 0) {
+                    self.receipt_released(receipt, true);
                 }
                 let conn = self.conns.get_mut(&id).expect("checked above");
                 let mut comp = Ack::new(ack.packet_id);
@@ -237,6 +241,9 @@ impl Broker {
                         // Its PUBREC waits for this record.
                         let client_id = session.client_id.clone();
                         let id = self.next_receipt();
+                        if let Some(session) = self.sessions.get_mut(&key) {
+                            session.set_qos2_receipt(packet_id, id);
+                        }
                         receipt.id = id;
                         self.journal(|| Record::Qos2Received {
                             client_id,

@@ -132,7 +132,7 @@ impl Broker {
             return;
         };
         let receipt = delivery.message.receipt;
-        if receipt.resent && session.restored_receipts.contains(&receipt.id) {
+        if receipt.resent && session.receipts.contains(&receipt.id) {
             // It got this QoS 2 message before the restart: exactly once.
             return;
         }
@@ -353,6 +353,7 @@ impl Broker {
                 ShardMsg::Barrier { sync } => self.router.acknowledge(from, sync),
                 ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
                 ShardMsg::DurableAck { through } => self.peer_committed(from, through),
+                ShardMsg::ReceiptReleased { receipt } => self.receipt_released(receipt, false),
             }
         }
         self.parked[from] = queue;

@@ -26,6 +26,73 @@ pub struct RecoveredSession {
     pub owed: BTreeMap<u64, OwedMessage>,
 }
 
+impl RecoveredSession {
+    /// The records that rebuild this session, appended to `out`, with the records of the
+    /// messages it is owed (from `messages`) not in `written` yet.
+    pub fn records(
+        &self,
+        client_id: &ByteString,
+        messages: &BTreeMap<u64, StoredMessage>,
+        written: &mut BTreeSet<u64>,
+        out: &mut Vec<Record>,
+    ) {
+        let client_id = || client_id.clone();
+        out.push(Record::SessionOpen {
+            client_id: client_id(),
+            expiry: self.expiry,
+        });
+        for (filter, &(options, id)) in &self.subscriptions {
+            out.push(Record::Subscribe {
+                client_id: client_id(),
+                filter: filter.clone(),
+                options,
+                id,
+            });
+        }
+        for (&pkid, &receipt) in &self.awaiting_pubrel {
+            out.push(Record::Qos2Received {
+                client_id: client_id(),
+                pkid,
+                receipt,
+            });
+        }
+        for &receipt in &self.receipts {
+            out.push(Record::Receipt {
+                client_id: client_id(),
+                receipt,
+            });
+        }
+        if let Some((delay, message)) = &self.will {
+            out.push(Record::Will {
+                client_id: client_id(),
+                delay: *delay,
+                message: message.clone(),
+            });
+        }
+        for (&id, owed) in &self.owed {
+            let Some(message) = messages.get(&id) else {
+                continue;
+            };
+            if written.insert(id) {
+                out.push(Record::Message {
+                    id,
+                    message: message.clone(),
+                });
+            }
+            out.push(Record::Owed {
+                client_id: client_id(),
+                owing: owed.owing.clone(),
+            });
+            if owed.released {
+                out.push(Record::Released {
+                    client_id: client_id(),
+                    id,
+                });
+            }
+        }
+    }
+}
+
 /// A message a session is owed: queued, or in flight with its packet id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwedMessage {

@@ -279,3 +279,66 @@ fn a_qos2_message_lost_with_the_subscriber_shard_is_delivered_from_the_publisher
 fn a_qos2_message_a_subscriber_got_before_the_crash_is_not_delivered_again() {
     assert_eq!(qos2_resend_after_a_crash(true), 1);
 }
+
+#[test]
+fn a_snapshot_of_each_shard_recovers_what_its_whole_log_does() {
+    let mut log = Vec::new();
+    let mut c = journaled(2);
+    let (sub_id, pub_id) = (id_on("sub", 1, 2), id_on("pub", 0, 2));
+    let sub = c.connect(connect_packet(&sub_id, V4, false));
+    c.subscribe(sub, "t/#", QoS::ExactlyOnce);
+    let publisher = c.connect(connect_packet(&pub_id, V4, false));
+    log.extend(c.settle_committed());
+    c.packets(sub);
+    let mut retained = Publish::new("r/1", b"kept").with_qos(QoS::AtLeastOnce, 1);
+    retained.retain = true;
+    c.send(publisher, Packet::Publish(retained));
+    for (n, qos) in [
+        (2, QoS::AtLeastOnce),
+        (3, QoS::ExactlyOnce),
+        (4, QoS::ExactlyOnce),
+    ] {
+        c.send(publisher, publish_packet("t/x", b"m", qos, n));
+    }
+    log.extend(c.settle_committed());
+    // One acknowledged, one PUBREC'd, one completed whose publisher holds back its PUBREL
+    // (the session keeps its receipt).
+    let got = payloads(&c.packets(sub));
+    c.send(sub, Packet::PubAck(Ack::new(got[0].1)));
+    c.send(sub, Packet::PubRec(Ack::new(got[1].1)));
+    c.send(sub, Packet::PubRec(Ack::new(got[2].1)));
+    c.send(publisher, Packet::PubRel(Ack::new(3)));
+    log.extend(c.settle_committed());
+    c.send(sub, Packet::PubComp(Ack::new(got[2].1)));
+    log.extend(c.settle_committed());
+    go_away(&mut c, sub);
+    c.send(
+        publisher,
+        publish_packet("t/y", b"queued", QoS::AtLeastOnce, 5),
+    );
+    log.extend(c.settle_committed());
+
+    let mut compacted: Vec<Record> = (0..2).flat_map(|s| c[s].snapshot_records()).collect();
+    assert!(
+        compacted.len() < log.len(),
+        "{} records against {}",
+        compacted.len(),
+        log.len()
+    );
+    // And life goes on after the snapshot.
+    c.send(
+        publisher,
+        publish_packet("t/z", b"after", QoS::AtLeastOnce, 6),
+    );
+    let after = c.settle_committed();
+    log.extend(after.clone());
+    compacted.extend(after);
+
+    let (whole, snapshot) = (recover(log), recover(compacted));
+    assert_eq!(snapshot.sessions, whole.sessions);
+    assert_eq!(snapshot.retained, whole.retained);
+    assert_eq!(snapshot.messages, whole.messages);
+    let owed = &whole.sessions[sub_id.as_str()].owed;
+    assert_eq!(owed.len(), 3, "{owed:?}");
+    assert_eq!(whole.sessions[sub_id.as_str()].receipts.len(), 1);
+}
