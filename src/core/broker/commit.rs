@@ -5,8 +5,12 @@
 //! disk only once that shard says so ([`ShardMsg::DurableAck`]).
 //!
 //! Each side counts the QoS 1/2 deliveries between a pair of shards; the receiver answers
-//! with its count once the records it made while taking them are committed (and, in turn,
-//! what it passed on to a third shard is).
+//! with its count once the records it made while taking them are committed. A connection
+//! waits only for the deliveries its own publishes sent, and a report only for the
+//! receiver's own records: were a report to wait for the receiver's sends as well, two shards
+//! publishing to each other would each wait for the other's report first, for ever. (So a
+//! shared-group message a full shard passes on to a third is acknowledged once the second
+//! has it in memory: a gap left open.)
 
 use std::collections::VecDeque;
 
@@ -23,10 +27,17 @@ pub(super) struct CommitMark {
 }
 
 impl CommitMark {
-    /// What output made now waits for, in place (its allocation reused).
-    pub fn set(&mut self, records: u64, peers: &PeerCommits) {
+    /// Output made now waits for the records made so far.
+    pub fn set_records(&mut self, records: u64) {
         self.records = records;
-        self.peers.clone_from(&peers.sent);
+    }
+
+    /// It waits too for the durable deliveries sent to `peer` through `sent`.
+    fn set_peer(&mut self, peer: usize, sent: u64, shards: usize) {
+        if self.peers.len() < shards {
+            self.peers.resize(shards, 0);
+        }
+        self.peers[peer] = sent;
     }
 }
 
@@ -72,6 +83,13 @@ impl Broker {
     pub(super) fn send_to_shard(&mut self, to: usize, msg: ShardMsg) {
         if self.journal.is_some() && is_durable_delivery(&msg) {
             self.peer_commits.sent[to] += 1;
+            // The publisher's ack waits for the peer's commit of it.
+            if let Some(super::Feeder::Conn(id)) = self.feeder {
+                let (sent, shards) = (self.peer_commits.sent[to], self.shards);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.out_needs.set_peer(to, sent, shards);
+                }
+            }
         }
         self.router.send(to, msg);
     }
@@ -97,7 +115,8 @@ impl Broker {
             .find(|d| d.1 == from)
             .map_or(self.peer_commits.reported[from], |d| d.2);
         if taken > reported {
-            let mark = self.commit_mark();
+            let mut mark = CommitMark::default();
+            mark.set_records(self.journal_made);
             self.peer_commits.due.push_back((mark, from, taken));
             self.release_committed();
         }
@@ -114,13 +133,6 @@ impl Broker {
     pub fn committed(&mut self, through: u64) {
         self.journal_committed = self.journal_committed.max(through);
         self.release_committed();
-    }
-
-    /// What output made now waits for.
-    fn commit_mark(&self) -> CommitMark {
-        let mut mark = CommitMark::default();
-        mark.set(self.journal_made, &self.peer_commits);
-        mark
     }
 
     pub(super) fn reached(&self, mark: &CommitMark) -> bool {

@@ -436,7 +436,7 @@ impl Broker {
         if let Some(conn) = self.conns.get_mut(&id) {
             // Whatever it has to send now leaves after the records made so far are on disk.
             if self.journal.is_some() {
-                conn.out_needs.set(self.journal_made, &self.peer_commits);
+                conn.out_needs.set_records(self.journal_made);
             }
             if !conn.queued_for_flush {
                 conn.queued_for_flush = true;

@@ -342,3 +342,45 @@ fn a_snapshot_of_each_shard_recovers_what_its_whole_log_does() {
     assert_eq!(owed.len(), 3, "{owed:?}");
     assert_eq!(whole.sessions[sub_id.as_str()].receipts.len(), 1);
 }
+
+#[test]
+fn two_shards_publishing_to_each_others_durable_subscribers_both_get_their_acks() {
+    let mut c = journaled(2);
+    let subs = [id_on("sub", 0, 2), id_on("sub", 1, 2)];
+    let pubs = [id_on("pub", 0, 2), id_on("pub", 1, 2)];
+    let subs: Vec<Client> = subs
+        .iter()
+        .zip(["to/0", "to/1"])
+        .map(|(id, topic)| {
+            let sub = c.connect(connect_packet(id, V4, false));
+            c.subscribe(sub, topic, QoS::AtLeastOnce);
+            sub
+        })
+        .collect();
+    let pubs: Vec<Client> = pubs
+        .iter()
+        .map(|id| c.connect(connect_packet(id, V4, true)))
+        .collect();
+    c.settle_committed();
+    for &client in subs.iter().chain(&pubs) {
+        c.packets(client);
+    }
+    // Each publisher's messages go to the other shard's subscriber, at the same time.
+    for n in 1..=3 {
+        c.send(pubs[0], publish_packet("to/1", b"x", QoS::AtLeastOnce, n));
+        c.send(pubs[1], publish_packet("to/0", b"y", QoS::AtLeastOnce, n));
+    }
+    c.settle_committed();
+    assert_eq!(
+        acks(&c.packets(pubs[0])),
+        3,
+        "shard 0's publisher waits for ever"
+    );
+    assert_eq!(
+        acks(&c.packets(pubs[1])),
+        3,
+        "shard 1's publisher waits for ever"
+    );
+    assert_eq!(payloads(&c.packets(subs[0])).len(), 3);
+    assert_eq!(payloads(&c.packets(subs[1])).len(), 3);
+}
