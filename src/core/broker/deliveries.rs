@@ -56,6 +56,10 @@ impl Broker {
 
     /// Logs what happened to the session's stored messages since the last call.
     pub(super) fn journal_deliveries(&mut self, key: SessionKey) {
+        // Called on every delivery and ack: without persistence, not even a lookup.
+        if self.journal.is_none() {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };

@@ -222,7 +222,7 @@ fn will_of(stored: &StoredMessage) -> Will {
 }
 
 /// A stored message as the broker routes it, owning its bytes.
-pub(super) fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
     let mut message = Message::new(&stored.topic, &stored.payload, stored.qos, now);
     message.retain = stored.retain;
     message.properties = stored.properties.compacted();

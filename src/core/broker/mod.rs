@@ -464,7 +464,6 @@ impl Broker {
             return;
         }
         let report = session.pump(&mut conn.link, &self.limits, self.now);
-        let logged = !session.delivery_events.is_empty();
         if session.holding && !session.keeps_holding(&self.limits, self.now) {
             session.holding = false;
             self.eased = true;
@@ -477,9 +476,7 @@ impl Broker {
             self.retained_ready.push_back(key);
         }
         self.account_report(report);
-        if logged {
-            self.journal_deliveries(key);
-        }
+        self.journal_deliveries(key);
         if !self.conns[&id].link.out.is_empty() {
             self.queue_flush(id);
         }
