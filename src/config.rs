@@ -146,6 +146,12 @@ pub struct Config {
     /// what is live, not by its history.
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     pub compact_after_bytes: u64,
+    /// With --data-dir: bounds the logs of all shards together. Once they reach it, new
+    /// QoS 1/2 publishes are refused (5.0: PUBACK/PUBREC 0x97 Quota exceeded; 3.x: the
+    /// connection is closed, the client sends them again) until deliveries and compaction
+    /// make room; acks, sessions and QoS 0 go on. A full disk does the same without it.
+    #[arg(long, value_name = "BYTES")]
+    pub max_data_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -39,6 +39,10 @@ pub struct Counters {
     pub store_syncs: u64,
     /// Logs rewritten as snapshots of the live state.
     pub store_compactions: u64,
+    /// QoS 1/2 publishes refused because the durable store was full.
+    pub refused_store_full: u64,
+    /// Writes to the durable store that failed (and were tried again).
+    pub store_write_errors: u64,
 }
 
 impl Counters {
@@ -75,6 +79,8 @@ impl Counters {
         self.store_bytes += other.store_bytes;
         self.store_syncs += other.store_syncs;
         self.store_compactions += other.store_compactions;
+        self.refused_store_full += other.refused_store_full;
+        self.store_write_errors += other.store_write_errors;
     }
 }
 

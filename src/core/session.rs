@@ -552,6 +552,11 @@ impl Session {
         inflight.chain(self.queue.iter().map(|d| (d, 0, false)))
     }
 
+    /// Whether an inbound QoS 2 message with `packet_id` was taken and awaits its PUBREL.
+    pub fn awaits_pubrel(&self, packet_id: u16) -> bool {
+        self.awaiting_pubrel.contains_key(&packet_id)
+    }
+
     pub fn awaiting_pubrel_len(&self) -> usize {
         self.awaiting_pubrel.len()
     }

@@ -53,3 +53,34 @@ pub enum ShardMsg {
         receipt: u64,
     },
 }
+
+impl ShardMsg {
+    /// Whether the receiver must commit it (with persistence on): a QoS 1/2 delivery.
+    pub fn is_durable_delivery(&self) -> bool {
+        match self {
+            ShardMsg::Deliver(message) | ShardMsg::DeliverShared { message, .. } => {
+                message.qos > crate::protocol::QoS::AtMostOnce
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether, with persistence on, it may reach the peer only once the records this shard
+    /// made before it are on disk: what a client could see through the peer and this shard
+    /// could forget in a crash (see `router::outbox`). Route changes, retained updates (the
+    /// retained message is the publisher's to send again until its PUBACK) and QoS 0
+    /// deliveries need nothing on disk: unless a QoS 1/2 delivery waits before them, they go
+    /// on while a full disk holds the store back.
+    pub fn waits_for_records(&self) -> bool {
+        match self {
+            ShardMsg::ReceiptReleased { .. } => true,
+            ShardMsg::Deliver(_) | ShardMsg::DeliverShared { .. } => self.is_durable_delivery(),
+            ShardMsg::Retain(_)
+            | ShardMsg::RouteAdd { .. }
+            | ShardMsg::RouteRemove { .. }
+            | ShardMsg::Barrier { .. }
+            | ShardMsg::RouteAck { .. }
+            | ShardMsg::DurableAck { .. } => false,
+        }
+    }
+}

@@ -59,6 +59,8 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
         ("$SYS/broker/store/bytes", c.store_bytes),
         ("$SYS/broker/store/syncs", c.store_syncs),
         ("$SYS/broker/store/compactions", c.store_compactions),
+        ("$SYS/broker/store/refused", c.refused_store_full),
+        ("$SYS/broker/store/write_errors", c.store_write_errors),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];
     let mut messages = vec![

@@ -15,13 +15,20 @@
 //! what is live. A crash before the rename leaves the old log, which start-up reads (and
 //! removes the unfinished `.next`).
 //!
+//! A write that fails (a full disk, an I/O error) is tried again, with a growing pause, until
+//! it succeeds: the acks it holds back wait, the store counts as full meanwhile (new QoS 1/2
+//! publishes are refused, see `StoreSpace`), and nothing is acknowledged that is not on disk.
+//! Once the logs together reach `--max-data-bytes`, a shard whose log has anything since its
+//! last snapshot compacts at most once a second, so what deliveries freed is given back.
+//!
 //! The files are glommio's buffered files (io_uring, no blocking call on the shard) rather than
 //! O_DIRECT ones: a group commit is a few kilobytes at most, which O_DIRECT would pad to whole
 //! blocks and rewrite.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use glommio::channels::local_channel::LocalReceiver;
@@ -29,11 +36,22 @@ use glommio::io::{BufferedFile, Directory, OpenOptions};
 
 use super::shard::Shard;
 use crate::config::Fsync;
-use crate::core::store::{write_frame, Record};
+use crate::core::store::{write_frame, Record, StoreSpace};
+
+/// While the store is over `--max-data-bytes`: how often a shard compacts to give room back.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+/// After a compaction failed (no room for the snapshot beside the log): the pause before the
+/// next try. The log itself goes on as it was.
+const COMPACTION_RETRY: Duration = Duration::from_secs(10);
+/// A failed write is tried again after a pause that doubles up to this.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// While writes keep failing, the error is logged again this often.
+const FAILING_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A shard's log, open for appending.
 pub struct ShardLog {
     path: PathBuf,
+    shard: usize,
     file: BufferedFile,
     /// Where the next write goes.
     len: u64,
@@ -41,25 +59,54 @@ pub struct ShardLog {
     /// Its length after the last snapshot (at start: as the start's snapshot left it).
     snapshot_len: u64,
     compact_after: u64,
+    space: Arc<StoreSpace>,
+    last_compaction: Instant,
+    compaction_failed: Option<Instant>,
 }
 
 impl ShardLog {
-    pub async fn open(path: &Path, fsync: Fsync, compact_after: u64) -> std::io::Result<ShardLog> {
+    pub async fn open(
+        path: &Path,
+        shard: usize,
+        fsync: Fsync,
+        compact_after: u64,
+        space: Arc<StoreSpace>,
+    ) -> std::io::Result<ShardLog> {
         let file = open_for_append(path, fsync).await?;
         let len = file.file_size().await?;
+        space.set_used(shard, len);
         Ok(ShardLog {
             path: path.to_path_buf(),
+            shard,
             file,
             len,
             fsync,
             snapshot_len: len,
             compact_after,
+            space,
+            last_compaction: Instant::now(),
+            compaction_failed: None,
         })
     }
 
-    /// Whether it is time for a snapshot.
-    fn grown(&self) -> bool {
-        self.len >= (self.snapshot_len + self.compact_after).max(2 * self.snapshot_len)
+    /// Whether it is time for a snapshot: the log has grown enough, or the store is over its
+    /// bound and this log holds something a snapshot may drop.
+    fn compaction_due(&self) -> bool {
+        if self
+            .compaction_failed
+            .is_some_and(|at| at.elapsed() < COMPACTION_RETRY)
+        {
+            return false;
+        }
+        let grown = self.len >= (self.snapshot_len + self.compact_after).max(2 * self.snapshot_len);
+        grown || self.reclaim_due().is_some_and(|wait| wait.is_zero())
+    }
+
+    /// While the store is over its bound and this log has records since its snapshot: how
+    /// long until it may compact again to give room back.
+    fn reclaim_due(&self) -> Option<Duration> {
+        (self.space.over_limit() && self.len > self.snapshot_len)
+            .then(|| RECLAIM_EVERY.saturating_sub(self.last_compaction.elapsed()))
     }
 
     /// The records framed, and the log position they go to.
@@ -71,6 +118,71 @@ impl ShardLog {
         let at = self.len;
         self.len += bytes.len() as u64;
         Ok((bytes.to_vec(), at))
+    }
+
+    /// Writes `bytes` at `at`, trying again until they are all on disk (see the module's
+    /// header): the store is full meanwhile.
+    async fn write_until_done(&self, shard: &Shard, mut bytes: Vec<u8>, mut at: u64) {
+        let mut failing: Option<(Instant, Instant)> = None;
+        let mut pause = Duration::from_millis(50);
+        while let Err(error) = write_all_at(&self.file, &mut bytes, &mut at).await {
+            let now = Instant::now();
+            shard.broker().counters.store_write_errors += 1;
+            match &mut failing {
+                None => {
+                    self.space.set_failing(self.shard, true);
+                    failing = Some((now, now));
+                    tracing::error!(
+                        shard = self.shard,
+                        log = %self.path.display(),
+                        %error,
+                        "cannot write the durable store: the acks that wait for it are held \
+                         back and new QoS 1/2 publishes refused until it can; trying again"
+                    );
+                }
+                Some((since, logged)) if now.duration_since(*logged) >= FAILING_LOG_EVERY => {
+                    *logged = now;
+                    tracing::error!(
+                        shard = self.shard,
+                        %error,
+                        failing_for_s = now.duration_since(*since).as_secs(),
+                        "the durable store still cannot be written"
+                    );
+                }
+                Some(_) => {}
+            }
+            glommio::timer::sleep(pause).await;
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        }
+        if let Some((since, _)) = failing {
+            self.space.set_failing(self.shard, false);
+            tracing::warn!(
+                shard = self.shard,
+                failed_for_ms = since.elapsed().as_millis() as u64,
+                "the durable store can be written again"
+            );
+        }
+        self.space.set_used(self.shard, self.len);
+    }
+
+    /// Appends `records` (made through `through`) until they are on disk, then commits them.
+    async fn append(
+        &mut self,
+        shard: &Rc<Shard>,
+        records: &[Record],
+        through: u64,
+    ) -> std::io::Result<()> {
+        let (bytes, at) = self.frame(records)?;
+        note_written(
+            shard,
+            records.len(),
+            bytes.len(),
+            self.fsync == Fsync::Always,
+        );
+        self.write_until_done(shard, bytes, at).await;
+        shard.broker().committed(through);
+        shard.flush();
+        Ok(())
     }
 }
 
@@ -85,27 +197,32 @@ async fn open_for_append(path: &Path, fsync: Fsync) -> std::io::Result<BufferedF
 
 /// Replaces the log by a snapshot of the shard's state as of now. The records made since the
 /// last write are in it (records are idempotent; see `broker::snapshot`): they are committed
-/// with it.
+/// with it. When the snapshot cannot be written (no room beside the log), they are appended
+/// to the log as it is, and compaction waits a while.
 async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     let started = Instant::now();
     let before = log.len;
-    let (_, through) = shard.broker().take_records();
+    let (pending, through) = shard.broker().take_records();
     let records = shard.broker().snapshot_records();
     let next = log.path.with_extension("log.next");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .buffered_open(&next)
-        .await?;
-    let mut bytes = BytesMut::new();
-    for record in &records {
-        write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
-    }
-    let len = bytes.len() as u64;
-    write_all_at(&file, bytes.to_vec(), 0).await?;
-    file.fdatasync().await?;
-    file.close().await?;
+    log.last_compaction = started;
+    let len = match write_snapshot(&next, &records).await {
+        Ok(len) => len,
+        Err(error) => {
+            let _ = glommio::io::remove(&next).await;
+            log.compaction_failed = Some(Instant::now());
+            shard.broker().counters.store_write_errors += 1;
+            tracing::error!(
+                shard = log.shard,
+                %error,
+                log_bytes = before,
+                "cannot write a snapshot of the log (no room beside it?): the log goes on as it \
+                 is; compaction is tried again later"
+            );
+            return log.append(shard, &pending, through).await;
+        }
+    };
+    log.compaction_failed = None;
     glommio::io::rename(&next, &log.path).await?;
     if let Some(dir) = log.path.parent() {
         Directory::open(dir).await?.sync().await?;
@@ -113,14 +230,14 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     log.file = open_for_append(&log.path, log.fsync).await?;
     log.len = len;
     log.snapshot_len = len;
-    let id = {
+    log.space.set_used(log.shard, len);
+    {
         let mut broker = shard.broker();
         broker.counters.store_compactions += 1;
         broker.counters.store_syncs += 1;
-        broker.shard()
-    };
+    }
     tracing::info!(
-        shard = id,
+        shard = log.shard,
         records = records.len(),
         from_bytes = before,
         to_bytes = len,
@@ -132,32 +249,81 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` at `at`, all of them.
-async fn write_all_at(file: &BufferedFile, mut bytes: Vec<u8>, mut at: u64) -> std::io::Result<()> {
+/// Writes `records` to a new file at `path`, synced; returns its length.
+async fn write_snapshot(path: &Path, records: &[Record]) -> std::io::Result<u64> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(path)
+        .await?;
+    let mut bytes = BytesMut::new();
+    for record in records {
+        write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
+    }
+    let len = bytes.len() as u64;
+    let written = async {
+        write_all_at(&file, &mut bytes.to_vec(), &mut 0).await?;
+        file.fdatasync().await?;
+        Ok::<_, std::io::Error>(())
+    }
+    .await;
+    let closed = file.close().await;
+    written?;
+    closed?;
+    Ok(len)
+}
+
+/// Writes `bytes` at `at`, all of them; on an error, what was written is gone from `bytes`
+/// and `at` is past it, so that a retry goes on from there.
+async fn write_all_at(
+    file: &BufferedFile,
+    bytes: &mut Vec<u8>,
+    at: &mut u64,
+) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        let n = file.write_at(bytes.clone(), at).await?;
+        let n = file.write_at(bytes.clone(), *at).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        at += n as u64;
+        *at += n as u64;
         bytes.drain(..n);
     }
     Ok(())
 }
 
-/// Writes the shard's records as they come. A log that cannot be written stops the shard's
-/// durable acks, loudly: what is acknowledged must be on disk.
+/// Writes the shard's records as they come. Writes that fail are tried again (see the
+/// module's header); only a log that cannot be reopened after a compaction stops the task,
+/// loudly, and with it the shard's durable acks: what is acknowledged must be on disk.
 pub async fn log_task(shard: Rc<Shard>, log: ShardLog, wake: LocalReceiver<()>) {
+    let id = log.shard;
+    let space = log.space.clone();
     let result = match log.fsync {
         Fsync::Always => write_durably(&shard, log, wake).await,
         Fsync::Interval(every) => write_then_sync(&shard, log, wake, every).await,
     };
     if let Err(error) = result {
+        space.set_failing(id, true);
         tracing::error!(
-            shard = shard.broker().shard(),
+            shard = id,
             %error,
             "cannot write the durable store: acks that need it are held back"
         );
+    }
+}
+
+/// Waits until the shard has records for the log (true), or `timeout` passes (true too),
+/// or the shard is gone (false).
+async fn woken(wake: &LocalReceiver<()>, timeout: Option<Duration>) -> bool {
+    match timeout {
+        None => wake.recv().await.is_some(),
+        Some(timeout) => {
+            futures_lite::future::or(async { wake.recv().await.is_some() }, async {
+                glommio::timer::sleep(timeout).await;
+                true
+            })
+            .await
+        }
     }
 }
 
@@ -168,22 +334,19 @@ async fn write_durably(
     wake: LocalReceiver<()>,
 ) -> std::io::Result<()> {
     loop {
+        if log.compaction_due() {
+            compact(shard, &mut log).await?;
+            continue;
+        }
         let (records, through) = shard.broker().take_records();
         if records.is_empty() {
             // Woken by the shard's flush when it has records.
-            if wake.recv().await.is_none() {
+            if !woken(&wake, log.reclaim_due()).await {
                 return Ok(());
             }
             continue;
         }
-        let (bytes, at) = log.frame(&records)?;
-        note_written(shard, records.len(), bytes.len(), true);
-        write_all_at(&log.file, bytes, at).await?;
-        shard.broker().committed(through);
-        shard.flush();
-        if log.grown() {
-            compact(shard, &mut log).await?;
-        }
+        log.append(shard, &records, through).await?;
     }
 }
 
@@ -192,41 +355,41 @@ async fn write_then_sync(
     shard: &Rc<Shard>,
     mut log: ShardLog,
     wake: LocalReceiver<()>,
-    every: std::time::Duration,
+    every: Duration,
 ) -> std::io::Result<()> {
     let mut unsynced = false;
     let mut last_sync = Instant::now();
     loop {
-        let woken = futures_lite::future::or(async { wake.recv().await.is_some() }, async {
-            glommio::timer::sleep(every).await;
-            true
-        })
-        .await;
-        if !woken {
+        let timeout = log.reclaim_due().map_or(every, |wait| wait.min(every));
+        if !woken(&wake, Some(timeout)).await {
             return Ok(());
         }
         loop {
+            if log.compaction_due() {
+                compact(shard, &mut log).await?;
+                unsynced = false;
+            }
             let (records, through) = shard.broker().take_records();
             if !records.is_empty() {
-                let (bytes, at) = log.frame(&records)?;
-                note_written(shard, records.len(), bytes.len(), false);
-                write_all_at(&log.file, bytes, at).await?;
+                log.append(shard, &records, through).await?;
                 unsynced = true;
             }
             if unsynced && last_sync.elapsed() >= every {
-                log.file.fdatasync().await?;
-                shard.broker().counters.store_syncs += 1;
-                unsynced = false;
+                match log.file.fdatasync().await {
+                    Ok(()) => {
+                        shard.broker().counters.store_syncs += 1;
+                        unsynced = false;
+                    }
+                    Err(error) => {
+                        // Acked already (the interval's promise): tried again next time.
+                        shard.broker().counters.store_write_errors += 1;
+                        tracing::error!(shard = log.shard, %error, "cannot sync the durable store");
+                    }
+                }
                 last_sync = Instant::now();
             }
             if records.is_empty() {
                 break;
-            }
-            shard.broker().committed(through);
-            shard.flush();
-            if log.grown() {
-                compact(shard, &mut log).await?;
-                unsynced = false;
             }
         }
     }

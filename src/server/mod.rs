@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::core::acl::AclFile;
 use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::core::quota::Quota;
+use crate::core::store::StoreSpace;
 use crate::metrics::StatsBoard;
 use heartbeat::Clock;
 use mesh::Mesh;
@@ -128,6 +129,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => None,
     };
     let reload = (config.clone(), auth.clone(), clock.clone());
+    let config_max_data_bytes = config.max_data_bytes;
     let common = Common {
         config,
         mesh: Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE)),
@@ -136,6 +138,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         auth,
         quota: Arc::new(Quota::default()),
         recovered,
+        store_space: Arc::new(StoreSpace::new(shards, config_max_data_bytes)),
         ready,
     };
     let placement = match CpuSet::online() {

@@ -61,6 +61,8 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
     logs.sort();
     let mut recovered = Recovered::default();
     let mut read = 0usize;
+    // The logs cut short of a damage, with the length of what is sound in them.
+    let mut damaged = Vec::new();
     for (_, path) in &logs {
         let file_error = |source| StoreError::File {
             path: path.clone(),
@@ -86,27 +88,45 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
                     aside = %aside.display(),
                     "a damaged log: what comes before the damage is recovered, the file is set aside"
                 );
-                std::fs::copy(path, &aside).map_err(file_error)?;
+                if let Err(error) = std::fs::copy(path, &aside) {
+                    // A full disk, most likely: starting matters more than the evidence.
+                    tracing::error!(%error, aside = %aside.display(), "cannot set the damaged log aside");
+                }
             }
+        }
+        if found.damage.is_some() {
+            damaged.push((path.clone(), found.sound_len));
         }
         recovered.apply(found.records);
     }
     recovered.prune();
-    // Two phases, so that a crash in the middle leaves either the old logs or the new ones:
-    // every new log written aside and synced, then the marker, then the renames.
-    for shard in 0..shards {
-        write_snapshot(dir, shard, &snapshot(&recovered, shard, shards))?;
+    let folding = logs.iter().any(|(n, _)| *n >= shards);
+    match write_snapshots(dir, &recovered, shards) {
+        Ok(()) => {
+            if folding {
+                tracing::info!(
+                    "the logs of shards this run does not have are folded into the others"
+                );
+            }
+        }
+        // No room for the snapshot (a full disk): with the same shard count the logs serve
+        // as they are, cut to what is sound, and the broker starts; the store counts as full
+        // until its first write succeeds.
+        Err(error) if !folding => {
+            tracing::error!(
+                %error,
+                "cannot write the start's snapshot of the store: the logs are kept as they are"
+            );
+            remove_new_logs(dir).map_err(dir_error)?;
+            for (path, sound_len) in &damaged {
+                cut(path, *sound_len).map_err(|source| StoreError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Err(error) => return Err(error),
     }
-    let marker = dir.join(SNAPSHOT_READY);
-    std::fs::File::create(&marker)
-        .and_then(|f| f.sync_all())
-        .map_err(dir_error)?;
-    sync_dir(dir).map_err(dir_error)?;
-    if logs.iter().any(|(n, _)| *n >= shards) {
-        tracing::info!("the logs of shards this run does not have are folded into the others");
-    }
-    settle_snapshot(dir).map_err(dir_error)?;
-    sync_dir(dir).map_err(dir_error)?;
     tracing::info!(
         dir = %dir.display(),
         records = read,
@@ -117,6 +137,46 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
         "durable store recovered"
     );
     Ok(recovered)
+}
+
+/// Rewrites the logs as a snapshot of `recovered` for `shards` shards. Two phases, so that a
+/// crash in the middle leaves either the old logs or the new ones: every new log written aside
+/// and synced, then the marker, then the renames.
+fn write_snapshots(dir: &Path, recovered: &Recovered, shards: usize) -> Result<(), StoreError> {
+    let dir_error = |source| StoreError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    for shard in 0..shards {
+        write_snapshot(dir, shard, &snapshot(recovered, shard, shards))?;
+    }
+    let marker = dir.join(SNAPSHOT_READY);
+    std::fs::File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(dir_error)?;
+    sync_dir(dir).map_err(dir_error)?;
+    settle_snapshot(dir).map_err(dir_error)?;
+    sync_dir(dir).map_err(dir_error)
+}
+
+/// Removes the new logs of a snapshot that could not be finished (and its marker).
+fn remove_new_logs(dir: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(dir.join(SNAPSHOT_READY));
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.to_str().is_some_and(|p| p.ends_with(".log.new")) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Cuts a log to its first `len` bytes, durably: what follows a damage must not be appended
+/// after (a scan would stop at the damage and never reach it).
+fn cut(path: &Path, len: usize) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(len as u64)?;
+    file.sync_all()
 }
 
 /// The records that rebuild shard `shard`'s part of `recovered`: the sessions homed there and

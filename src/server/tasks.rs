@@ -21,7 +21,7 @@ use super::{log_writer, store};
 use crate::config::Config;
 use crate::core::auth::AuthHandle;
 use crate::core::quota::Quota;
-use crate::core::store::Recovered;
+use crate::core::store::{Recovered, StoreSpace};
 use crate::core::Broker;
 use crate::metrics::StatsBoard;
 
@@ -62,6 +62,8 @@ pub struct Common {
     pub quota: Arc<Quota>,
     /// What the durable store recovered at start, with `--data-dir`.
     pub recovered: Option<Arc<Recovered>>,
+    /// The durable store's room, posted by every shard's log task.
+    pub store_space: Arc<StoreSpace>,
     /// Each shard reports here once it accepts connections, or why it cannot.
     pub ready: crossbeam_channel::Sender<Result<(), ShardStartError>>,
 }
@@ -76,6 +78,7 @@ pub async fn run(common: Common) {
         auth,
         quota,
         recovered,
+        store_space,
         ready,
     } = common;
     let Some(ends) = mesh.take() else {
@@ -105,10 +108,17 @@ pub async fn run(common: Common) {
     let log = match (&config.data_dir, &recovered) {
         (Some(dir), Some(recovered)) => {
             let path = store::log_path(dir, id);
-            match log_writer::ShardLog::open(&path, config.fsync, config.compact_after_bytes).await
-            {
+            let log = log_writer::ShardLog::open(
+                &path,
+                id,
+                config.fsync,
+                config.compact_after_bytes,
+                store_space.clone(),
+            )
+            .await;
+            match log {
                 Ok(log) => {
-                    broker = broker.with_journal();
+                    broker = broker.with_journal().with_store_space(store_space);
                     broker.restore(recovered);
                     Some(log)
                 }

@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 
 use super::{Broker, ConnId};
 use crate::core::shard_msg::ShardMsg;
-use crate::protocol::QoS;
 
 /// What must be on disk before something may leave: this shard's records through
 /// `records`, and for each peer, the durable deliveries sent to it through `peers[p]`.
@@ -68,20 +67,10 @@ impl PeerCommits {
     }
 }
 
-/// Whether a message between shards is a delivery the receiver must commit.
-fn is_durable_delivery(msg: &ShardMsg) -> bool {
-    match msg {
-        ShardMsg::Deliver(message) | ShardMsg::DeliverShared { message, .. } => {
-            message.qos > QoS::AtMostOnce
-        }
-        _ => false,
-    }
-}
-
 impl Broker {
     /// Sends a message to another shard, counting it if the receiver must commit it.
     pub(super) fn send_to_shard(&mut self, to: usize, msg: ShardMsg) {
-        if self.journal.is_some() && is_durable_delivery(&msg) {
+        if self.journal.is_some() && msg.is_durable_delivery() {
             self.peer_commits.sent[to] += 1;
             // The publisher's ack waits for the peer's commit of it.
             if let Some(super::Feeder::Conn(id)) = self.feeder {
@@ -96,7 +85,7 @@ impl Broker {
 
     /// A message taken from shard `from`, before it is handled.
     pub(super) fn taking_from_shard(&mut self, from: usize, msg: &ShardMsg) {
-        if self.journal.is_some() && is_durable_delivery(msg) {
+        if self.journal.is_some() && msg.is_durable_delivery() {
             self.peer_commits.taken[from] += 1;
         }
     }

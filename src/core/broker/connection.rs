@@ -101,6 +101,7 @@ impl Broker {
         }
 
         let mut session_present = false;
+        let records_before = self.journal_made;
         let existing = self.sessions.key_of(&client_id);
         if let Some(key) = existing {
             let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
@@ -204,6 +205,11 @@ impl Broker {
             code: ReasonCode::Success,
             properties,
         };
+        if self.journal_made > records_before {
+            // What the CONNECT changed (a durable session taken over or ended) is on disk
+            // before CONNACK says so.
+            conn.out_needs.set_records(self.journal_made);
+        }
         conn.link
             .write_control("CONNACK", |_, out| connack.write(version, out));
 

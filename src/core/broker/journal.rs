@@ -17,7 +17,7 @@ use crate::core::home_shard;
 use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::session::{PendingWill, Session, Subscription};
 use crate::core::sessions::SessionKey;
-use crate::core::store::{Record, Recovered, StoredMessage};
+use crate::core::store::{Record, Recovered, StoreSpace, StoredMessage};
 use crate::protocol::Will;
 use bytestring::ByteString;
 
@@ -25,6 +25,13 @@ impl Broker {
     /// Turns persistence on: from now on changes are recorded.
     pub fn with_journal(mut self) -> Broker {
         self.journal = Some(Vec::new());
+        self
+    }
+
+    /// Shares the durable store's room with the other shards: while it is full, new QoS 1/2
+    /// publishes are refused.
+    pub fn with_store_space(mut self, space: Arc<StoreSpace>) -> Broker {
+        self.store_space = space;
         self
     }
 

@@ -95,6 +95,8 @@ struct Logs {
     pauses: DropLog,
     /// Publishers held for a subscriber that is behind.
     holds: DropLog,
+    /// QoS 1/2 publishes refused: the durable store is full.
+    store_full: DropLog,
 }
 
 /// A SUBACK (or UNSUBACK) waiting for every shard to acknowledge the routes its filters added
@@ -171,6 +173,8 @@ pub struct Broker {
     auth: Arc<AuthHandle>,
     /// Broker-wide counts; shared by every shard.
     quota: Arc<Quota>,
+    /// Room left in the durable store; shared by every shard.
+    store_space: Arc<crate::core::store::StoreSpace>,
 }
 
 impl Broker {
@@ -212,6 +216,7 @@ impl Broker {
             logs: Logs::default(),
             auth: Arc::default(),
             quota: Arc::default(),
+            store_space: Arc::default(),
         }
     }
 
@@ -434,13 +439,31 @@ impl Broker {
 
     fn queue_flush(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
-            // Whatever it has to send now leaves after the records made so far are on disk.
-            if self.journal.is_some() {
+            // What a durable session is sent now leaves after the records made so far are on
+            // disk: among them those of the messages in it. A session that ends with its
+            // connection waits only for its acks (`after_records`): its QoS 0 traffic goes
+            // on while a full disk holds the store back.
+            if self.journal.is_some()
+                && conn
+                    .session
+                    .and_then(|key| self.sessions.get(&key))
+                    .is_some_and(|s| s.durable)
+            {
                 conn.out_needs.set_records(self.journal_made);
             }
             if !conn.queued_for_flush {
                 conn.queued_for_flush = true;
                 self.flush_queue.push(id);
+            }
+        }
+    }
+
+    /// What `id` is sent from now on leaves once the records made so far are on disk: an
+    /// ack that says "taken" (PUBACK, PUBREC, CONNACK) means on disk.
+    fn after_records(&mut self, id: ConnId) {
+        if self.journal.is_some() {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.out_needs.set_records(self.journal_made);
             }
         }
     }

@@ -352,7 +352,12 @@ impl Router {
     }
 
     fn push(&mut self, to: usize, msg: ShardMsg) {
-        self.outbox[to].push(msg, self.needs);
+        let needs = if msg.waits_for_records() {
+            self.needs
+        } else {
+            0
+        };
+        self.outbox[to].push(msg, needs);
     }
 
     /// Sends `msg` to every other shard.

@@ -1,6 +1,7 @@
-//! One shard's outbox to one peer. With persistence on, a message leaves only once the records
-//! the shard made before it are on disk: a peer must not act on what this shard could forget
-//! in a crash. (A QoS 2 message delivered on another shard before its "received" record is
+//! One shard's outbox to one peer. With persistence on, a message that could make a peer act
+//! on what this shard could forget in a crash (`ShardMsg::waits_for_records`) leaves only once
+//! the records the shard made before it are on disk, and those behind it wait with it: the
+//! order between shards is kept. (A QoS 2 message delivered on another shard before its "received" record is
 //! committed would, after a crash, be accepted again from the publisher's resend and reach the
 //! subscriber twice.)
 

@@ -6,7 +6,9 @@
 pub mod frame;
 pub mod record;
 pub mod recovery;
+pub mod space;
 
 pub use frame::{scan, write_frame, Damage, Scan};
 pub use record::{Owing, Record, RecordError, StoredMessage};
 pub use recovery::{OwedMessage, Recovered, RecoveredSession};
+pub use space::StoreSpace;

@@ -906,3 +906,4 @@ mod flow;
 mod hostile;
 mod journal;
 mod receive;
+mod store_space;
