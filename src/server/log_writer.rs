@@ -24,6 +24,14 @@
 //! The files are glommio's buffered files (io_uring, no blocking call on the shard) rather than
 //! O_DIRECT ones: a group commit is a few kilobytes at most, which O_DIRECT would pad to whole
 //! blocks and rewrite.
+//!
+//! A log is filled with zeros [`FILL_AHEAD`] ahead of its records (one synchronous write of
+//! zeros per mebibyte, between group commits), so that a group commit overwrites blocks that
+//! exist: an `O_DSYNC` write that grows a file on ext4 waits for a journal commit (the new
+//! size), one that does not waits only for its data (measured with `dd oflag=dsync`, 4 KiB
+//! writes: 0.57 ms appending, 0.21 ms overwriting). A scan reads zeros to the end as the end
+//! of the log (`store::scan`). On a disk too full for the zeros, writes grow the file as
+//! before.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -47,14 +55,23 @@ const COMPACTION_RETRY: Duration = Duration::from_secs(10);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// While writes keep failing, the error is logged again this often.
 const FAILING_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How far past its records a log is filled with zeros (less under a small
+/// `--max-data-bytes`, see `StoreSpace::fill_ahead`); it is filled again once less than half of
+/// that is left.
+const FILL_AHEAD: u64 = 1 << 20;
+/// After the zeros could not be written (a full disk): the pause before trying again.
+const FILL_RETRY: Duration = Duration::from_secs(1);
 
 /// A shard's log, open for appending.
 pub struct ShardLog {
     path: PathBuf,
     shard: usize,
     file: BufferedFile,
-    /// Where the next write goes.
+    /// Where the next write goes: the end of the records.
     len: u64,
+    /// The file's length: the records, then zeros (see the module's header).
+    filled: u64,
+    fill_failed: Option<Instant>,
     fsync: Fsync,
     /// Its length after the last snapshot (at start: as the start's snapshot left it).
     snapshot_len: u64,
@@ -80,6 +97,8 @@ impl ShardLog {
             shard,
             file,
             len,
+            filled: len,
+            fill_failed: None,
             fsync,
             snapshot_len: len,
             compact_after,
@@ -87,6 +106,40 @@ impl ShardLog {
             last_compaction: Instant::now(),
             compaction_failed: None,
         })
+    }
+
+    /// Fills the log with zeros [`FILL_AHEAD`] past its records once less than half of that
+    /// is left. A failure (no room) only means that writes grow the file for a while.
+    async fn fill_ahead(&mut self) {
+        let ahead = self.space.fill_ahead(FILL_AHEAD);
+        if ahead == 0
+            || self.filled >= self.len + ahead / 2
+            || self.fill_failed.is_some_and(|at| at.elapsed() < FILL_RETRY)
+        {
+            return;
+        }
+        let from = self.filled.max(self.len);
+        let mut zeros = vec![0u8; (self.len + ahead - from) as usize];
+        let mut at = from;
+        match write_all_at(&self.file, &mut zeros, &mut at).await {
+            Ok(()) => {
+                self.filled = at;
+                self.fill_failed = None;
+            }
+            Err(error) => {
+                // What was written of the zeros stays; the records overwrite it.
+                self.filled = at;
+                if self.fill_failed.is_none() {
+                    tracing::warn!(
+                        shard = self.shard,
+                        %error,
+                        "cannot fill the log ahead with zeros: its writes grow the file (slower)"
+                    );
+                }
+                self.fill_failed = Some(Instant::now());
+            }
+        }
+        self.space.set_used(self.shard, self.filled.max(self.len));
     }
 
     /// Whether it is time for a snapshot: the log has grown enough, or the store is over its
@@ -162,7 +215,7 @@ impl ShardLog {
                 "the durable store can be written again"
             );
         }
-        self.space.set_used(self.shard, self.len);
+        self.space.set_used(self.shard, self.filled.max(self.len));
     }
 
     /// Appends `records` (made through `through`) until they are on disk, then commits them.
@@ -180,6 +233,7 @@ impl ShardLog {
             self.fsync == Fsync::Always,
         );
         self.write_until_done(shard, bytes, at).await;
+        self.filled = self.filled.max(self.len);
         shard.broker().committed(through);
         shard.flush();
         Ok(())
@@ -229,6 +283,7 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     }
     log.file = open_for_append(&log.path, log.fsync).await?;
     log.len = len;
+    log.filled = len;
     log.snapshot_len = len;
     log.space.set_used(log.shard, len);
     {
@@ -347,6 +402,7 @@ async fn write_durably(
             continue;
         }
         log.append(shard, &records, through).await?;
+        log.fill_ahead().await;
     }
 }
 
@@ -372,6 +428,7 @@ async fn write_then_sync(
             let (records, through) = shard.broker().take_records();
             if !records.is_empty() {
                 log.append(shard, &records, through).await?;
+                log.fill_ahead().await;
                 unsynced = true;
             }
             if unsynced && last_sync.elapsed() >= every {

@@ -61,8 +61,9 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
     logs.sort();
     let mut recovered = Recovered::default();
     let mut read = 0usize;
-    // The logs cut short of a damage, with the length of what is sound in them.
-    let mut damaged = Vec::new();
+    // The logs longer than their sound records (a damage, or the zeros a log is filled with
+    // ahead of its writes), with the length of what is sound in them.
+    let mut longer = Vec::new();
     for (_, path) in &logs {
         let file_error = |source| StoreError::File {
             path: path.clone(),
@@ -94,8 +95,8 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
                 }
             }
         }
-        if found.damage.is_some() {
-            damaged.push((path.clone(), found.sound_len));
+        if found.sound_len < bytes.len() {
+            longer.push((path.clone(), found.sound_len));
         }
         recovered.apply(found.records);
     }
@@ -110,15 +111,15 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
             }
         }
         // No room for the snapshot (a full disk): with the same shard count the logs serve
-        // as they are, cut to what is sound, and the broker starts; the store counts as full
-        // until its first write succeeds.
+        // as they are, cut to what is sound (appends go on from their end), and the broker
+        // starts; the store counts as full until its first write succeeds.
         Err(error) if !folding => {
             tracing::error!(
                 %error,
                 "cannot write the start's snapshot of the store: the logs are kept as they are"
             );
             remove_new_logs(dir).map_err(dir_error)?;
-            for (path, sound_len) in &damaged {
+            for (path, sound_len) in &longer {
                 cut(path, *sound_len).map_err(|source| StoreError::File {
                     path: path.clone(),
                     source,

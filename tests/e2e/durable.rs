@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use ringmq::core::store::scan;
+
 use crate::common::enc::Publish;
 use crate::common::raw::{RawClient, LONG};
 use crate::common::{client_id_on_shard, run_bounded, secs, unique, Broker, SHARDS};
@@ -85,10 +87,16 @@ fn a_damaged_log_is_cut_and_the_broker_starts() {
     });
     broker.signal("KILL");
     assert!(broker.wait_exit(secs(10)).is_some());
-    // A torn write at the end of one log, garbage in the middle of the other.
+    // A torn write at the end of one log's records (over the zeros the log is filled with
+    // ahead of them, as a crash leaves it), garbage in the middle of the other.
     let log0 = dir.join("shard-0.log");
     let mut bytes = std::fs::read(&log0).unwrap();
-    bytes.extend_from_slice(&[0x30, 0, 0, 0, 1, 2]);
+    let end = scan(&bytes::Bytes::from(bytes.clone())).sound_len;
+    let torn = [0x30, 0, 0, 0, 1, 2];
+    if bytes.len() < end + torn.len() {
+        bytes.resize(end + torn.len(), 0);
+    }
+    bytes[end..end + torn.len()].copy_from_slice(&torn);
     std::fs::write(&log0, &bytes).unwrap();
     std::fs::write(dir.join("shard-1.log"), [0xff; 64]).unwrap();
     let broker = start(&dir);

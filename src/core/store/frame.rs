@@ -2,6 +2,11 @@
 //! numbers little-endian. Reading a segment back never fails as a whole: it yields every record
 //! up to the first damage and says where and what the damage is, so that recovery can cut a
 //! torn tail (a crash in the middle of a write) and set a corrupt segment aside.
+//!
+//! A log may end in zeros: the writer fills the file with zeros ahead of its records, so that a
+//! synchronous write overwrites blocks that exist instead of growing the file (no journal commit
+//! per write). Zeros to the end are the end of the log, and a damaged record followed only by
+//! zeros is a torn tail.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -49,11 +54,16 @@ pub enum Damage {
     Corrupt(String),
 }
 
-/// Reads every record of a segment up to the first damage.
+/// Reads every record of a segment up to the first damage, or to the zeros it ends in.
 pub fn scan(segment: &Bytes) -> Scan {
     let mut scan = Scan::default();
     let mut at = 0;
+    // Only zeros from `from` to the end of the segment.
+    let zeros_from = |from: usize| segment[from.min(segment.len())..].iter().all(|&b| b == 0);
     while at < segment.len() {
+        if zeros_from(at) {
+            break;
+        }
         let rest = segment.len() - at;
         if rest < FRAME_HEADER {
             scan.damage = Some(Damage::TornTail);
@@ -69,11 +79,13 @@ pub fn scan(segment: &Bytes) -> Scan {
             scan.damage = Some(Damage::TornTail);
             break;
         }
-        let body = segment.slice(at + FRAME_HEADER..at + FRAME_HEADER + len);
+        let end = at + FRAME_HEADER + len;
+        let body = segment.slice(at + FRAME_HEADER..end);
         if crc32fast::hash(&body) != crc {
-            // A torn write can leave a whole-looking last frame with garbage in it: damage at
-            // the very end is a torn tail, anywhere else corruption.
-            scan.damage = Some(if at + FRAME_HEADER + len == segment.len() {
+            // A torn write can leave a whole-looking last frame with garbage (or the zeros
+            // that were there) in it: damage with nothing but zeros after it is a torn tail,
+            // anywhere else corruption.
+            scan.damage = Some(if zeros_from(end) {
                 Damage::TornTail
             } else {
                 Damage::Corrupt("checksum mismatch".into())
@@ -167,6 +179,30 @@ mod tests {
             let torn = ends[whole] != cut;
             assert_eq!(scan.damage.is_some(), torn, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_the_end_and_a_torn_record_before_them_a_torn_tail() {
+        let records = sample();
+        let mut bytes = segment(&records).to_vec();
+        let end = bytes.len();
+        bytes.resize(end + 4096, 0);
+        let whole = scan(&Bytes::from(bytes.clone()));
+        assert_eq!(whole.records, records);
+        assert_eq!((whole.sound_len, whole.damage), (end, None));
+        // The last record half written over the zeros.
+        let last = segment(&records[records.len() - 1..]).len();
+        for b in &mut bytes[end - last / 2..end] {
+            *b = 0;
+        }
+        let torn = scan(&Bytes::from(bytes.clone()));
+        assert_eq!(torn.records, records[..records.len() - 1]);
+        assert_eq!(torn.damage, Some(Damage::TornTail));
+        // Something after the zeros is not the end.
+        let n = bytes.len();
+        bytes[n - 1] = 1;
+        let corrupt = scan(&Bytes::from(bytes));
+        assert!(matches!(corrupt.damage, Some(Damage::Corrupt(_))));
     }
 
     #[test]
@@ -329,7 +365,25 @@ mod tests {
             fn any_bytes_scan_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
                 let scan = scan(&Bytes::from(bytes.clone()));
                 prop_assert!(scan.sound_len <= bytes.len());
-                prop_assert_eq!(scan.damage.is_none(), scan.sound_len == bytes.len());
+                let zeros_after = bytes[scan.sound_len..].iter().all(|&b| b == 0);
+                prop_assert_eq!(scan.damage.is_none(), zeros_after);
+            }
+
+            #[test]
+            fn a_zero_filled_log_cut_anywhere_keeps_a_prefix_and_never_reads_corrupt(
+                records in proptest::collection::vec(record(), 1..12),
+                cut in any::<proptest::sample::Index>(),
+                zeros in 0usize..64,
+            ) {
+                // What a crash leaves in a log filled with zeros ahead: a prefix of the
+                // writes, the rest still zeros.
+                let bytes = segment(&records).to_vec();
+                let cut = cut.index(bytes.len() + 1);
+                let mut file = bytes[..cut].to_vec();
+                file.resize(bytes.len() + zeros, 0);
+                let scan = scan(&Bytes::from(file));
+                prop_assert_eq!(&scan.records[..], &records[..scan.records.len()]);
+                prop_assert!(!matches!(scan.damage, Some(Damage::Corrupt(_))), "{:?}", scan.damage);
             }
         }
     }

@@ -36,6 +36,13 @@ impl StoreSpace {
         self.used.iter().map(|u| u.load(Ordering::Relaxed)).sum()
     }
 
+    /// How far a log may be filled with zeros ahead of its records (they count as used): at
+    /// most `ahead`, and with `--max-data-bytes` at most a quarter of it over all shards.
+    pub fn fill_ahead(&self, ahead: u64) -> u64 {
+        let shards = self.used.len().max(1) as u64;
+        self.max.map_or(ahead, |max| ahead.min(max / 4 / shards))
+    }
+
     /// The logs together have reached `--max-data-bytes`.
     pub fn over_limit(&self) -> bool {
         self.max.is_some_and(|max| self.used() >= max)
@@ -71,6 +78,19 @@ mod tests {
         assert!(space.full() && !space.over_limit());
         space.set_failing(1, false);
         assert!(!space.full());
+    }
+
+    #[test]
+    fn zeros_ahead_take_at_most_a_quarter_of_the_bound() {
+        assert_eq!(StoreSpace::new(2, None).fill_ahead(1 << 20), 1 << 20);
+        assert_eq!(
+            StoreSpace::new(2, Some(800_000)).fill_ahead(1 << 20),
+            100_000
+        );
+        assert_eq!(
+            StoreSpace::new(1, Some(1 << 40)).fill_ahead(1 << 20),
+            1 << 20
+        );
     }
 
     #[test]
