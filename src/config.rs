@@ -90,6 +90,11 @@ pub struct Config {
     /// Bytes (topic + payload) queued per session.
     #[arg(long, default_value_t = Limits::DEFAULT.max_queued_bytes)]
     pub max_queued_bytes: usize,
+    /// With --data-dir: queued QoS 1/2 messages of a persistent session kept in memory; those
+    /// behind them are read back from disk when the queue gets down to half of this (up to
+    /// --max-queued-messages in all, which may then be far larger).
+    #[arg(long, default_value_t = Limits::DEFAULT.max_queued_in_memory)]
+    pub max_queued_in_memory: usize,
     /// Topic aliases a 5.0 client may set (0: none).
     #[arg(long, default_value_t = Features::DEFAULT.topic_alias_maximum)]
     pub topic_alias_maximum: u16,
@@ -187,6 +192,7 @@ impl Config {
             max_inflight: self.max_inflight,
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
+            max_queued_in_memory: self.max_queued_in_memory.max(1),
             max_connections: self.max_connections,
             max_sessions: self.max_sessions,
             max_subscriptions: self.max_subscriptions,

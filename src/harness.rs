@@ -31,6 +31,37 @@ use crate::protocol::{
     Connect, Decoder, Packet, ProtocolVersion, QoS, Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 
+/// The shell's spill I/O (`server::spill_files`), with a map for files: carried out in
+/// order until the broker asks nothing more.
+fn spill_io(broker: &mut Broker, files: &mut ahash::AHashMap<(u32, u64), bytes::Bytes>) {
+    use crate::core::spill::SpillIo;
+    loop {
+        let io = broker.take_spill_io();
+        if io.is_empty() {
+            return;
+        }
+        for op in io {
+            match op {
+                SpillIo::Write {
+                    segment,
+                    offset,
+                    bytes,
+                } => {
+                    files.insert((segment, offset), bytes);
+                }
+                SpillIo::Read { token, ranges } => {
+                    let frames = ranges
+                        .iter()
+                        .map_while(|r| files.get(&(r.segment, r.offset)).cloned())
+                        .collect();
+                    broker.spill_loaded(token, frames);
+                }
+                SpillIo::Remove { segment } => files.retain(|&(s, _), _| s != segment),
+            }
+        }
+    }
+}
+
 /// Messages per mesh batch, as the shell sends them.
 const MESH_BATCH: usize = 512;
 
@@ -50,6 +81,8 @@ pub struct Cluster {
     shards: Vec<Broker>,
     now: Instant,
     flush_scratch: Vec<ConnId>,
+    /// Each shard's spill files, by segment and offset (see [`Cluster::commit`]).
+    spill_files: Vec<ahash::AHashMap<(u32, u64), bytes::Bytes>>,
 }
 
 impl Cluster {
@@ -61,6 +94,7 @@ impl Cluster {
                 .collect(),
             now,
             flush_scratch: Vec::new(),
+            spill_files: vec![Default::default(); shards],
         }
     }
 
@@ -233,12 +267,41 @@ impl Cluster {
     /// them on disk, so that the output waiting for them may leave. Returns the records.
     pub fn commit(&mut self) -> Vec<crate::core::store::Record> {
         let mut all = Vec::new();
-        for broker in &mut self.shards {
+        for (broker, files) in self.shards.iter_mut().zip(&mut self.spill_files) {
+            spill_io(broker, files);
             let (records, through) = broker.take_records();
             all.extend(records);
             broker.committed(through);
         }
         all
+    }
+
+    /// The frames shard `shard`'s spill files hold now.
+    pub fn spill_frames(&self, shard: usize) -> usize {
+        self.spill_files[shard].len()
+    }
+
+    /// The frames at `ranges` of shard `shard`'s spill files.
+    pub fn spill_frames_at(
+        &self,
+        shard: usize,
+        ranges: &[crate::core::spill::SpillRange],
+    ) -> Vec<bytes::Bytes> {
+        ranges
+            .iter()
+            .filter_map(|r| self.spill_files[shard].get(&(r.segment, r.offset)).cloned())
+            .collect()
+    }
+
+    /// Damages every frame in shard `shard`'s spill files (a flipped byte each).
+    pub fn corrupt_spill_frames(&mut self, shard: usize) {
+        for frame in self.spill_files[shard].values_mut() {
+            let mut bytes = frame.to_vec();
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xff;
+            }
+            *frame = bytes.into();
+        }
     }
 
     /// [`Cluster::settle`] with the durable store's commits in between (output and messages

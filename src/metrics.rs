@@ -43,6 +43,10 @@ pub struct Counters {
     pub refused_store_full: u64,
     /// Writes to the durable store that failed (and were tried again).
     pub store_write_errors: u64,
+    /// Queued messages put in the spill files (each time a session spilled one).
+    pub spilled_messages: u64,
+    /// Spilled messages that could not be read back (dropped).
+    pub dropped_spill_unreadable: u64,
 }
 
 impl Counters {
@@ -55,6 +59,7 @@ impl Counters {
             + self.dropped_not_authorized
             + self.dropped_session_expired
             + self.dropped_subscriber_gone
+            + self.dropped_spill_unreadable
     }
 
     fn add(&mut self, other: &Counters) {
@@ -81,6 +86,8 @@ impl Counters {
         self.store_compactions += other.store_compactions;
         self.refused_store_full += other.refused_store_full;
         self.store_write_errors += other.store_write_errors;
+        self.spilled_messages += other.spilled_messages;
+        self.dropped_spill_unreadable += other.dropped_spill_unreadable;
     }
 }
 
@@ -93,6 +100,8 @@ pub struct ShardStats {
     pub sessions: u64,
     /// Retained messages. Every shard holds all of them, so totals take the largest count.
     pub retained: u64,
+    /// Queued messages in the spill files now (each once).
+    pub spilled: u64,
 }
 
 /// Where each shard posts its latest figures (on its clock tick) and one shard reads them all.
@@ -122,6 +131,7 @@ impl StatsBoard {
             total.clients_connected += shard.clients_connected;
             total.sessions += shard.sessions;
             total.retained = total.retained.max(shard.retained);
+            total.spilled += shard.spilled;
         }
         total
     }

@@ -124,11 +124,16 @@ struct World {
     topics: HashMap<u32, &'static str>,
     /// In the last phase, when every client leaves for good.
     leaving: bool,
+    /// Persistence on, with spilled queues: the store commits at every step.
+    durable: bool,
 }
 
 impl World {
-    fn new(limits: Limits) -> World {
-        let shards = Cluster::new(SHARDS, limits);
+    fn new(limits: Limits, durable: bool) -> World {
+        let mut shards = Cluster::new(SHARDS, limits);
+        if durable {
+            shards = shards.configure(|b| b.with_journal().with_spill());
+        }
         let now = shards.now();
         let roles = [
             Role::Subscriber,
@@ -173,6 +178,7 @@ impl World {
             received: HashSet::new(),
             topics: HashMap::new(),
             leaving: false,
+            durable,
         }
     }
 
@@ -379,6 +385,13 @@ impl World {
             // What the old session still held is discarded at the client's request.
             self.clients[c].confirmed.clear();
             self.owed.retain(|(_, owed)| *owed != Owed::Session(c));
+            // Also what it would be owed once a PUBACK still on its way (waiting for the
+            // store's commit) comes.
+            for other in &mut self.clients {
+                for (_, owed) in other.unacked.values_mut() {
+                    owed.retain(|o| *o != Owed::Session(c));
+                }
+            }
         }
         let client = &mut self.clients[c];
         if let Some(old) = client.conn.take() {
@@ -454,10 +467,10 @@ impl World {
             .clients
             .iter()
             .any(|c| c.role == Role::Member && !c.confirmed.is_empty());
-        let confirmed = &self.clients[client].confirmed;
+        let confirmed = self.clients[client].confirmed.clone();
         let topics = &self.topics;
-        self.owed.retain(|(message, owed)| {
-            let topic = topics[message];
+        let keep = |message: u32, owed: &Owed| {
+            let topic = topics[&message];
             match owed {
                 Owed::Session(c) if *c == client => {
                     !topic::matches(filter, topic)
@@ -466,7 +479,15 @@ impl World {
                 Owed::Group if role == Role::Member => still_member,
                 _ => true,
             }
-        });
+        };
+        self.owed.retain(|(message, owed)| keep(*message, owed));
+        // Also what would be owed once a PUBACK still on its way (waiting for the store's
+        // commit) comes.
+        for other in &mut self.clients {
+            for (message, owed) in other.unacked.values_mut() {
+                owed.retain(|o| keep(*message, o));
+            }
+        }
     }
 
     /// The sessions and group a QoS 1/2 message on `topic` is owed to now.
@@ -495,6 +516,9 @@ impl World {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
+            if self.durable {
+                self.shards.commit();
+            }
             self.shards.walk_retained();
             for c in 0..self.clients.len() {
                 let Some(conn) = self.clients[c].conn else {
@@ -502,6 +526,10 @@ impl World {
                 };
                 let home = self.clients[c].home;
                 let Some(out) = self.shards[home].take_output(conn) else {
+                    if self.shards[home].has_connection(conn) {
+                        // Waiting for another shard's commit of its publishes.
+                        continue;
+                    }
                     self.gone(c);
                     continue;
                 };
@@ -523,6 +551,9 @@ impl World {
 
     fn mesh(&mut self) {
         self.shards.exchange();
+        if self.durable {
+            self.shards.commit();
+        }
     }
 
     fn read_inbox(&mut self, c: usize) {
@@ -676,12 +707,16 @@ fn limits() -> impl Strategy<Value = Limits> {
     (
         prop_oneof![Just(3usize), Just(10_000)],
         prop_oneof![Just(2u16), Just(256)],
+        prop_oneof![Just(1usize), Just(2), Just(1000)],
     )
-        .prop_map(|(max_queued_messages, max_inflight)| Limits {
-            max_queued_messages,
-            max_inflight,
-            ..Limits::default()
-        })
+        .prop_map(
+            |(max_queued_messages, max_inflight, max_queued_in_memory)| Limits {
+                max_queued_messages,
+                max_inflight,
+                max_queued_in_memory,
+                ..Limits::default()
+            },
+        )
 }
 
 fn cases() -> u32 {
@@ -697,9 +732,10 @@ proptest! {
     #[test]
     fn the_core_keeps_its_promises_under_any_sequence(
         limits in limits(),
+        durable in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..120),
     ) {
-        let mut world = World::new(limits);
+        let mut world = World::new(limits, durable);
         // A hostile client is always connected, for the garbage to reach.
         world.step(Step::Connect { client: 7, clean: true, v5: true });
         for s in steps {

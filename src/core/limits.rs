@@ -12,8 +12,12 @@ pub struct Limits {
     pub max_inflight: u16,
     /// Messages queued per session beyond the inflight window (offline or slow clients).
     pub max_queued_messages: usize,
-    /// Bytes of topic, payload and properties queued per session.
+    /// Bytes of topic, payload and properties queued per session, in memory.
     pub max_queued_bytes: usize,
+    /// With persistence on: queued QoS 1/2 messages of a durable session kept in memory; the
+    /// ones behind them live in the store only (`broker::spill`) until the queue is down to
+    /// half of this. Up to `max_queued_messages` in all.
+    pub max_queued_in_memory: usize,
     /// Encoded bytes waiting on one connection's socket before new deliveries queue instead.
     pub write_high_water: usize,
     /// Encoded bytes waiting on one connection's socket past which the broker stops reading
@@ -61,6 +65,7 @@ impl Limits {
         max_inflight: 256,
         max_queued_messages: 10_000,
         max_queued_bytes: 64 * 1024 * 1024,
+        max_queued_in_memory: 1000,
         write_high_water: 256 * 1024,
         read_pause_high_water: 512 * 1024,
         max_connections: 100_000,

@@ -16,6 +16,7 @@ pub mod router;
 pub mod session;
 pub mod sessions;
 pub mod shard_msg;
+pub mod spill;
 pub mod store;
 pub mod sys_topics;
 pub mod timers;

@@ -13,7 +13,8 @@ use super::filter::Filter;
 use super::limits::Limits;
 pub use super::link::Link;
 use super::link::Unsent;
-use super::message::{Delivery, Message};
+use super::message::{Delivery, Message, SharedMessage};
+use super::spill::SpilledDelivery;
 use super::store::Owing;
 use super::{SmallMap, SmallSet};
 use crate::protocol::{PacketType, QoS, SubscriptionOptions};
@@ -163,8 +164,15 @@ pub struct Session {
     /// Since when it has had messages waiting and taken none (see [`Session::is_stalled`]).
     progress_at: Option<Instant>,
     inflight: VecDeque<Inflight>,
+    /// Queued messages in memory: the head of the queue.
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
+    /// Queued messages on disk, behind those in memory (see `spill`).
+    spilled: VecDeque<SpilledDelivery>,
+    /// The first `n` of `spilled` are being read back.
+    pub spill_loading: usize,
+    /// Messages it just spilled, for the broker to keep on disk: their store ids and bodies.
+    pub to_spill: Vec<(u64, SharedMessage)>,
     /// Inbound QoS 2 packet ids awaiting PUBREL, with the receipt of each (0: none).
     awaiting_pubrel: SmallMap<u16, u64>,
     /// Those of them received before a restart and not resent since: a resend of one is
@@ -194,6 +202,9 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            spilled: VecDeque::new(),
+            spill_loading: 0,
+            to_spill: Vec::new(),
             holding: false,
             durable: false,
             progress_at: None,
@@ -214,8 +225,14 @@ impl Session {
         self.inflight.len()
     }
 
+    /// Queued messages, in memory and spilled.
     pub fn queued_len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.spilled.len()
+    }
+
+    /// Queued messages on disk.
+    pub fn spilled_len(&self) -> usize {
+        self.spilled.len()
     }
 
     /// Hands a message to the session: sent now if the link and window allow, else queued.
@@ -226,12 +243,13 @@ impl Session {
         limits: &Limits,
         now: Instant,
     ) -> DeliverOutcome {
-        if self.queue.is_empty() && self.inflight.is_empty() {
+        let nothing_queued = self.queue.is_empty() && self.spilled.is_empty();
+        if nothing_queued && self.inflight.is_empty() {
             // Nothing was waiting: the clock on its progress starts now.
             self.progress_at = Some(now);
         }
         if let Some(link) = link {
-            if self.queue.is_empty() && link.has_room(limits) && self.window_open(&delivery, link) {
+            if nothing_queued && link.has_room(limits) && self.window_open(&delivery, link) {
                 let owed = (delivery.stored != 0).then(|| DeliveryEvent::owed(&delivery, 0));
                 let outcome = self.send(delivery, link, now);
                 if let (Some(mut owed), DeliverOutcome::Sent) = (owed, outcome) {
@@ -250,7 +268,21 @@ impl Session {
             QoS::AtMostOnce => limits.queue_high_water(),
             _ => (limits.max_queued_messages, limits.max_queued_bytes),
         };
-        if self.queue.len() >= max_messages || self.queued_bytes + size > max_bytes {
+        // A stored message goes to disk behind the ones there, or once the memory's share
+        // is full; shared-group messages stay in memory (another member may take them).
+        let spills = delivery.stored != 0
+            && delivery.shared_group.is_none()
+            && (!self.spilled.is_empty() || self.queue.len() >= limits.max_queued_in_memory);
+        if spills {
+            if self.queued_len() >= max_messages {
+                return DeliverOutcome::DroppedQueueFull;
+            }
+            self.note_owed(DeliveryEvent::owed(&delivery, 0));
+            self.spilled.push_back(SpilledDelivery::of(&delivery));
+            self.to_spill.push((delivery.stored, delivery.message));
+            return DeliverOutcome::Queued;
+        }
+        if self.queued_len() >= max_messages || self.queued_bytes + size > max_bytes {
             return DeliverOutcome::DroppedQueueFull;
         }
         self.queued_bytes += size;
@@ -302,6 +334,53 @@ impl Session {
         report
     }
 
+    /// How many spilled messages to read back now: some, once the in-memory part of the
+    /// queue is down to half its share and no read is on its way.
+    pub fn spill_to_load(&self, limits: &Limits) -> usize {
+        let share = limits.max_queued_in_memory.max(1);
+        if self.spill_loading > 0 || self.spilled.is_empty() || self.queue.len() > share / 2 {
+            return 0;
+        }
+        (share - self.queue.len()).min(self.spilled.len())
+    }
+
+    /// The store ids of the first `n` spilled messages, now being read back.
+    pub fn start_loading(&mut self, n: usize) -> Vec<u64> {
+        self.spill_loading = n;
+        self.spilled.iter().take(n).map(|s| s.stored).collect()
+    }
+
+    /// The first `asked` spilled messages were read back, `messages` of them sound (the
+    /// first ones): those join the in-memory queue, in order; the rest are dropped (done
+    /// with in the store). Returns how many were dropped.
+    pub fn finish_loading(&mut self, messages: Vec<SharedMessage>, asked: usize) -> usize {
+        self.spill_loading = 0;
+        let sound = messages.len();
+        for message in messages {
+            let Some(spilled) = self.spilled.pop_front() else {
+                break;
+            };
+            let mut delivery = Delivery::new(message, spilled.qos, spilled.retain);
+            delivery.subscription_ids = spilled.subscription_ids;
+            delivery.stored = spilled.stored;
+            self.queued_bytes += delivery.message.size();
+            self.queue.push_back(delivery);
+        }
+        let mut lost = 0;
+        for _ in sound..asked {
+            if let Some(spilled) = self.spilled.pop_front() {
+                self.note_delivered(spilled.stored);
+                lost += 1;
+            }
+        }
+        lost
+    }
+
+    /// What it holds spilled (to release when the session ends).
+    pub fn spilled(&self) -> impl Iterator<Item = &SpilledDelivery> + '_ {
+        self.spilled.iter()
+    }
+
     /// The client took something (an ack, bytes written): it is not stalled.
     pub fn note_progress(&mut self, now: Instant) {
         self.progress_at = Some(now);
@@ -309,7 +388,7 @@ impl Session {
 
     /// Whether it has had messages waiting and taken none of them for the stall timeout.
     pub fn is_stalled(&self, limits: &Limits, now: Instant) -> bool {
-        (!self.queue.is_empty() || !self.inflight.is_empty())
+        self.has_pending()
             && self
                 .progress_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= limits.stall_timeout)
@@ -325,7 +404,7 @@ impl Session {
     /// mark, and it is still connected and taking messages.
     pub fn keeps_holding(&self, limits: &Limits, now: Instant) -> bool {
         let (messages, bytes) = limits.queue_low_water();
-        (self.queue.len() > messages || self.queued_bytes > bytes) && self.is_live(limits, now)
+        (self.queued_len() > messages || self.queued_bytes > bytes) && self.is_live(limits, now)
     }
 
     /// Whether a shared group's next message should go elsewhere if another member has room.
@@ -339,19 +418,20 @@ impl Session {
 
     /// Whether it has reached the mark (high water: at least 1 message).
     fn backlog_over(&self, (messages, bytes): (usize, usize)) -> bool {
-        self.queue.len() >= messages || self.queued_bytes >= bytes
+        self.queued_len() >= messages || self.queued_bytes >= bytes
     }
 
     /// Whether the link can take more and nothing queued is ahead: room for retained messages.
     pub fn ready_for_more(&self, link: &Link, limits: &Limits) -> bool {
         self.queue.is_empty()
+            && self.spilled.is_empty()
             && link.has_room(limits)
             && self.inflight.len() < usize::from(link.receive_maximum)
     }
 
     /// Messages that end with the session: queued, or sent and not yet acknowledged.
     pub fn undelivered(&self) -> usize {
-        self.queue.len()
+        self.queued_len()
             + self
                 .inflight
                 .iter()
@@ -404,8 +484,13 @@ impl Session {
     /// Puts back a message the durable store recovered: in flight with packet id `pkid`
     /// (PUBREC already in if `released`), or queued (`pkid` 0). Call in the order they were
     /// owed.
-    pub fn restore_owed(&mut self, delivery: Delivery, pkid: u16, released: bool) {
+    pub fn restore_owed(&mut self, delivery: Delivery, pkid: u16, released: bool, limits: &Limits) {
         if pkid == 0 {
+            if !self.spilled.is_empty() || self.queue.len() >= limits.max_queued_in_memory {
+                self.spilled.push_back(SpilledDelivery::of(&delivery));
+                self.to_spill.push((delivery.stored, delivery.message));
+                return;
+            }
             self.queued_bytes += delivery.message.size();
             self.queue.push_back(delivery);
             return;
@@ -647,7 +732,7 @@ impl Session {
 
     /// Whether anything is waiting to be sent or acknowledged.
     pub fn has_pending(&self) -> bool {
-        !self.inflight.is_empty() || !self.queue.is_empty()
+        !self.inflight.is_empty() || !self.queue.is_empty() || !self.spilled.is_empty()
     }
 }
 

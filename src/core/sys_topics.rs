@@ -61,6 +61,12 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
         ("$SYS/broker/store/compactions", c.store_compactions),
         ("$SYS/broker/store/refused", c.refused_store_full),
         ("$SYS/broker/store/write_errors", c.store_write_errors),
+        ("$SYS/broker/store/spilled", c.spilled_messages),
+        ("$SYS/broker/store/spilled_now", stats.spilled),
+        (
+            "$SYS/broker/publish/messages/dropped/spill_unreadable",
+            c.dropped_spill_unreadable,
+        ),
         ("$SYS/broker/retained messages/count", stats.retained),
     ];
     let mut messages = vec![

@@ -43,6 +43,7 @@ use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::{BufferedFile, Directory, OpenOptions};
 
 use super::shard::Shard;
+use super::spill_files::SpillFiles;
 use crate::config::Fsync;
 use crate::core::store::{write_frame, Record, StoreSpace};
 
@@ -79,6 +80,9 @@ pub struct ShardLog {
     space: Arc<StoreSpace>,
     last_compaction: Instant,
     compaction_failed: Option<Instant>,
+    /// The shard's spill files: their I/O runs here, between group commits, so that a
+    /// snapshot reads the frames it needs after their writes.
+    spill: SpillFiles,
 }
 
 impl ShardLog {
@@ -92,7 +96,9 @@ impl ShardLog {
         let file = open_for_append(path, fsync).await?;
         let len = file.file_size().await?;
         space.set_used(shard, len);
+        let dir = path.parent().unwrap_or(Path::new("."));
         Ok(ShardLog {
+            spill: SpillFiles::new(dir, shard, space.clone()),
             path: path.to_path_buf(),
             shard,
             file,
@@ -258,9 +264,21 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     let before = log.len;
     let (pending, through) = shard.broker().take_records();
     let records = shard.broker().snapshot_records();
+    // The `Message` records of spilled messages, as the spill files hold them; no spill I/O
+    // is pending (it runs in this task, before compactions).
+    let ranges = shard.broker().spill_ranges();
+    let spilled = log.spill.read(&ranges).await;
     let next = log.path.with_extension("log.next");
     log.last_compaction = started;
-    let len = match write_snapshot(&next, &records).await {
+    if spilled.len() != ranges.len() {
+        log.compaction_failed = Some(Instant::now());
+        tracing::error!(
+            shard = log.shard,
+            "cannot read the spill files for a snapshot: the log goes on as it is"
+        );
+        return log.append(shard, &pending, through).await;
+    }
+    let len = match write_snapshot(&next, &records, &spilled).await {
         Ok(len) => len,
         Err(error) => {
             let _ = glommio::io::remove(&next).await;
@@ -304,8 +322,13 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `records` to a new file at `path`, synced; returns its length.
-async fn write_snapshot(path: &Path, records: &[Record]) -> std::io::Result<u64> {
+/// Writes `records`, then the already framed `frames`, to a new file at `path`, synced;
+/// returns its length.
+async fn write_snapshot(
+    path: &Path,
+    records: &[Record],
+    frames: &[bytes::Bytes],
+) -> std::io::Result<u64> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -315,6 +338,9 @@ async fn write_snapshot(path: &Path, records: &[Record]) -> std::io::Result<u64>
     let mut bytes = BytesMut::new();
     for record in records {
         write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
+    }
+    for frame in frames {
+        bytes.extend_from_slice(frame);
     }
     let len = bytes.len() as u64;
     let written = async {
@@ -389,13 +415,17 @@ async fn write_durably(
     wake: LocalReceiver<()>,
 ) -> std::io::Result<()> {
     loop {
+        log.spill.run(shard).await;
         if log.compaction_due() {
             compact(shard, &mut log).await?;
             continue;
         }
         let (records, through) = shard.broker().take_records();
         if records.is_empty() {
-            // Woken by the shard's flush when it has records.
+            if shard.broker().has_spill_io() {
+                continue;
+            }
+            // Woken by the shard's flush when it has records or spill I/O.
             if !woken(&wake, log.reclaim_due()).await {
                 return Ok(());
             }
@@ -421,6 +451,7 @@ async fn write_then_sync(
             return Ok(());
         }
         loop {
+            log.spill.run(shard).await;
             if log.compaction_due() {
                 compact(shard, &mut log).await?;
                 unsynced = false;
@@ -445,7 +476,7 @@ async fn write_then_sync(
                 }
                 last_sync = Instant::now();
             }
-            if records.is_empty() {
+            if records.is_empty() && !shard.broker().has_spill_io() {
                 break;
             }
         }

@@ -10,6 +10,7 @@ mod log_writer;
 mod mesh;
 mod shard;
 mod shutdown;
+mod spill_files;
 mod stats;
 mod store;
 mod tasks;

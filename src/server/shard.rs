@@ -118,7 +118,7 @@ impl Shard {
         if broker.has_retained_work() {
             let _ = self.retained_waker.try_send(());
         }
-        if broker.has_records() {
+        if broker.has_records() || broker.has_spill_io() {
             let _ = self.log_waker.try_send(());
         }
     }

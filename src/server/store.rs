@@ -45,6 +45,7 @@ pub fn recover(dir: &Path, shards: usize) -> Result<Recovered, StoreError> {
     std::fs::create_dir_all(dir).map_err(dir_error)?;
     settle_snapshot(dir).map_err(dir_error)?;
     remove_unfinished_compactions(dir).map_err(dir_error)?;
+    remove_spill_files(dir).map_err(dir_error)?;
     let mut logs: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map_err(dir_error)?
         .filter_map(|entry| {
@@ -216,6 +217,18 @@ fn remove_unfinished_compactions(dir: &Path) -> std::io::Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with("shard-") && name.ends_with(".log.next") {
             tracing::info!(file = %path.display(), "an unfinished compaction is removed");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The spill files of the last run: a cache of messages its logs hold.
+fn remove_spill_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if super::spill_files::is_spill_file(name) {
             std::fs::remove_file(&path)?;
         }
     }

@@ -118,7 +118,10 @@ pub async fn run(common: Common) {
             .await;
             match log {
                 Ok(log) => {
-                    broker = broker.with_journal().with_store_space(store_space);
+                    broker = broker
+                        .with_journal()
+                        .with_spill()
+                        .with_store_space(store_space);
                     broker.restore(recovered);
                     Some(log)
                 }

@@ -23,6 +23,7 @@ mod qos;
 mod retained_will;
 mod sessions;
 mod shared;
+mod spill;
 mod store_full;
 mod subscriptions;
 mod sys_topics;

@@ -456,6 +456,7 @@ impl Broker {
             }
         }
         self.redistribute_shared(key);
+        self.release_spilled(key);
         if let Some(session) = self.sessions.remove(&key) {
             if session.durable {
                 self.journal(|| Record::SessionEnd {

@@ -145,9 +145,10 @@ impl Broker {
                         .subscription_ids
                         .clone_from(&owing.subscription_ids);
                     delivery.stored = id;
-                    session.restore_owed(delivery, owing.pkid, owed.released);
+                    session.restore_owed(delivery, owing.pkid, owed.released, &self.limits);
                 }
             }
+            self.spill_session(key);
             if let Some((delay, stored)) = &saved.will {
                 let due = now + Duration::from_secs(u64::from(*delay));
                 if let Some(session) = self.sessions.get_mut(&key) {
@@ -229,7 +230,7 @@ fn will_of(stored: &StoredMessage) -> Will {
 }
 
 /// A stored message as the broker routes it, owning its bytes.
-fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+pub(super) fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
     let mut message = Message::new(&stored.topic, &stored.payload, stored.qos, now);
     message.retain = stored.retain;
     message.properties = stored.properties.compacted();

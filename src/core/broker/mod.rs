@@ -18,6 +18,7 @@ mod replies;
 mod retained_work;
 mod routing;
 mod snapshot;
+mod spilling;
 mod subscribe;
 mod tombstones;
 
@@ -175,11 +176,19 @@ pub struct Broker {
     quota: Arc<Quota>,
     /// Room left in the durable store; shared by every shard.
     store_space: Arc<crate::core::store::StoreSpace>,
+    /// Spilled queues (see `spilling`), when on.
+    spill: Option<crate::core::spill::SpillIndex>,
+    /// `--max-queued-in-memory`, in effect once spilling is on.
+    spill_share: usize,
+    spill_reads: AHashMap<u64, spilling::SpillRead>,
+    next_spill_token: u64,
 }
 
 impl Broker {
     /// The broker of shard `shard` out of `shards` (at most 64).
-    pub fn new(shard: usize, shards: usize, limits: Limits, now: Instant) -> Broker {
+    pub fn new(shard: usize, shards: usize, mut limits: Limits, now: Instant) -> Broker {
+        // Queues stay in memory until spilling is on (`with_spill`).
+        let spill_share = std::mem::replace(&mut limits.max_queued_in_memory, usize::MAX);
         Broker {
             router: Router::new(shard, shards),
             shard,
@@ -217,6 +226,10 @@ impl Broker {
             auth: Arc::default(),
             quota: Arc::default(),
             store_space: Arc::default(),
+            spill: None,
+            spill_share,
+            spill_reads: AHashMap::new(),
+            next_spill_token: 0,
         }
     }
 
@@ -275,6 +288,7 @@ impl Broker {
             clients_connected: self.conns.attached() as u64,
             sessions: self.sessions.len() as u64,
             retained: self.retained.len() as u64,
+            spilled: self.spilled_now() as u64,
         }
     }
 
@@ -306,6 +320,11 @@ impl Broker {
     }
 
     /// The protocol version the connection speaks (3.1.1 until its CONNECT says).
+    /// Whether connection `id` is open here.
+    pub fn has_connection(&self, id: ConnId) -> bool {
+        self.conns.contains_key(&id)
+    }
+
     pub fn version(&self, id: ConnId) -> ProtocolVersion {
         self.conns
             .get(&id)
@@ -500,6 +519,7 @@ impl Broker {
         }
         self.account_report(report);
         self.journal_deliveries(key);
+        self.load_spilled(key);
         if !self.conns[&id].link.out.is_empty() {
             self.queue_flush(id);
         }

@@ -161,6 +161,7 @@ impl Broker {
         }
         self.account(outcome);
         self.journal_deliveries(key);
+        self.spill_session(key);
         if let (Some(c), DeliverOutcome::Sent) = (conn_id, outcome) {
             self.queue_flush(c);
         }

@@ -19,13 +19,29 @@ use crate::core::session::Session;
 use crate::core::store::{OwedMessage, Owing, Record, RecoveredSession, StoredMessage};
 
 impl Broker {
-    /// The records that rebuild this shard's durable state as of now.
+    /// The records that rebuild this shard's durable state as of now, but for the `Message`
+    /// records of spilled messages: the frames at [`Broker::spill_ranges`] go with them.
     pub fn snapshot_records(&self) -> Vec<Record> {
         let mut records = Vec::new();
         let mut written = BTreeSet::new();
         for session in self.sessions.values().filter(|s| s.durable) {
             let (saved, messages) = self.as_recovered(session);
             saved.records(&session.client_id, &messages, &mut written, &mut records);
+            // Spilled messages: what is owed here; their `Message` records are the spill
+            // files' frames, which the shell appends (`spill_ranges`).
+            for spilled in session.spilled() {
+                records.push(Record::Owed {
+                    client_id: session.client_id.clone(),
+                    owing: Owing {
+                        id: spilled.stored,
+                        qos: spilled.qos,
+                        retain: spilled.retain,
+                        subscription_ids: spilled.subscription_ids.clone(),
+                        pkid: 0,
+                        receipt: spilled.receipt.id,
+                    },
+                });
+            }
         }
         for (topic, (seq, message)) in &self.logged_retained {
             records.push(match message {

@@ -11,7 +11,7 @@ fn journaled(shards: usize) -> Cluster {
 }
 
 /// A client id whose session is homed on `shard` of `shards`.
-fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
+pub(super) fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
     (0..)
         .map(|n| format!("{prefix}-{n}"))
         .find(|id| home_shard(id.as_bytes(), shards) == shard)
@@ -19,7 +19,7 @@ fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
 }
 
 /// The state every shard's log adds up to, as the server recovers it.
-fn recover(log: Vec<Record>) -> Recovered {
+pub(super) fn recover(log: Vec<Record>) -> Recovered {
     let mut recovered = Recovered::default();
     recovered.apply(log);
     recovered.prune();
@@ -38,13 +38,13 @@ fn restart(shards: usize, recovered: &Recovered) -> Cluster {
     c
 }
 
-fn go_away(c: &mut Cluster, client: Client) {
+pub(super) fn go_away(c: &mut Cluster, client: Client) {
     let now = c.now();
     c[client.shard].closed(client.conn, now);
     c.settle_committed();
 }
 
-fn payloads(packets: &[Packet]) -> Vec<(Vec<u8>, u16, bool)> {
+pub(super) fn payloads(packets: &[Packet]) -> Vec<(Vec<u8>, u16, bool)> {
     publishes(packets)
         .iter()
         .map(|p| (p.payload().to_vec(), p.packet_id, p.dup))

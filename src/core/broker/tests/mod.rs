@@ -906,4 +906,5 @@ mod flow;
 mod hostile;
 mod journal;
 mod receive;
+mod spill;
 mod store_space;

@@ -1,0 +1,171 @@
+//! A shard's spill files, `DIR/spill-N-K.dat` (shard N, segment K): the I/O the broker hands
+//! out for spilled queues (`core::spill`), carried out in order from the shard's log task, so
+//! that a snapshot of the log reads the frames it needs after their writes.
+//!
+//! They are a cache of what the log holds, so they are not synced, and start-up removes them.
+//! A write that fails (a full disk) is tried again, with a growing pause, before anything after
+//! it: the reads behind it wait, and the store counts as full meanwhile (new QoS 1/2 publishes
+//! are refused), as for the log.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use glommio::io::{BufferedFile, OpenOptions};
+
+use super::shard::Shard;
+use crate::core::spill::{SpillIo, SpillRange};
+use crate::core::store::StoreSpace;
+
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+pub struct SpillFiles {
+    dir: PathBuf,
+    shard: usize,
+    files: AHashMap<u32, BufferedFile>,
+    space: Arc<StoreSpace>,
+}
+
+/// The path of shard `shard`'s spill segment `segment`.
+pub fn spill_path(dir: &Path, shard: usize, segment: u32) -> PathBuf {
+    dir.join(format!("spill-{shard}-{segment}.dat"))
+}
+
+/// Whether `name` is a spill file (any shard's): start-up removes them.
+pub fn is_spill_file(name: &str) -> bool {
+    name.starts_with("spill-") && name.ends_with(".dat")
+}
+
+impl SpillFiles {
+    pub fn new(dir: &Path, shard: usize, space: Arc<StoreSpace>) -> SpillFiles {
+        SpillFiles {
+            dir: dir.to_path_buf(),
+            shard,
+            files: AHashMap::new(),
+            space,
+        }
+    }
+
+    /// Carries out what the broker asked of the spill files, until it asks nothing more.
+    pub async fn run(&mut self, shard: &Rc<Shard>) {
+        loop {
+            let io = shard.broker().take_spill_io();
+            if io.is_empty() {
+                return;
+            }
+            for op in io {
+                match op {
+                    SpillIo::Write {
+                        segment,
+                        offset,
+                        bytes,
+                    } => self.write_until_done(shard, segment, offset, bytes).await,
+                    SpillIo::Read { token, ranges } => {
+                        let frames = self.read(&ranges).await;
+                        shard.broker().spill_loaded(token, frames);
+                        shard.flush();
+                    }
+                    SpillIo::Remove { segment } => self.remove(segment).await,
+                }
+            }
+        }
+    }
+
+    /// The frames at `ranges`, in order, up to the first that cannot be read.
+    pub async fn read(&mut self, ranges: &[SpillRange]) -> Vec<Bytes> {
+        let mut frames = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            match self.read_one(range).await {
+                Ok(frame) => frames.push(frame),
+                Err(error) => {
+                    tracing::error!(shard = self.shard, segment = range.segment, %error, "cannot read a spill file");
+                    break;
+                }
+            }
+        }
+        frames
+    }
+
+    async fn read_one(&mut self, range: &SpillRange) -> std::io::Result<Bytes> {
+        let file = self.file(range.segment).await?;
+        let read = file.read_at(range.offset, range.len as usize).await?;
+        if read.len() != range.len as usize {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(Bytes::copy_from_slice(&read))
+    }
+
+    async fn write_until_done(&mut self, shard: &Shard, segment: u32, offset: u64, bytes: Bytes) {
+        let mut pause = Duration::from_millis(50);
+        let mut failing = false;
+        loop {
+            match self.write(segment, offset, &bytes).await {
+                Ok(()) => break,
+                Err(error) => {
+                    shard.broker().counters.store_write_errors += 1;
+                    if !failing {
+                        tracing::error!(
+                            shard = self.shard,
+                            %error,
+                            "cannot write a spill file: new QoS 1/2 publishes are refused until \
+                             it can; trying again"
+                        );
+                        self.space.set_failing(self.shard, true);
+                        failing = true;
+                    }
+                    glommio::timer::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+            }
+        }
+        if failing {
+            self.space.set_failing(self.shard, false);
+            tracing::warn!(shard = self.shard, "the spill file can be written again");
+        }
+    }
+
+    async fn write(&mut self, segment: u32, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
+        let file = self.file(segment).await?;
+        let mut at = offset;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = file.write_at(rest.to_vec(), at).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            at += n as u64;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    async fn remove(&mut self, segment: u32) {
+        if let Some(file) = self.files.remove(&segment) {
+            let _ = file.close().await;
+        }
+        let path = spill_path(&self.dir, self.shard, segment);
+        if let Err(error) = glommio::io::remove(&path).await {
+            let error = std::io::Error::from(error);
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(shard = self.shard, %error, "cannot remove a spill file");
+            }
+        }
+    }
+
+    async fn file(&mut self, segment: u32) -> std::io::Result<&BufferedFile> {
+        if !self.files.contains_key(&segment) {
+            let path = spill_path(&self.dir, self.shard, segment);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .buffered_open(&path)
+                .await?;
+            self.files.insert(segment, file);
+        }
+        Ok(&self.files[&segment])
+    }
+}
