@@ -6,7 +6,7 @@
 # syncs (from $SYS) and messages per sync. Writes perf/results/durable-<stamp>.md.
 #
 # Usage: perf/durable.sh      (needs jq, mosquitto_sub)
-#   DURATION=10   SKIP_BUILD=1   BROKERS="ringmq-memory ringmq-always ringmq-interval mosquitto nats"
+#   DURATION=10   SKIP_BUILD=1   INFLIGHT=64   BROKERS="ringmq-memory ringmq-always ringmq-interval mosquitto nats"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,8 @@ WORK=$(mktemp -d /tmp/ringmq-durable.XXXXXX)
 BROKER_PID=
 RINGMQ_PORT0=19960
 declare -A PORT=([ringmq]=$RINGMQ_PORT0 [mosquitto]=19883 [nats]=19884 [rumqttd]=19885)
-LOAD_ARGS="fanin --pairs 4 --qos 1 --inflight 64 --persistent --payload 64"
+INFLIGHT=${INFLIGHT:-64}
+LOAD_ARGS="fanin --pairs 4 --qos 1 --inflight $INFLIGHT --persistent --payload 64"
 
 log() { echo "durable: $*" >&2; }
 cleanup() { stop_broker; rm -rf "$WORK"; }

@@ -269,10 +269,13 @@ impl Session {
             _ => (limits.max_queued_messages, limits.max_queued_bytes),
         };
         // A stored message goes to disk behind the ones there, or once the memory's share
-        // is full; shared-group messages stay in memory (another member may take them).
+        // is full and the session is away or stalled (a live one is kept within its marks by
+        // flow control, in memory); shared-group messages stay in memory (another member may
+        // take them).
         let spills = delivery.stored != 0
             && delivery.shared_group.is_none()
-            && (!self.spilled.is_empty() || self.queue.len() >= limits.max_queued_in_memory);
+            && (!self.spilled.is_empty()
+                || (self.queue.len() >= limits.max_queued_in_memory && !self.is_live(limits, now)));
         if spills {
             if self.queued_len() >= max_messages {
                 return DeliverOutcome::DroppedQueueFull;
