@@ -54,6 +54,8 @@ impl SpillFiles {
         loop {
             let io = shard.broker().take_spill_io();
             if io.is_empty() {
+                self.space
+                    .set_spilled(self.shard, shard.broker().spill_bytes());
                 return;
             }
             for op in io {

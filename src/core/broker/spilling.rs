@@ -54,6 +54,11 @@ impl Broker {
             .unwrap_or_default()
     }
 
+    /// Bytes in the spill files now.
+    pub fn spill_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, SpillIndex::bytes)
+    }
+
     /// Messages spilled now, once each.
     pub fn spilled_now(&self) -> usize {
         self.spill.as_ref().map_or(0, SpillIndex::messages)

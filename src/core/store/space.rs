@@ -10,6 +10,8 @@ pub struct StoreSpace {
     /// `--max-data-bytes`: the logs of all shards together (`None`: no bound but the disk's).
     max: Option<u64>,
     used: Vec<AtomicU64>,
+    /// Each shard's spill files (`core::spill`).
+    spilled: Vec<AtomicU64>,
     failing: Vec<AtomicBool>,
 }
 
@@ -18,6 +20,7 @@ impl StoreSpace {
         StoreSpace {
             max,
             used: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            spilled: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             failing: (0..shards).map(|_| AtomicBool::new(false)).collect(),
         }
     }
@@ -27,13 +30,23 @@ impl StoreSpace {
         self.used[shard].store(bytes, Ordering::Relaxed);
     }
 
+    /// Shard `shard`'s spill files now hold `bytes`.
+    pub fn set_spilled(&self, shard: usize, bytes: u64) {
+        self.spilled[shard].store(bytes, Ordering::Relaxed);
+    }
+
     /// Shard `shard`'s log cannot be written (`true`), or can again.
     pub fn set_failing(&self, shard: usize, failing: bool) {
         self.failing[shard].store(failing, Ordering::Relaxed);
     }
 
+    /// The logs and spill files of every shard.
     pub fn used(&self) -> u64 {
-        self.used.iter().map(|u| u.load(Ordering::Relaxed)).sum()
+        self.used
+            .iter()
+            .chain(&self.spilled)
+            .map(|u| u.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// How far a log may be filled with zeros ahead of its records (they count as used): at
@@ -78,6 +91,8 @@ mod tests {
         assert!(space.full() && !space.over_limit());
         space.set_failing(1, false);
         assert!(!space.full());
+        space.set_spilled(1, 60);
+        assert!(space.full(), "spill files count too");
     }
 
     #[test]
