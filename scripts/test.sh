@@ -5,6 +5,7 @@
 # `interop`), the soak (its own binary, tests/soak.rs) and the benches in test mode.
 #
 # Meant for a fresh Debian machine, as root (or with sudo): installs what the interop tests need
+# (mosquitto-clients, the mosquitto broker for the bridge test, paho-mqtt)
 # when it is missing, and is quiet and quick when everything is already there. Idempotent.
 #
 # Environment knobs passed through to the tests:
@@ -26,6 +27,8 @@ fi
 apt_missing=()
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 \
     || apt_missing+=(mosquitto-clients)
+# The Mosquitto broker, as the bridge in tests/e2e/bridge.rs (its service is not wanted).
+[ -x /usr/sbin/mosquitto ] || apt_missing+=(mosquitto)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then
     apt_missing+=(python3-pip)
@@ -38,6 +41,9 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     if ! $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null 2>&1; then
         $SUDO apt-get update -qq >/dev/null
         $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    fi
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
     fi
 fi
 

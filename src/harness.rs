@@ -380,6 +380,7 @@ pub fn connect_packet(client_id: &str, version: ProtocolVersion, clean: bool) ->
         username: None,
         password: None,
         properties: Default::default(),
+        bridge: false,
     }
 }
 

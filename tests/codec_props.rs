@@ -499,9 +499,18 @@ fn connect(version: ProtocolVersion) -> BoxedStrategy<Connect> {
         option::of(will(version)),
         credentials(version),
         properties(PropertyContext::Connect, version),
+        any::<bool>(),
     )
         .prop_map(
-            move |(clean_start, keep_alive, client_id, will, (username, password), properties)| {
+            move |(
+                clean_start,
+                keep_alive,
+                client_id,
+                will,
+                (username, password),
+                properties,
+                bridge,
+            )| {
                 Connect {
                     version,
                     // An empty client identifier needs Clean Session in 3.1.1 (MQTT-3.1.3-7).
@@ -512,6 +521,8 @@ fn connect(version: ProtocolVersion) -> BoxedStrategy<Connect> {
                     username,
                     password,
                     properties,
+                    // A bridge's level (top bit set) exists in 3.x only.
+                    bridge: bridge && version != V5,
                 }
             },
         )
@@ -1424,6 +1435,7 @@ fn longest_fields_round_trip() {
                 username: Some(longest.as_str().into()),
                 password: Some(Bytes::from(vec![0; 65_535])),
                 properties: Properties::default(),
+                bridge: false,
             })),
         ];
         for packet in packets {

@@ -435,6 +435,7 @@ impl World {
             } else {
                 Default::default()
             },
+            bridge: false,
         };
         self.send(c, Packet::Connect(Box::new(connect)));
     }

@@ -569,6 +569,18 @@ impl Session {
         found
     }
 
+    /// A 5.0 PUBREC with an error code: the client refused the QoS 2 message, which is done
+    /// with (its packet id and window slot free, no PUBREL).
+    pub fn on_pubrec_refused(&mut self, packet_id: u16) -> bool {
+        let Some(at) = self.position(packet_id, AwaitingFromClient::Ack, Some(QoS::ExactlyOnce))
+        else {
+            return false;
+        };
+        let done = self.inflight.remove(at).expect("position is in range");
+        self.note_delivered(done.delivery.stored);
+        true
+    }
+
     pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id, AwaitingFromClient::Complete, None) {
             Some(at) => {

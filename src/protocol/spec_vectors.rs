@@ -144,6 +144,31 @@ fn connack_both_versions() {
     // Reserved acknowledge flags, and return code 6 in 3.1.1.
     assert!(decode_one(V4, b"\x20\x02\x02\x00").is_err());
     assert!(decode_one(V4, b"\x20\x02\x00\x06").is_err());
+    // 3.1 has no session present flag: its first byte is reserved, written 0.
+    let mut out = BytesMut::new();
+    let with_session = ConnAck {
+        session_present: true,
+        ..ConnAck::default()
+    };
+    encode(&Packet::ConnAck(with_session), V3, &mut out).unwrap();
+    assert_eq!(&out[..], b"\x20\x02\x00\x00");
+}
+
+#[test]
+fn connect_from_a_mosquitto_bridge() {
+    // Mosquitto bridges set the level's top bit (try_private): 0x84 for 3.1.1, 0x83 for 3.1.
+    let wire = b"\x10\x0e\x00\x04MQTT\x84\x02\x00\x3c\x00\x02br";
+    let Packet::Connect(c) = round_trip(V4, wire) else {
+        panic!()
+    };
+    assert!(c.bridge && c.version == V4);
+    let wire = b"\x10\x10\x00\x06MQIsdp\x83\x02\x00\x3c\x00\x02br";
+    let Packet::Connect(c) = round_trip(V4, wire) else {
+        panic!()
+    };
+    assert!(c.bridge && c.version == V3);
+    // 5.0 has no such level.
+    assert!(decode_one(V4, b"\x10\x0f\x00\x04MQTT\x85\x02\x00\x3c\x00\x00\x02br").is_err());
 }
 
 #[test]

@@ -8,6 +8,8 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod bridge;
+mod conformance;
 mod connect;
 mod crash;
 mod durable;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use super::packets::is_sys_topic;
+use super::packets::sys_allows;
 use super::{Broker, ConnId, SessionKey};
 use crate::core::filter::Filter;
 use crate::core::home_shard;
@@ -93,7 +93,7 @@ impl Broker {
         let acl = auth.client_acl(username, &client_id);
         if let Some(will) = &connect.will {
             // A will is a PUBLISH made later: it must pass what a PUBLISH would, now.
-            if let Err((code, why)) = self.check_will(will, acl.as_deref()) {
+            if let Err((code, why)) = self.check_will(will, acl.as_deref(), connect.bridge) {
                 tracing::info!(shard = self.shard, client = %client_id, why, "CONNECT refused: will");
                 self.refuse(id, code);
                 return;
@@ -112,10 +112,12 @@ impl Broker {
             }
             let session = self.sessions.get_mut(&key).expect("indexed sessions exist");
             let old_conn = session.conn.take();
+            // A session that ends with its connection ends with the one taken over.
+            let ended = old_conn.is_some() && session.expiry_interval == 0;
             if let Some(old) = old_conn {
                 self.take_over(old);
             }
-            if connect.clean_start {
+            if connect.clean_start || ended {
                 self.destroy_session(key, false);
             } else {
                 session_present = true;
@@ -166,6 +168,7 @@ impl Broker {
             .properties
             .request_problem_information
             .unwrap_or(true);
+        conn.bridge = connect.bridge;
         conn.link.receive_maximum = limits
             .max_inflight
             .min(connect.properties.receive_maximum.unwrap_or(u16::MAX));
@@ -234,6 +237,7 @@ impl Broker {
         &self,
         will: &Will,
         acl: Option<&crate::core::acl::ClientAcl>,
+        bridge: bool,
     ) -> Result<(), (ReasonCode, &'static str)> {
         if topic_levels(&will.topic) > self.limits.max_topic_levels {
             return Err((ReasonCode::TopicNameInvalid, "too many topic levels"));
@@ -244,7 +248,7 @@ impl Broker {
         if will.retain && !self.features.retain_available {
             return Err((ReasonCode::RetainNotSupported, "retain is not available"));
         }
-        if is_sys_topic(&will.topic) {
+        if !sys_allows(&will.topic, bridge) {
             return Err((ReasonCode::NotAuthorized, "$SYS is the broker's"));
         }
         if acl.is_some_and(|acl| !acl.may_publish(&will.topic)) {

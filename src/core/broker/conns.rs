@@ -133,6 +133,9 @@ pub(super) struct Conn {
     pub inbound_aliases: InboundAliases,
     /// 5.0 Request Problem Information: reason strings on acks allowed.
     pub problem_information: bool,
+    /// A bridge (Mosquitto's protocol level with the top bit set): its subscriptions get no
+    /// echo of its own messages and the retain flag as published.
+    pub bridge: bool,
     /// Session Expiry Interval of the CONNECT: 0 may not become non-zero (MQTT-3.14.2-2).
     pub connect_expiry: u32,
     /// Its first packet is still to be looked at for the home shard of its session.
@@ -174,6 +177,7 @@ impl Conn {
             queued_for_flush: false,
             inbound_aliases: InboundAliases::default(),
             problem_information: true,
+            bridge: false,
             connect_expiry: 0,
             may_hand_off,
             out_needs: Default::default(),

@@ -43,6 +43,12 @@ impl Broker {
                     self.pump(id, key);
                 }
             }
+            Packet::PubRec(ack) if ack.reason.is_error() => {
+                // Refused (5.0): the flow ends here, no PUBREL (MQTT-4.3.3).
+                if self.session_acked(key, |s| s.on_pubrec_refused(ack.packet_id)) {
+                    self.pump(id, key);
+                }
+            }
             Packet::PubRec(ack) => {
                 let conn = self.conns.get_mut(&id).expect("checked above");
                 if let Some(session) = self.sessions.get_mut(&key) {
@@ -211,10 +217,11 @@ impl Broker {
         }
         // One session lookup for both: who publishes (for by-publisher shared groups) and
         // whether the ACL lets it.
-        // `$SYS` is the broker's own: no client writes there, ACL or not.
+        // `$SYS` is the broker's own: no client writes there, ACL or not (a bridge its state).
+        let bridge = self.conns.get(&id).is_some_and(|c| c.bridge);
         let (publisher, allowed) = self.sessions.get(&key).map_or((0, true), |s| {
-            let allowed =
-                !is_sys_topic(topic) && s.acl.as_ref().is_none_or(|acl| acl.may_publish(topic));
+            let allowed = sys_allows(topic, bridge)
+                && s.acl.as_ref().is_none_or(|acl| acl.may_publish(topic));
             (client_hash(&s.client_id), allowed)
         });
         if !allowed {
@@ -407,4 +414,14 @@ pub(super) fn client_hash(client_id: &str) -> u64 {
 
 pub(super) fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
+/// Where a Mosquitto bridge reports its state on the remote broker (its notifications, and
+/// its will there).
+const BRIDGE_STATE_TOPICS: &str = "$SYS/broker/connection/";
+
+/// Whether a client may write to `topic` as far as `$SYS` goes: only the broker may, but for
+/// a bridge's own state.
+pub(super) fn sys_allows(topic: &str, bridge: bool) -> bool {
+    !is_sys_topic(topic) || (bridge && topic.starts_with(BRIDGE_STATE_TOPICS))
 }

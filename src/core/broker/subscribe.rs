@@ -24,7 +24,16 @@ struct Added {
 }
 
 impl Broker {
-    pub(super) fn on_subscribe(&mut self, id: ConnId, key: SessionKey, subscribe: Subscribe) {
+    pub(super) fn on_subscribe(&mut self, id: ConnId, key: SessionKey, mut subscribe: Subscribe) {
+        if self.conns[&id].bridge {
+            // What a bridge forwards must not come back to it, and it keeps retained as
+            // retained (the options a 5.0 bridge would ask for).
+            for f in &mut subscribe.filters {
+                // No Local on a shared subscription is a protocol error (MQTT-3.8.3-4).
+                f.options.no_local = !f.filter.starts_with("$share/");
+                f.options.retain_as_published = true;
+            }
+        }
         let subscription_id = subscribe
             .properties
             .subscription_identifiers

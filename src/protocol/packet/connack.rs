@@ -50,7 +50,9 @@ impl ConnAck {
         let v5 = version.is_v5();
         let remaining = 2 + self.properties.wire_len_in(version, "CONNACK properties")?;
         write_fixed_header(dst, (PacketType::ConnAck as u8) << 4, remaining)?;
-        dst.put_u8(u8::from(self.session_present));
+        // MQTT 3.1 has no session present flag: the byte is reserved, 0.
+        let session_present = self.session_present && version != ProtocolVersion::V3_1;
+        dst.put_u8(u8::from(session_present));
         if v5 {
             dst.put_u8(self.code as u8);
             self.properties.write(dst)?;

@@ -24,7 +24,13 @@ pub struct Connect {
     pub username: Option<ByteString>,
     pub password: Option<Bytes>,
     pub properties: Properties,
+    /// A bridge (3.x only): the protocol level's top bit was set, as Mosquitto bridges do
+    /// (`try_private`). It expects no echo of its own messages and retain as published.
+    pub bridge: bool,
 }
+
+/// The top bit of a 3.x protocol level that marks a bridge.
+const BRIDGE_LEVEL_BIT: u8 = 0x80;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
@@ -51,9 +57,10 @@ impl Connect {
         check_reserved_flags(PacketType::Connect, flags)?;
         let name = read_binary(&mut body)?;
         let level = read_u8(&mut body)?;
-        let version = match (&name[..], level) {
+        let bridge = level & BRIDGE_LEVEL_BIT != 0;
+        let version = match (&name[..], level & !BRIDGE_LEVEL_BIT) {
             (b"MQTT", 4) => ProtocolVersion::V3_1_1,
-            (b"MQTT", 5) => ProtocolVersion::V5,
+            (b"MQTT", 5) if !bridge => ProtocolVersion::V5,
             (b"MQIsdp", 3) => ProtocolVersion::V3_1,
             _ => return Err(DecodeError::UnsupportedProtocol { level }),
         };
@@ -104,6 +111,7 @@ impl Connect {
             username,
             password,
             properties,
+            bridge,
         })
     }
 
@@ -152,7 +160,12 @@ impl Connect {
         }
         write_fixed_header(dst, (PacketType::Connect as u8) << 4, remaining)?;
         write_binary(dst, name, "protocol name")?;
-        dst.put_u8(self.version as u8);
+        let bridge = if self.bridge && !v5 {
+            BRIDGE_LEVEL_BIT
+        } else {
+            0
+        };
+        dst.put_u8(self.version as u8 | bridge);
         dst.put_u8(flags);
         dst.put_u16(self.keep_alive);
         if v5 {

@@ -186,6 +186,7 @@ fn first_packet_must_be_connect_and_only_once() {
             username: None,
             password: None,
             properties: Default::default(),
+            bridge: false,
         })),
     );
     assert!(h.is_closing(c));
@@ -901,6 +902,7 @@ fn cross_shard_unsuback_waits_for_route_acks_then_publishers_see_no_subscribers(
     assert_eq!(ack.reason, ReasonCode::NoMatchingSubscribers);
 }
 
+mod conformance;
 mod deliveries;
 mod flow;
 mod hostile;
