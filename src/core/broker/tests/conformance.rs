@@ -18,6 +18,11 @@ fn a_clean_session_taken_over_by_a_persistent_connect_is_a_new_session() {
     // A persistent session taken over is resumed, as before.
     let c = h.connect("id", false, V4);
     assert!(connack(&h.received(c)).session_present);
+    // 5.0: Clean Start 0 without a Session Expiry Interval ends with its connection too.
+    let d = h.connect("id5", false, V5);
+    h.received(d);
+    let e = h.connect("id5", false, V5);
+    assert!(!connack(&h.received(e)).session_present);
 }
 
 #[test]

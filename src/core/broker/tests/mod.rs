@@ -276,7 +276,15 @@ fn takeover_closes_the_old_connection_and_publishes_its_will() {
         retain: false,
         properties: Default::default(),
     };
-    let old = h.connect_with("c", false, V5, Some(will), 0);
+    // A session that outlives its connection (a Session Expiry Interval): a takeover resumes
+    // it (one that ends with its connection is not, see `conformance`).
+    let old = h.broker.open(h.now);
+    let mut connect = Connect {
+        will: Some(will),
+        ..connect_packet("c", V5, false)
+    };
+    connect.properties.session_expiry_interval = Some(60);
+    h.send(old, Packet::Connect(Box::new(connect)));
     h.received(old);
     let new = h.connect("c", false, V5);
     assert!(h.is_closing(old));
