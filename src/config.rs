@@ -24,9 +24,19 @@ pub struct Config {
     /// Shards (threads, one per CPU, pinned). Default: one per online CPU. At most 64.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub shards: Option<u16>,
-    /// Verbose logging (debug level); RUST_LOG overrides.
+    /// Verbose logging (debug level: connections, disconnections, refusals); RUST_LOG
+    /// overrides (`RUST_LOG=ringmq=trace` for more).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Append log lines to this file instead of stderr; it is reopened on SIGHUP (logrotate).
+    #[arg(long, value_name = "PATH", conflicts_with = "log_dest")]
+    pub log_file: Option<std::path::PathBuf>,
+    /// Where log lines go: stderr or syslog (which journald reads too).
+    #[arg(long, value_enum, default_value_t = LogDestArg::Stderr)]
+    pub log_dest: LogDestArg,
+    /// Log lines as text or as one JSON object a line.
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     /// Let the allocator use transparent huge pages. Off by default: they made each idle
     /// connection cost about 1 KB more and can stall on compaction.
     #[arg(long)]
@@ -223,6 +233,24 @@ impl Config {
                 SharedPolicyArg::Publisher => SharedPolicy::Publisher,
             },
             use_username_as_clientid: self.use_username_as_clientid,
+        }
+    }
+}
+
+/// `--log-dest`: a file is `--log-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogDestArg {
+    Stderr,
+    Syslog,
+}
+
+impl Config {
+    /// Where log lines go.
+    pub fn log_dest(&self) -> crate::logging::LogDest {
+        match (&self.log_file, self.log_dest) {
+            (Some(path), _) => crate::logging::LogDest::File(path.clone()),
+            (None, LogDestArg::Syslog) => crate::logging::LogDest::Syslog,
+            (None, LogDestArg::Stderr) => crate::logging::LogDest::Stderr,
         }
     }
 }

@@ -10,6 +10,8 @@
 pub mod config;
 pub mod core;
 pub mod harness;
+#[cfg(feature = "server")]
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 #[cfg(feature = "server")]

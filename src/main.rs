@@ -11,14 +11,17 @@ fn main() {
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
     let default_level = if config.verbose { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logging = match ringmq::logging::init(default_level, &config.log_dest(), config.log_format)
+    {
+        Ok(logging) => logging,
+        Err(error) => {
+            eprintln!("ringmq: cannot log to {:?}: {error}", config.log_dest());
+            std::process::exit(1);
+        }
+    };
     if let Err(error) = ringmq::server::run(config) {
+        // The lines still queued go out first (exit runs no destructors).
+        drop(logging);
         eprintln!("ringmq: {error}");
         std::process::exit(1);
     }

@@ -102,6 +102,9 @@ pub struct ShardStats {
     pub retained: u64,
     /// Queued messages in the spill files now (each once).
     pub spilled: u64,
+    /// Log lines dropped because their destination did not take them (the whole process's;
+    /// set by the shell before publishing).
+    pub log_lines_dropped: u64,
 }
 
 /// Where each shard posts its latest figures (on its clock tick) and one shard reads them all.

@@ -68,6 +68,7 @@ pub fn sys_messages(stats: &ShardStats, uptime: Duration) -> Vec<(&'static str, 
             c.dropped_spill_unreadable,
         ),
         ("$SYS/broker/retained messages/count", stats.retained),
+        ("$SYS/broker/log/dropped", stats.log_lines_dropped),
     ];
     let mut messages = vec![
         (

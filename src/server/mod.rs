@@ -186,7 +186,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// SIGHUP rereads the password and ACL files; SIGTERM or SIGINT stops the shards.
+/// SIGHUP reopens the log file and rereads the password and ACL files; SIGTERM or SIGINT
+/// stops the shards.
 fn handle_signals(
     mut signals: signal_hook::iterator::Signals,
     (config, auth, clock): (Config, Arc<AuthHandle>, Arc<Clock>),
@@ -198,6 +199,7 @@ fn handle_signals(
             tracing::info!(signal, "stopping");
             return;
         }
+        crate::logging::reopen();
         if config.password_file.is_none() && config.acl_file.is_none() {
             continue;
         }

@@ -37,7 +37,8 @@ impl StatsReporter {
             return;
         }
         self.next_publish = now + interval;
-        let totals = self.board.totals();
+        let mut totals = self.board.totals();
+        totals.log_lines_dropped = crate::logging::dropped_lines();
         for (topic, payload) in sys_messages(&totals, now.duration_since(self.started)) {
             broker.publish_system(topic, payload.as_bytes());
         }

@@ -20,6 +20,7 @@ mod interop;
 mod keepalive;
 mod lifecycle;
 mod limits;
+mod logging;
 mod properties;
 mod qos;
 mod retained_will;

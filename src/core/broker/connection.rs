@@ -388,6 +388,7 @@ impl Broker {
         }
         session.conn = None;
         session.retained_scheduled = false;
+        tracing::debug!(shard = self.shard, client = %session.client_id, will = will.is_some(), "client disconnected");
         if std::mem::take(&mut session.holding) {
             // Offline, it holds no one: what comes for it queues up to its limits.
             self.eased = true;

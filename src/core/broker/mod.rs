@@ -289,6 +289,7 @@ impl Broker {
             sessions: self.sessions.len() as u64,
             retained: self.retained.len() as u64,
             spilled: self.spilled_now() as u64,
+            log_lines_dropped: 0,
         }
     }
 

@@ -89,6 +89,16 @@ impl Broker {
         Self::start(&args)
     }
 
+    /// Starts the broker with its stderr unread or discarded (see
+    /// `ringmq_test_support::Stderr`); waits until its port takes connections.
+    pub fn start_unwatched(extra: &[&str], stderr: ringmq_test_support::Stderr) -> Broker {
+        Broker(ringmq_test_support::Broker::start_unwatched(
+            &broker_bin(),
+            extra,
+            stderr,
+        ))
+    }
+
     /// Starts the broker on `port` exactly (no retry on another port).
     pub fn start_on(port: u16, extra: &[&str]) -> Result<Broker, String> {
         ringmq_test_support::Broker::start_on(&broker_bin(), port, extra).map(Broker)

@@ -42,6 +42,17 @@ pub struct Broker {
     pub args: Vec<String>,
     child: Mutex<Child>,
     log: Log,
+    /// Its stderr pipe, held open and never read (see [`Broker::start_unwatched`]).
+    _unread: Option<std::process::ChildStderr>,
+}
+
+/// What becomes of the stderr of a broker started with [`Broker::start_unwatched`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stderr {
+    /// A pipe nobody reads: it fills, as a stuck log shipper's would.
+    Unread,
+    /// /dev/null (the broker logs elsewhere).
+    Null,
 }
 
 impl Broker {
@@ -115,7 +126,48 @@ impl Broker {
             args,
             child: Mutex::new(child),
             log,
+            _unread: None,
         })
+    }
+
+    /// Starts `bin --bind 127.0.0.1 --port <free> <extra...>` with its stderr as `stderr`
+    /// says, and waits (at most `READY_TIMEOUT`) until the port takes connections.
+    pub fn start_unwatched(bin: &Path, extra: &[&str], stderr: Stderr) -> Broker {
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(bin);
+        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(match stderr {
+            Stderr::Unread => Stdio::piped(),
+            Stderr::Null => Stdio::null(),
+        });
+        set_parent_death_signal(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn ringmq");
+        let unread = child.stderr.take();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ringmq {args:?} exited with {status} before it listened");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ringmq {args:?} did not listen within {READY_TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            port,
+            args,
+            child: Mutex::new(child),
+            log: Arc::default(),
+            _unread: unread,
+        }
     }
 
     pub fn pid(&self) -> u32 {
