@@ -87,6 +87,7 @@ impl Connection {
             username: None,
             password: None,
             properties: Default::default(),
+            bridge: false,
         };
         if opts.version.is_v5() && !opts.clean {
             connect.properties.session_expiry_interval = Some(opts.session_expiry);
