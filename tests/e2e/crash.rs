@@ -171,8 +171,11 @@ fn acknowledged_messages_survive_kill_9(qos: u8) {
         sub.port = port;
         let reading = thread::spawn(move || {
             if join != 2 {
-                assert!(sub.connect(false, 60), "cycle {cycle}: the session is gone");
-                drain(&mut sub, &mut got, secs(10));
+                // The kill may come before the CONNACK: then there is nothing to read.
+                if let Ok(present) = sub.try_connect(false, 60) {
+                    assert!(present, "cycle {cycle}: the session is gone");
+                    drain(&mut sub, &mut got, secs(10));
+                }
             }
             (sub, got)
         });

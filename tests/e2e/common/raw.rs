@@ -37,17 +37,21 @@ pub const LONG: Duration = Duration::from_secs(15);
 impl RawClient {
     /// A TCP connection to the broker; no MQTT sent yet.
     pub fn tcp(port: u16) -> RawClient {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("tcp connect to 127.0.0.1:{port}: {e}"));
+        RawClient::try_tcp(port).unwrap_or_else(|e| panic!("tcp connect to 127.0.0.1:{port}: {e}"))
+    }
+
+    /// [`RawClient::tcp`], with a refused connection an error.
+    pub fn try_tcp(port: u16) -> io::Result<RawClient> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true).unwrap();
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        RawClient {
+        Ok(RawClient {
             stream,
             buf: Vec::new(),
             pending: VecDeque::new(),
-        }
+        })
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -390,13 +394,29 @@ impl RawSession {
 
     /// Connects (3.1.1); returns session present. A clean session forgets QoS 2 state.
     pub fn connect(&mut self, clean: bool, keepalive: u16) -> bool {
+        self.try_connect(clean, keepalive)
+            .unwrap_or_else(|e| panic!("{}: no CONNACK: {e}", self.client_id))
+    }
+
+    /// [`RawSession::connect`], with a connection that closes before its CONNACK (a broker
+    /// killed meanwhile) an error.
+    pub fn try_connect(&mut self, clean: bool, keepalive: u16) -> Result<bool, String> {
         assert!(self.conn.is_none(), "already connected");
         if clean {
             self.qos2_received.clear();
         }
-        let (c, sp) = RawClient::connect311(self.port, &self.client_id, clean, keepalive);
+        let connect = Connect::v311(&self.client_id)
+            .clean(clean)
+            .keepalive(keepalive)
+            .encode();
+        let mut c = RawClient::try_tcp(self.port).map_err(|e| e.to_string())?;
+        let _ = c.send(&connect);
+        let ack = c.read_packet(LONG).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(ack.kind(), kind::CONNACK, "{}: {ack:?}", self.client_id);
+        let bytes = ack.bytes();
+        assert_eq!(bytes[3], 0, "{}: CONNACK refused: {ack:?}", self.client_id);
         self.conn = Some(c);
-        sp
+        Ok(bytes[2] & 1 == 1)
     }
 
     pub fn conn(&mut self) -> &mut RawClient {
