@@ -88,9 +88,13 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(shards: usize, limits: Limits) -> Cluster {
         let now = Instant::now();
+        // One board of route hints for every shard, as the server shares one.
+        let hints = std::sync::Arc::new(crate::core::router::RouteHints::new(shards));
         Cluster {
             shards: (0..shards)
-                .map(|s| Broker::new(s, shards, limits.clone(), now))
+                .map(|s| {
+                    Broker::new(s, shards, limits.clone(), now).with_route_hints(hints.clone())
+                })
                 .collect(),
             now,
             flush_scratch: Vec::new(),

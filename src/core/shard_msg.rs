@@ -27,6 +27,8 @@ pub enum ShardMsg {
         filter: Filter,
         shard: usize,
         sync: u64,
+        /// The origin's route change number (see `router::hints`).
+        seq: u64,
     },
     /// `shard` lost its last local subscriber on `filter`. A non-zero `sync` asks for a
     /// [`ShardMsg::RouteAck`]: the UNSUBACK waits for every shard's.
@@ -34,6 +36,7 @@ pub enum ShardMsg {
         filter: Filter,
         shard: usize,
         sync: u64,
+        seq: u64,
     },
     /// Answered with [`ShardMsg::RouteAck`] once everything sent before it is applied.
     Barrier {

@@ -138,6 +138,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         stats: Arc::new(StatsBoard::new(shards)),
         auth,
         quota: Arc::new(Quota::default()),
+        route_hints: Arc::new(crate::core::router::RouteHints::new(shards)),
         recovered,
         store_space: Arc::new(StoreSpace::new(shards, config_max_data_bytes)),
         ready,

@@ -60,6 +60,8 @@ pub struct Common {
     pub stats: Arc<StatsBoard>,
     pub auth: Arc<AuthHandle>,
     pub quota: Arc<Quota>,
+    /// Route adds every shard sees at once (see `router::hints`).
+    pub route_hints: Arc<crate::core::router::RouteHints>,
     /// What the durable store recovered at start, with `--data-dir`.
     pub recovered: Option<Arc<Recovered>>,
     /// The durable store's room, posted by every shard's log task.
@@ -77,6 +79,7 @@ pub async fn run(common: Common) {
         stats,
         auth,
         quota,
+        route_hints,
         recovered,
         store_space,
         ready,
@@ -104,7 +107,8 @@ pub async fn run(common: Common) {
     let mut broker = Broker::new(id, shards, config.limits(), Instant::now())
         .with_features(config.features())
         .with_auth(auth)
-        .with_quota(quota);
+        .with_quota(quota)
+        .with_route_hints(route_hints);
     let log = match (&config.data_dir, &recovered) {
         (Some(dir), Some(recovered)) => {
             let path = store::log_path(dir, id);

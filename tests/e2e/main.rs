@@ -11,6 +11,7 @@ mod bad_input;
 mod bridge;
 mod conformance;
 mod connect;
+mod cross_shard;
 mod crash;
 mod durable;
 mod features;

@@ -233,6 +233,13 @@ impl Broker {
         }
     }
 
+    /// Shares the board of route hints with the other shards (see `router::hints`): a
+    /// subscription made on one shard is seen at once by the others' publishes.
+    pub fn with_route_hints(mut self, hints: Arc<super::router::RouteHints>) -> Broker {
+        self.router = std::mem::replace(&mut self.router, Router::new(0, 1)).with_hints(hints);
+        self
+    }
+
     /// Shares the broker-wide counts with the other shards.
     pub fn with_quota(mut self, quota: Arc<Quota>) -> Broker {
         self.quota = quota;

@@ -39,6 +39,11 @@ impl Broker {
         origin: Option<SessionKey>,
         publisher: u64,
     ) -> bool {
+        if self.router.has_hints() {
+            // Subscriptions made on other shards a moment ago count already (see
+            // `router::hints`).
+            self.router.apply_hints();
+        }
         if message.retain {
             // Decided here, on the publishing shard, and replicated as decided: every
             // replica holds the same messages.
@@ -339,16 +344,18 @@ impl Broker {
                     filter,
                     shard,
                     sync,
+                    seq,
                 } => {
-                    self.router.add_route(&filter, shard);
+                    self.router.route_added(&filter, shard, seq);
                     self.router.acknowledge(from, sync);
                 }
                 ShardMsg::RouteRemove {
                     filter,
                     shard,
                     sync,
+                    seq,
                 } => {
-                    self.router.remove_route(&filter, shard);
+                    self.router.route_removed(&filter, shard, seq);
                     self.router.acknowledge(from, sync);
                 }
                 ShardMsg::Barrier { sync } => self.router.acknowledge(from, sync),

@@ -5,9 +5,12 @@
 //! One path for one shard and for many: a publish is matched against the route table, which
 //! names this shard too; the outboxes and the syncs of a single shard simply stay empty.
 
+mod hints;
 mod outbox;
 mod shared;
 mod syncs;
+
+use std::sync::Arc;
 
 use ahash::AHashMap;
 
@@ -17,6 +20,7 @@ use super::session::Subscription;
 use super::sessions::SessionKey;
 use super::shard_msg::ShardMsg;
 use super::trie::Trie;
+pub use hints::{Hint, RouteHints};
 use outbox::Outbox;
 pub use shared::{Room, SharedGroup};
 use syncs::RouteSyncs;
@@ -70,6 +74,14 @@ pub struct Router {
     /// Records the shard has made so far: what is sent now leaves once they are on disk.
     needs: u64,
     syncs: RouteSyncs,
+    /// Route adds posted for every shard at once (shared by the broker's shards).
+    hints: Arc<RouteHints>,
+    /// The number of this shard's last route change (add or remove).
+    route_seq: u64,
+    /// Per origin shard: the number of its last route change applied from the mesh.
+    applied_seq: Vec<u64>,
+    /// Adds applied from hints that the mesh has not brought yet: (filter, origin) -> number.
+    hinted: AHashMap<(Filter, usize), u64>,
 }
 
 impl Router {
@@ -85,7 +97,17 @@ impl Router {
             outbox: (0..shards).map(|_| Outbox::default()).collect(),
             needs: 0,
             syncs: RouteSyncs::default(),
+            hints: Arc::new(RouteHints::new(0)),
+            route_seq: 0,
+            applied_seq: vec![0; shards],
+            hinted: AHashMap::new(),
         }
+    }
+
+    /// Shares the hints board with the other shards (see `hints`).
+    pub fn with_hints(mut self, hints: Arc<RouteHints>) -> Router {
+        self.hints = hints;
+        self
     }
 
     pub fn shard(&self) -> usize {
@@ -266,13 +288,24 @@ impl Router {
     pub fn announce(&mut self, filters: Vec<Filter>) -> u64 {
         let sync = self.syncs.start(filters.len() * (self.shards - 1));
         for filter in &filters {
+            self.route_seq += 1;
+            let seq = self.route_seq;
             for to in self.others() {
+                self.hints.post(
+                    to,
+                    Hint {
+                        filter: filter.clone(),
+                        shard: self.shard,
+                        seq,
+                    },
+                );
                 self.push(
                     to,
                     ShardMsg::RouteAdd {
                         filter: filter.clone(),
                         shard: self.shard,
                         sync,
+                        seq,
                     },
                 );
             }
@@ -299,6 +332,8 @@ impl Router {
 
     fn withdraw_with(&mut self, filter: Filter, sync: u64) {
         self.syncs.removing(&filter);
+        self.route_seq += 1;
+        let seq = self.route_seq;
         for to in self.others() {
             self.push(
                 to,
@@ -306,8 +341,60 @@ impl Router {
                     filter: filter.clone(),
                     shard: self.shard,
                     sync,
+                    seq,
                 },
             );
+        }
+    }
+
+    /// Whether route adds were hinted to this shard since it last looked: one atomic load.
+    pub fn has_hints(&self) -> bool {
+        self.hints.pending(self.shard)
+    }
+
+    /// Applies the route adds hinted to this shard that the mesh has not brought yet.
+    pub fn apply_hints(&mut self) {
+        for hint in self.hints.take(self.shard) {
+            if hint.seq <= self.applied_seq[hint.shard] {
+                continue; // The mesh brought it (and maybe more) already.
+            }
+            self.add_route(&hint.filter, hint.shard);
+            let seen = self.hinted.entry((hint.filter, hint.shard)).or_insert(0);
+            *seen = (*seen).max(hint.seq);
+        }
+    }
+
+    /// Shard `origin`'s route change number `seq` from the mesh: it has subscribers on
+    /// `filter` now.
+    pub fn route_added(&mut self, filter: &Filter, origin: usize, seq: u64) {
+        self.applied_seq[origin] = seq;
+        self.add_route(filter, origin);
+        self.forget_hint(filter, origin, seq);
+    }
+
+    /// Shard `origin`'s route change number `seq` from the mesh: no subscribers left on
+    /// `filter`, unless a later add of it was hinted already.
+    pub fn route_removed(&mut self, filter: &Filter, origin: usize, seq: u64) {
+        self.applied_seq[origin] = seq;
+        if self.forget_hint(filter, origin, seq) {
+            self.remove_route(filter, origin);
+        }
+    }
+
+    /// Drops the hint of `filter` from `origin` that the mesh caught up with at `seq`; false
+    /// while a later hinted add stands.
+    fn forget_hint(&mut self, filter: &Filter, origin: usize, seq: u64) -> bool {
+        if self.hinted.is_empty() {
+            return true;
+        }
+        let key = (filter.clone(), origin);
+        match self.hinted.get(&key) {
+            Some(&hinted) if hinted > seq => false,
+            Some(_) => {
+                self.hinted.remove(&key);
+                true
+            }
+            None => true,
         }
     }
 

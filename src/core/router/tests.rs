@@ -20,16 +20,18 @@ fn carry(from: &mut Router, to: &mut Router) -> usize {
                 filter,
                 shard,
                 sync,
+                seq,
             } => {
-                to.add_route(&filter, shard);
+                to.route_added(&filter, shard, seq);
                 to.acknowledge(from.shard(), sync);
             }
             ShardMsg::RouteRemove {
                 filter,
                 shard,
                 sync,
+                seq,
             } => {
-                to.remove_route(&filter, shard);
+                to.route_removed(&filter, shard, seq);
                 to.acknowledge(from.shard(), sync);
             }
             ShardMsg::Barrier { sync } => to.acknowledge(from.shard(), sync),
@@ -130,4 +132,74 @@ fn a_barrier_completes_once_every_other_shard_has_answered() {
         carry(other, &mut first[0]);
     }
     assert!(!first[0].sync_pending(sync));
+}
+
+/// Two routers sharing a board of hints, as the broker's shards do.
+fn hinted_pair() -> (Router, Router) {
+    let hints = Arc::new(RouteHints::new(2));
+    (
+        Router::new(0, 2).with_hints(hints.clone()),
+        Router::new(1, 2).with_hints(hints),
+    )
+}
+
+#[test]
+fn a_new_route_is_seen_through_a_hint_before_the_mesh_brings_it() {
+    let (mut a, mut b) = hinted_pair();
+    let t = Filter::new("t");
+    assert!(b.subscribe(&t, SessionKey::default(), sub()));
+    b.announce(vec![t.clone()]);
+    assert_eq!(a.targets("t").plain, 0, "nothing carried yet");
+    assert!(a.has_hints());
+    a.apply_hints();
+    assert!(!a.has_hints());
+    assert_eq!(a.targets("t").plain, 0b10);
+    // The mesh brings the same add: nothing changes, nothing is left over.
+    carry(&mut b, &mut a);
+    assert_eq!(a.targets("t").plain, 0b10);
+    assert!(a.hinted.is_empty());
+}
+
+#[test]
+fn a_hinted_add_is_not_undone_by_an_earlier_remove_the_mesh_brings_later() {
+    let (mut a, mut b) = hinted_pair();
+    let t = Filter::new("t");
+    let key = SessionKey::default();
+    // b subscribes and unsubscribes (both still on the mesh), then subscribes again.
+    b.subscribe(&t, key, sub());
+    b.announce(vec![t.clone()]);
+    b.unsubscribe(&t, key);
+    b.withdraw_quietly(t.clone());
+    b.subscribe(&t, key, sub());
+    b.announce(vec![t.clone()]);
+    a.apply_hints();
+    assert_eq!(a.targets("t").plain, 0b10);
+    // The mesh brings add, remove, add in order: the route stays all along at the end.
+    carry(&mut b, &mut a);
+    assert_eq!(a.targets("t").plain, 0b10, "the last change is an add");
+    assert!(a.hinted.is_empty());
+    // A later remove does apply.
+    b.unsubscribe(&t, key);
+    b.withdraw_quietly(t.clone());
+    carry(&mut b, &mut a);
+    assert_eq!(a.targets("t").plain, 0);
+}
+
+#[test]
+fn a_hint_the_mesh_has_overtaken_is_ignored() {
+    let (mut a, mut b) = hinted_pair();
+    let t = Filter::new("t");
+    let key = SessionKey::default();
+    b.subscribe(&t, key, sub());
+    b.announce(vec![t.clone()]);
+    b.unsubscribe(&t, key);
+    b.withdraw_quietly(t.clone());
+    // The mesh brings the add and the remove before the hint is looked at.
+    carry(&mut b, &mut a);
+    a.apply_hints();
+    assert_eq!(
+        a.targets("t").plain,
+        0,
+        "a stale hint must not bring the route back"
+    );
 }

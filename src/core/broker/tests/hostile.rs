@@ -608,6 +608,7 @@ fn a_publisher_waiting_for_a_slow_shard_keeps_its_keep_alive_and_others_are_not_
         filter: crate::core::filter::Filter::new("t"),
         shard: 1,
         sync: 0,
+        seq: 1,
     };
     h.broker.remote(1, vec![remote_sub], h.now);
     let publisher = h.connect_with("p", true, V4, None, 10);

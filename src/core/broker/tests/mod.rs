@@ -916,5 +916,6 @@ mod flow;
 mod hostile;
 mod journal;
 mod receive;
+mod route_hints;
 mod spill;
 mod store_space;
