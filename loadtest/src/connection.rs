@@ -132,7 +132,20 @@ impl Connection {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         self.write_all(&out, deadline)
             .map_err(|e| format!("send SUBSCRIBE: {e}"))?;
-        match self.next_packet(deadline)? {
+        // The broker may send matching PUBLISHes before the SUBACK (MQTT 3.8.4): their bytes
+        // are kept, and go back in front of the read buffer for the reader to count.
+        let mut early = BytesMut::new();
+        let suback = loop {
+            match self.next_packet_raw(deadline)? {
+                Some((Packet::Publish(_), raw)) => early.extend_from_slice(&raw),
+                other => break other.map(|(packet, _)| packet),
+            }
+        };
+        if !early.is_empty() {
+            early.extend_from_slice(&self.rbuf);
+            self.rbuf = early;
+        }
+        match suback {
             Some(Packet::SubAck(ack)) => match ack.codes.first() {
                 Some(code) if !code.is_error() && *code as u8 == qos as u8 => Ok(()),
                 Some(code) => Err(format!(
@@ -148,13 +161,20 @@ impl Connection {
 
     /// The next whole packet, or `None` once `deadline` passes first.
     fn next_packet(&mut self, deadline: Instant) -> Result<Option<Packet>> {
+        Ok(self.next_packet_raw(deadline)?.map(|(packet, _)| packet))
+    }
+
+    /// [`Connection::next_packet`], with the packet's bytes.
+    fn next_packet_raw(&mut self, deadline: Instant) -> Result<Option<(Packet, BytesMut)>> {
         loop {
+            let before = self.rbuf.clone();
             if let Some(p) = self
                 .decoder
                 .decode(&mut self.rbuf)
                 .map_err(|e| format!("decode: {e}"))?
             {
-                return Ok(Some(p));
+                let raw = BytesMut::from(&before[..before.len() - self.rbuf.len()]);
+                return Ok(Some((p, raw)));
             }
             if Instant::now() >= deadline {
                 return Ok(None);
