@@ -1,10 +1,30 @@
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::FromArgMatches;
+use ringmq::config::{mosquitto, Config};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let config = ringmq::config::Config::parse();
+    let matches = <Config as clap::CommandFactory>::command().get_matches();
+    let mut config = match Config::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(error) => error.exit(),
+    };
+    // A Mosquitto file sets what the command line did not.
+    let mut warnings = Vec::new();
+    if let Some(path) = config.config_file.clone() {
+        let from_cli = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let applied = mosquitto::read(&path)
+            .and_then(|entries| mosquitto::apply(&entries, &mut config, &from_cli));
+        match applied {
+            Ok(w) => warnings = w,
+            Err(error) => {
+                eprintln!("ringmq: {error}");
+                std::process::exit(2);
+            }
+        }
+    }
     if !config.huge_pages {
         // Before the shards allocate: mappings made from here on use small pages only.
         // SAFETY: prctl with integer arguments only.
@@ -19,7 +39,20 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(error) = ringmq::server::run(config) {
+    for warning in &warnings {
+        tracing::warn!("configuration file: {warning}");
+    }
+    let pid_file = config.pid_file.clone();
+    if let Some(path) = &pid_file {
+        if let Err(error) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            tracing::warn!(path = %path.display(), %error, "cannot write the pid file");
+        }
+    }
+    let result = ringmq::server::run(config);
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Err(error) = result {
         // The lines still queued go out first (exit runs no destructors).
         drop(logging);
         eprintln!("ringmq: {error}");

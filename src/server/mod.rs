@@ -90,6 +90,16 @@ fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
     if let Some(passwords) = &passwords {
         tracing::info!(users = passwords.len(), "password file loaded");
     }
+    let passwords = match passwords {
+        None if config.refuse_anonymous_without_passwords => {
+            tracing::warn!(
+                "the configuration file allows no anonymous client and names no password \
+                 file: every client is refused (as Mosquitto does)"
+            );
+            Some(PasswordFile::parse("").expect("an empty password file parses"))
+        }
+        passwords => passwords,
+    };
     Ok(Authenticator::new(passwords, config.allow_anonymous).with_acl(acl))
 }
 

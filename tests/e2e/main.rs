@@ -9,6 +9,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod bridge;
+mod config_file;
 mod conformance;
 mod connect;
 mod crash;

@@ -8,6 +8,8 @@ use clap::{Parser, ValueEnum};
 use crate::core::{Features, Limits, SharedPolicy};
 use crate::protocol::QoS;
 
+pub mod mosquitto;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "ringmq",
@@ -15,6 +17,17 @@ use crate::protocol::QoS;
     about = "A thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker on io_uring"
 )]
 pub struct Config {
+    /// A Mosquitto configuration file: its options set the flags they match (flags given on
+    /// the command line win); unknown ones are warned of, unsupported ones stop the start.
+    #[arg(short = 'c', long = "config-file", value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+    /// Write the process id to this file (removed at exit).
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Set by a Mosquitto file that allows no anonymous client and names no password file:
+    /// every client is refused, as Mosquitto does.
+    #[arg(skip)]
+    pub refuse_anonymous_without_passwords: bool,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
