@@ -378,7 +378,6 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     use super::*;
 
