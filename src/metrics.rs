@@ -5,6 +5,76 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Application messages and their payload bytes, by QoS (index 0, 1, 2).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages: [u64; 3],
+    pub payload_bytes: [u64; 3],
+}
+
+impl Traffic {
+    pub fn note(&mut self, qos: crate::protocol::QoS, payload: usize) {
+        let q = qos as usize;
+        self.messages[q] += 1;
+        self.payload_bytes[q] += payload as u64;
+    }
+
+    pub fn add(&mut self, other: &Traffic) {
+        for q in 0..3 {
+            self.messages[q] += other.messages[q];
+            self.payload_bytes[q] += other.payload_bytes[q];
+        }
+    }
+}
+
+/// Time from the broker taking a message to writing it to a subscriber, in buckets of powers
+/// of two microseconds (1 µs to about 8 s, then the rest): one bucket index a delivery, no
+/// search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// `counts[k]`: deliveries that took at most 2^k µs (and more than 2^(k-1)); the last
+    /// one, everything longer.
+    pub counts: [u64; LATENCY_BUCKETS + 1],
+    pub sum_micros: u64,
+}
+
+/// Buckets with an upper bound (2^0 .. 2^23 µs).
+pub const LATENCY_BUCKETS: usize = 24;
+
+impl Default for LatencyHistogram {
+    fn default() -> LatencyHistogram {
+        LatencyHistogram {
+            counts: [0; LATENCY_BUCKETS + 1],
+            sum_micros: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, took: Duration) {
+        let micros = took.as_micros().min(u64::MAX as u128) as u64;
+        let k = (64 - micros.saturating_sub(1).leading_zeros()) as usize;
+        self.counts[k.min(LATENCY_BUCKETS)] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper bound of bucket `k`, in seconds (`None`: the last, unbounded one).
+    pub fn upper_bound_secs(k: usize) -> Option<f64> {
+        (k < LATENCY_BUCKETS).then(|| (1u64 << k) as f64 / 1e6)
+    }
+
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub connections_opened: u64,
@@ -47,6 +117,12 @@ pub struct Counters {
     pub spilled_messages: u64,
     /// Spilled messages that could not be read back (dropped).
     pub dropped_spill_unreadable: u64,
+    /// PUBLISHes taken from clients, by QoS.
+    pub received: Traffic,
+    /// Messages written to subscribers, by QoS (resends with DUP not counted).
+    pub sent: Traffic,
+    /// Time from taking a message to writing it to a subscriber.
+    pub delivery_latency: LatencyHistogram,
 }
 
 impl Counters {
@@ -88,6 +164,9 @@ impl Counters {
         self.store_write_errors += other.store_write_errors;
         self.spilled_messages += other.spilled_messages;
         self.dropped_spill_unreadable += other.dropped_spill_unreadable;
+        self.received.add(&other.received);
+        self.sent.add(&other.sent);
+        self.delivery_latency.add(&other.delivery_latency);
     }
 }
 
@@ -102,6 +181,8 @@ pub struct ShardStats {
     pub retained: u64,
     /// Queued messages in the spill files now (each once).
     pub spilled: u64,
+    /// Distinct subscription filters (a shard's trie entries).
+    pub subscription_filters: u64,
     /// Log lines dropped because their destination did not take them (the whole process's;
     /// set by the shell before publishing).
     pub log_lines_dropped: u64,
@@ -125,6 +206,14 @@ impl StatsBoard {
         *self.shards[shard].lock().unwrap_or_else(|e| e.into_inner()) = stats;
     }
 
+    /// Each shard's latest figures.
+    pub fn shards(&self) -> Vec<ShardStats> {
+        self.shards
+            .iter()
+            .map(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
     /// The broker's figures: shard figures added up, retained messages counted once.
     pub fn totals(&self) -> ShardStats {
         let mut total = ShardStats::default();
@@ -135,6 +224,7 @@ impl StatsBoard {
             total.sessions += shard.sessions;
             total.retained = total.retained.max(shard.retained);
             total.spilled += shard.spilled;
+            total.subscription_filters += shard.subscription_filters;
         }
         total
     }
@@ -168,6 +258,23 @@ impl DropLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_buckets_are_powers_of_two_microseconds() {
+        let mut h = LatencyHistogram::default();
+        h.record(Duration::from_micros(0));
+        h.record(Duration::from_micros(1));
+        h.record(Duration::from_micros(3));
+        h.record(Duration::from_secs(3600));
+        h.record(Duration::from_micros(4));
+        assert_eq!(h.counts[0], 2, "0 and 1 µs: at most 1");
+        assert_eq!(h.counts[1], 0);
+        assert_eq!(h.counts[2], 2, "3 and 4 µs: at most 4");
+        assert_eq!(h.counts[LATENCY_BUCKETS], 1, "an hour: the last");
+        assert_eq!(h.count(), 5);
+        assert_eq!(LatencyHistogram::upper_bound_secs(3), Some(8e-6));
+        assert_eq!(LatencyHistogram::upper_bound_secs(LATENCY_BUCKETS), None);
+    }
 
     #[test]
     fn totals_add_shards_up_and_count_replicated_retained_once() {

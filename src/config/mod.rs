@@ -28,6 +28,9 @@ pub struct Config {
     /// every client is refused, as Mosquitto does.
     #[arg(skip)]
     pub refuse_anonymous_without_passwords: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,

@@ -106,6 +106,9 @@ pub enum DeliverOutcome {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PumpReport {
     pub sent: usize,
+    /// What was sent (first sends, not resends), by QoS, and how long each had waited.
+    pub traffic: crate::metrics::Traffic,
+    pub latency: crate::metrics::LatencyHistogram,
     pub too_large: usize,
     pub expired: usize,
     /// Queued or in flight, but the ACL of the connection now attached does not let the
@@ -321,8 +324,19 @@ impl Session {
                 self.note_delivered(id);
                 continue;
             }
+            let (qos, payload, published_at) = (
+                delivery.qos,
+                delivery.message.payload().len(),
+                delivery.message.published_at,
+            );
             let outcome = self.send(delivery, link, now);
             report.add(outcome);
+            if outcome == DeliverOutcome::Sent {
+                report.traffic.note(qos, payload);
+                report
+                    .latency
+                    .record(now.saturating_duration_since(published_at));
+            }
             if id != 0 {
                 let event = match outcome {
                     DeliverOutcome::Sent => DeliveryEvent::Sent {
@@ -701,6 +715,8 @@ impl Session {
         }
         let more = self.pump(link, limits, now);
         report.sent += more.sent;
+        report.traffic.add(&more.traffic);
+        report.latency.add(&more.latency);
         report.too_large += more.too_large;
         report.expired += more.expired;
         report.not_authorized += more.not_authorized;

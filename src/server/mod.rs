@@ -8,6 +8,7 @@ mod heartbeat;
 mod listener;
 mod log_writer;
 mod mesh;
+mod prometheus;
 mod shard;
 mod shutdown;
 mod spill_files;
@@ -66,6 +67,8 @@ pub enum StartError {
     Clock(#[source] std::io::Error),
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot serve the metrics (--metrics): {0}")]
+    Metrics(#[source] std::io::Error),
     #[error("{what} {path}: {source}")]
     ConfigFile {
         what: &'static str,
@@ -141,11 +144,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let reload = (config.clone(), auth.clone(), clock.clone());
     let config_max_data_bytes = config.max_data_bytes;
+    let stats = Arc::new(StatsBoard::new(shards));
+    if let Some(addr) = config.metrics {
+        prometheus::serve(addr, stats.clone()).map_err(StartError::Metrics)?;
+    }
     let common = Common {
         config,
         mesh: Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE)),
         clock,
-        stats: Arc::new(StatsBoard::new(shards)),
+        stats,
         auth,
         quota: Arc::new(Quota::default()),
         route_hints: Arc::new(crate::core::router::RouteHints::new(shards)),

@@ -23,6 +23,7 @@ mod keepalive;
 mod lifecycle;
 mod limits;
 mod logging;
+mod prometheus;
 mod properties;
 mod qos;
 mod retained_will;

@@ -296,6 +296,7 @@ impl Broker {
             sessions: self.sessions.len() as u64,
             retained: self.retained.len() as u64,
             spilled: self.spilled_now() as u64,
+            subscription_filters: self.router.subscription_filters() as u64,
             log_lines_dropped: 0,
         }
     }
@@ -558,6 +559,8 @@ impl Broker {
 
     fn account_report(&mut self, report: PumpReport) {
         self.counters.messages_sent += report.sent as u64;
+        self.counters.sent.add(&report.traffic);
+        self.counters.delivery_latency.add(&report.latency);
         self.note_drops(report.too_large, |c| &mut c.dropped_too_large);
         self.note_drops(report.expired, |c| &mut c.dropped_expired);
         self.note_drops(report.not_authorized, |c| &mut c.dropped_not_authorized);

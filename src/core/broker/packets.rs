@@ -145,6 +145,9 @@ impl Broker {
 
     fn on_publish(&mut self, id: ConnId, key: SessionKey, mut publish: Publish) {
         self.counters.publishes_received += 1;
+        self.counters
+            .received
+            .note(publish.qos, publish.payload().len());
         if !publish.properties.subscription_identifiers.is_empty() {
             // Only the server sets them (MQTT-3.3.4-6).
             return self.fail(

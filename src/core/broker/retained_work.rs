@@ -10,6 +10,7 @@
 
 use super::{effective_qos, Broker, SessionKey};
 use crate::core::message::{Delivery, SharedMessage};
+use crate::core::session::DeliverOutcome;
 
 /// Topics one step looks at, matching or not: bounds the time a step takes.
 const STEP_TOPICS: usize = 2048;
@@ -88,7 +89,12 @@ impl Broker {
             else {
                 return;
             };
+            let payload = delivery.message.payload().len();
             let outcome = session.deliver(delivery, Some(&mut conn.link), &self.limits, self.now);
+            if outcome == DeliverOutcome::Sent {
+                // Retained: sent now, published long ago; no delivery time.
+                self.counters.sent.note(qos, payload);
+            }
             self.account(outcome);
             self.journal_deliveries(key);
         }
