@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use ringmq_test_support::Stderr;
 
 use crate::common::enc::{kind, Connect, Publish};
 use crate::common::raw::{RawClient, LONG};
-use crate::common::{broker_bin, run_bounded, secs, unique, Broker};
+use crate::common::{broker_bin, run_bounded, secs, unique, wait_for_text, Broker};
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("ringmq-conf"));
@@ -22,22 +21,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn wait_for(path: &Path, what: &str) -> String {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(what) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what:?} in {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -56,7 +39,7 @@ fn debians_default_file_starts_ringmq_with_its_persistence_log_and_pid_file() {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(&conf, text).unwrap();
         let broker = Broker::start_unwatched(&["-c", conf.to_str().unwrap()], Stderr::Null);
-        wait_for(&dir.join("mosquitto.log"), "ringmq ready");
+        wait_for_text(&dir.join("mosquitto.log"), "ringmq ready");
         let pid = std::fs::read_to_string(dir.join("mosquitto.pid")).unwrap();
         assert_eq!(pid.trim(), broker.pid().to_string());
         // Persistence is on: a persistent session comes back after a restart.

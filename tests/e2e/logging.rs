@@ -3,13 +3,13 @@
 //! is reopened on SIGHUP after logrotate moved it; JSON lines parse.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ringmq_test_support::Stderr;
 
 use crate::common::enc::{kind, Publish};
 use crate::common::raw::{RawClient, RawSession, LONG};
-use crate::common::{run_bounded, secs, unique, Broker};
+use crate::common::{run_bounded, secs, unique, wait_for_text, Broker};
 
 /// Connects with a 3.1.1 CONNECT, gets CONNACK, then breaks the protocol (a second CONNECT):
 /// the broker logs the connection and the close, and closes.
@@ -58,21 +58,14 @@ fn a_stderr_nobody_reads_never_stalls_the_broker() {
     });
 }
 
-/// Waits until `path` has a line containing `text`.
+/// The line of `path` containing `text`, once there is one.
 fn wait_for_line(path: &Path, text: &str) -> String {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let content = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = content.lines().find(|l| l.contains(text)) {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {text:?} in {}:\n{content}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let content = wait_for_text(path, text);
+    let line = content
+        .lines()
+        .find(|l| l.contains(text))
+        .expect("found above");
+    line.to_string()
 }
 
 #[test]

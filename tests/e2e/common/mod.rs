@@ -130,6 +130,23 @@ impl Broker {
     }
 }
 
+/// Waits (at most `raw::LONG`) until the file at `path` holds `text`; returns its content.
+pub fn wait_for_text(path: &std::path::Path, text: &str) -> String {
+    let deadline = Instant::now() + raw::LONG;
+    loop {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if content.contains(text) {
+            return content;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {}:\n{content}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first of `prefix-0`, `prefix-1`, ... whose home shard is `shard` of `shards`.
 pub fn client_id_on_shard(prefix: &str, shard: usize, shards: usize) -> String {
     for i in 0..100_000 {

@@ -35,6 +35,18 @@ pub fn free_port() -> u16 {
 
 type Log = Arc<Mutex<VecDeque<String>>>;
 
+/// `--bind 127.0.0.1 --port <port> <extra...>`.
+fn loopback_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// A running broker process.
 pub struct Broker {
     pub port: u16,
@@ -76,13 +88,7 @@ impl Broker {
     /// it exits before it is ready; panics if it prints no `ringmq ready` within
     /// `READY_TIMEOUT`.
     pub fn start_on(bin: &Path, port: u16, extra: &[&str]) -> Result<Broker, String> {
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = loopback_args(port, extra);
 
         let mut cmd = Command::new(bin);
         cmd.args(&args)
@@ -134,13 +140,7 @@ impl Broker {
     /// says, and waits (at most `READY_TIMEOUT`) until the port takes connections.
     pub fn start_unwatched(bin: &Path, extra: &[&str], stderr: Stderr) -> Broker {
         let port = free_port();
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = loopback_args(port, extra);
         let mut cmd = Command::new(bin);
         cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null());
         cmd.stderr(match stderr {
