@@ -251,16 +251,7 @@ impl Config {
             use_username_as_clientid: self.use_username_as_clientid,
         }
     }
-}
 
-/// `--log-dest`: a file is `--log-file`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogDestArg {
-    Stderr,
-    Syslog,
-}
-
-impl Config {
     /// Where log lines go.
     pub fn log_dest(&self) -> crate::logging::LogDest {
         match (&self.log_file, self.log_dest) {
@@ -269,6 +260,13 @@ impl Config {
             (None, LogDestArg::Stderr) => crate::logging::LogDest::Stderr,
         }
     }
+}
+
+/// `--log-dest`: a file is `--log-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogDestArg {
+    Stderr,
+    Syslog,
 }
 
 /// When the durable store syncs its log (see `--fsync`).

@@ -128,6 +128,13 @@ fn number<T: std::str::FromStr>(entry: &Entry) -> Result<T, ConfError> {
         .map_err(|_| invalid(entry, format!("not a number: {:?}", entry.args[0])))
 }
 
+/// Argument `i`, an IP address.
+fn ip(entry: &Entry, i: usize) -> Result<IpAddr, ConfError> {
+    let text = arg(entry, i)?;
+    text.parse()
+        .map_err(|_| invalid(entry, format!("not an IP address: {text:?}")))
+}
+
 fn boolean(entry: &Entry) -> Result<bool, ConfError> {
     match arg(entry, 0)? {
         "true" => Ok(true),
@@ -244,26 +251,17 @@ pub fn apply(
                     ));
                 }
                 set!(port, number(entry)?);
-                if let Some(addr) = entry.args.get(1) {
-                    let ip: IpAddr = addr
-                        .parse()
-                        .map_err(|_| invalid(entry, format!("not an IP address: {addr:?}")))?;
-                    set!(bind, ip);
-                } else {
-                    set!(bind, IpAddr::from([0, 0, 0, 0]));
-                }
+                let ip = match entry.args.get(1) {
+                    Some(_) => ip(entry, 1)?,
+                    None => IpAddr::from([0, 0, 0, 0]),
+                };
+                set!(bind, ip);
             }
             "port" => {
                 listeners = listeners.max(1);
                 set!(port, number(entry)?);
             }
-            "bind_address" => {
-                let addr = arg(entry, 0)?;
-                let ip: IpAddr = addr
-                    .parse()
-                    .map_err(|_| invalid(entry, format!("not an IP address: {addr:?}")))?;
-                set!(bind, ip);
-            }
+            "bind_address" => set!(bind, ip(entry, 0)?),
             "protocol" => match arg(entry, 0)? {
                 "mqtt" => {}
                 "websockets" => return Err(unsupported(entry, "WebSockets are not available yet")),

@@ -233,11 +233,6 @@ impl Session {
         self.queue.len() + self.spilled.len()
     }
 
-    /// Queued messages on disk.
-    pub fn spilled_len(&self) -> usize {
-        self.spilled.len()
-    }
-
     /// Hands a message to the session: sent now if the link and window allow, else queued.
     pub fn deliver(
         &mut self,

@@ -182,46 +182,14 @@ impl ShardLog {
 
     /// Writes `bytes` at `at`, trying again until they are all on disk (see the module's
     /// header): the store is full meanwhile.
-    async fn write_until_done(&self, shard: &Shard, mut bytes: Vec<u8>, mut at: u64) {
-        let mut failing: Option<(Instant, Instant)> = None;
-        let mut pause = Duration::from_millis(50);
-        while let Err(error) = write_all_at(&self.file, &mut bytes, &mut at).await {
-            let now = Instant::now();
-            shard.broker().counters.store_write_errors += 1;
-            match &mut failing {
-                None => {
-                    self.space.set_failing(self.shard, true);
-                    failing = Some((now, now));
-                    tracing::error!(
-                        shard = self.shard,
-                        log = %self.path.display(),
-                        %error,
-                        "cannot write the durable store: the acks that wait for it are held \
-                         back and new QoS 1/2 publishes refused until it can; trying again"
-                    );
-                }
-                Some((since, logged)) if now.duration_since(*logged) >= FAILING_LOG_EVERY => {
-                    *logged = now;
-                    tracing::error!(
-                        shard = self.shard,
-                        %error,
-                        failing_for_s = now.duration_since(*since).as_secs(),
-                        "the durable store still cannot be written"
-                    );
-                }
-                Some(_) => {}
-            }
-            glommio::timer::sleep(pause).await;
-            pause = (pause * 2).min(MAX_RETRY_PAUSE);
-        }
-        if let Some((since, _)) = failing {
-            self.space.set_failing(self.shard, false);
-            tracing::warn!(
-                shard = self.shard,
-                failed_for_ms = since.elapsed().as_millis() as u64,
-                "the durable store can be written again"
-            );
-        }
+    async fn write_until_done(&self, shard: &Shard, bytes: Vec<u8>, at: u64) {
+        let target = WriteTarget {
+            file: &self.file,
+            path: &self.path,
+            shard: self.shard,
+            space: &self.space,
+        };
+        target.write_until_done(shard, bytes, at).await;
         self.space.set_used(self.shard, self.filled.max(self.len));
     }
 
@@ -354,6 +322,62 @@ async fn write_snapshot(
     written?;
     closed?;
     Ok(len)
+}
+
+/// A file of the durable store (a log, a spill segment) and what a failed write affects.
+pub(super) struct WriteTarget<'a> {
+    pub file: &'a BufferedFile,
+    pub path: &'a Path,
+    pub shard: usize,
+    pub space: &'a StoreSpace,
+}
+
+impl WriteTarget<'_> {
+    /// Writes `bytes` at `at`, trying again with a growing pause until they are all written:
+    /// meanwhile the store counts as full (new QoS 1/2 publishes are refused) and what waits
+    /// for the write (acks, later spill I/O) waits. Logged when it starts failing, every
+    /// [`FAILING_LOG_EVERY`] while it does, and when it works again.
+    pub async fn write_until_done(&self, shard: &Shard, mut bytes: Vec<u8>, mut at: u64) {
+        let mut failing: Option<(Instant, Instant)> = None;
+        let mut pause = Duration::from_millis(50);
+        while let Err(error) = write_all_at(self.file, &mut bytes, &mut at).await {
+            let now = Instant::now();
+            shard.broker().counters.store_write_errors += 1;
+            match &mut failing {
+                None => {
+                    self.space.set_failing(self.shard, true);
+                    failing = Some((now, now));
+                    tracing::error!(
+                        shard = self.shard,
+                        file = %self.path.display(),
+                        %error,
+                        "cannot write the durable store: the acks that wait for it are held \
+                         back and new QoS 1/2 publishes refused until it can; trying again"
+                    );
+                }
+                Some((since, logged)) if now.duration_since(*logged) >= FAILING_LOG_EVERY => {
+                    *logged = now;
+                    tracing::error!(
+                        shard = self.shard,
+                        %error,
+                        failing_for_s = now.duration_since(*since).as_secs(),
+                        "the durable store still cannot be written"
+                    );
+                }
+                Some(_) => {}
+            }
+            glommio::timer::sleep(pause).await;
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        }
+        if let Some((since, _)) = failing {
+            self.space.set_failing(self.shard, false);
+            tracing::warn!(
+                shard = self.shard,
+                failed_for_ms = since.elapsed().as_millis() as u64,
+                "the durable store can be written again"
+            );
+        }
+    }
 }
 
 /// Writes `bytes` at `at`, all of them; on an error, what was written is gone from `bytes`

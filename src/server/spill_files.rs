@@ -5,7 +5,7 @@
 //! They are a cache of what the log holds, so they are not synced, and start-up removes them.
 //! A write that fails (a full disk) is tried again, with a growing pause, before anything after
 //! it: the reads behind it wait, and the store counts as full meanwhile (new QoS 1/2 publishes
-//! are refused), as for the log.
+//! are refused), as for the log (the same `log_writer::WriteTarget`).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -16,11 +16,13 @@ use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::io::{BufferedFile, OpenOptions};
 
+use super::log_writer::WriteTarget;
 use super::shard::Shard;
 use crate::core::spill::{SpillIo, SpillRange};
 use crate::core::store::StoreSpace;
 
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// After a spill file could not be opened (no room for it): the pause before trying again.
+const OPEN_RETRY: Duration = Duration::from_millis(200);
 
 pub struct SpillFiles {
     dir: PathBuf,
@@ -100,48 +102,30 @@ impl SpillFiles {
         Ok(Bytes::copy_from_slice(&read))
     }
 
+    /// Writes a frame, trying again until it is written (see `log_writer::WriteTarget`):
+    /// what follows it waits.
     async fn write_until_done(&mut self, shard: &Shard, segment: u32, offset: u64, bytes: Bytes) {
-        let mut pause = Duration::from_millis(50);
-        let mut failing = false;
-        loop {
-            match self.write(segment, offset, &bytes).await {
-                Ok(()) => break,
-                Err(error) => {
-                    shard.broker().counters.store_write_errors += 1;
-                    if !failing {
-                        tracing::error!(
-                            shard = self.shard,
-                            %error,
-                            "cannot write a spill file: new QoS 1/2 publishes are refused until \
-                             it can; trying again"
-                        );
-                        self.space.set_failing(self.shard, true);
-                        failing = true;
-                    }
-                    glommio::timer::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
-                }
+        let path = spill_path(&self.dir, self.shard, segment);
+        let mut failed = false;
+        while let Err(error) = self.file(segment).await {
+            shard.broker().counters.store_write_errors += 1;
+            if !std::mem::replace(&mut failed, true) {
+                self.space.set_failing(self.shard, true);
+                tracing::error!(shard = self.shard, %error, file = %path.display(), "cannot open a spill file; trying again");
             }
+            glommio::timer::sleep(OPEN_RETRY).await;
         }
-        if failing {
+        if failed {
             self.space.set_failing(self.shard, false);
-            tracing::warn!(shard = self.shard, "the spill file can be written again");
         }
-    }
-
-    async fn write(&mut self, segment: u32, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
-        let file = self.file(segment).await?;
-        let mut at = offset;
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let n = file.write_at(rest.to_vec(), at).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            at += n as u64;
-            rest = &rest[n..];
-        }
-        Ok(())
+        let file = &self.files[&segment];
+        let target = WriteTarget {
+            file,
+            path: &path,
+            shard: self.shard,
+            space: &self.space,
+        };
+        target.write_until_done(shard, bytes.to_vec(), offset).await;
     }
 
     async fn remove(&mut self, segment: u32) {

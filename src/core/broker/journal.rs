@@ -230,9 +230,14 @@ fn will_of(stored: &StoredMessage) -> Will {
 }
 
 /// A stored message as the broker routes it, owning its bytes.
-pub(super) fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+fn message_of(stored: &StoredMessage, now: std::time::Instant) -> SharedMessage {
+    Arc::new(plain_message_of(stored, now))
+}
+
+/// [`message_of`], before it is shared (its times may still be set).
+pub(super) fn plain_message_of(stored: &StoredMessage, now: std::time::Instant) -> Message {
     let mut message = Message::new(&stored.topic, &stored.payload, stored.qos, now);
     message.retain = stored.retain;
     message.properties = stored.properties.compacted();
-    Arc::new(message)
+    message
 }

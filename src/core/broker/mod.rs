@@ -236,7 +236,7 @@ impl Broker {
     /// Shares the board of route hints with the other shards (see `router::hints`): a
     /// subscription made on one shard is seen at once by the others' publishes.
     pub fn with_route_hints(mut self, hints: Arc<super::router::RouteHints>) -> Broker {
-        self.router = std::mem::replace(&mut self.router, Router::new(0, 1)).with_hints(hints);
+        self.router.share_hints(hints);
         self
     }
 

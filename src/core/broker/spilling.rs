@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::journal::{message_of, stored_message};
+use super::journal::{plain_message_of, stored_message};
 use super::Broker;
 use crate::core::message::Message;
 use crate::core::sessions::SessionKey;
@@ -132,7 +132,7 @@ impl Broker {
             let Some(stored) = decode(frame, spilled.stored) else {
                 break;
             };
-            let mut message = Message::clone(&message_of(&stored, now));
+            let mut message = plain_message_of(&stored, now);
             message.expires_at = spilled.expires_at;
             message.published_at = spilled.published_at;
             message.receipt = spilled.receipt;

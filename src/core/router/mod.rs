@@ -105,9 +105,8 @@ impl Router {
     }
 
     /// Shares the hints board with the other shards (see `hints`).
-    pub fn with_hints(mut self, hints: Arc<RouteHints>) -> Router {
+    pub fn share_hints(&mut self, hints: Arc<RouteHints>) {
         self.hints = hints;
-        self
     }
 
     pub fn shard(&self) -> usize {

@@ -137,10 +137,10 @@ fn a_barrier_completes_once_every_other_shard_has_answered() {
 /// Two routers sharing a board of hints, as the broker's shards do.
 fn hinted_pair() -> (Router, Router) {
     let hints = Arc::new(RouteHints::new(2));
-    (
-        Router::new(0, 2).with_hints(hints.clone()),
-        Router::new(1, 2).with_hints(hints),
-    )
+    let (mut a, mut b) = (Router::new(0, 2), Router::new(1, 2));
+    a.share_hints(hints.clone());
+    b.share_hints(hints);
+    (a, b)
 }
 
 #[test]
