@@ -16,3 +16,5 @@ pub mod metrics;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod transport;

@@ -30,7 +30,13 @@ fn main() {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    let default_level = if config.verbose { "debug" } else { "info" };
+    // rustls warns of each client's TLS mistakes (an IP address as server name, ...), and
+    // tungstenite's debug lines are per connection: our own lines say what matters.
+    let default_level = if config.verbose {
+        "debug,rustls=error,tungstenite=info"
+    } else {
+        "info,rustls=error"
+    };
     let logging = match ringmq::logging::init(default_level, &config.log_dest(), config.log_format)
     {
         Ok(logging) => logging,

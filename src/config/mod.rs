@@ -8,7 +8,10 @@ use clap::{Parser, ValueEnum};
 use crate::core::{Features, Limits, SharedPolicy};
 use crate::protocol::QoS;
 
+pub mod listeners;
 pub mod mosquitto;
+
+use listeners::{ListenerSpec, TlsFiles, TlsVersion};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -37,6 +40,36 @@ pub struct Config {
     /// TCP port for MQTT.
     #[arg(short = 'p', long, default_value_t = 1883)]
     pub port: u16,
+    /// Listen here instead of --bind and --port (repeatable): `mqtt://`, `mqtts://` (TLS),
+    /// `ws://` or `wss://` (WebSockets), then ADDR:PORT; `+proxy` after the scheme expects a
+    /// PROXY protocol header first (`mqtt+proxy://0.0.0.0:1884` behind HAProxy).
+    #[arg(long = "listen", value_name = "URL")]
+    pub listen: Vec<String>,
+    /// TLS listeners: the server certificate chain (PEM). Reread on SIGHUP.
+    #[arg(long, value_name = "PATH")]
+    pub certfile: Option<std::path::PathBuf>,
+    /// TLS listeners: the server's private key (PEM). Reread on SIGHUP.
+    #[arg(long, value_name = "PATH")]
+    pub keyfile: Option<std::path::PathBuf>,
+    /// TLS listeners: CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "PATH")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// TLS listeners: a folder of CA certificates (`*.pem`, `*.crt`).
+    #[arg(long, value_name = "DIR")]
+    pub capath: Option<std::path::PathBuf>,
+    /// TLS listeners: refuse clients without a valid certificate (needs --cafile or --capath).
+    #[arg(long)]
+    pub require_certificate: bool,
+    /// TLS listeners: the client certificate's Common Name is the user name (for the ACL);
+    /// the password file is not consulted.
+    #[arg(long)]
+    pub use_identity_as_username: bool,
+    /// TLS listeners: the oldest version accepted, tlsv1.2 or tlsv1.3.
+    #[arg(long, value_name = "VERSION", value_parser = TlsVersion::parse)]
+    pub tls_version: Option<TlsVersion>,
+    /// The listeners of a Mosquitto file (`-c`), when it has any.
+    #[arg(skip)]
+    pub file_listeners: Vec<ListenerSpec>,
     /// Shards (threads, one per CPU, pinned). Default: one per online CPU. At most 64.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub shards: Option<u16>,
@@ -194,8 +227,41 @@ pub enum SharedPolicyArg {
 }
 
 impl Config {
-    pub fn listen_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.bind, self.port)
+    /// Where to listen and what each port speaks: `--listen`, else the file's listeners,
+    /// else MQTT on `--bind`:`--port`.
+    pub fn listeners(&self) -> Result<Vec<ListenerSpec>, String> {
+        if !self.listen.is_empty() {
+            let tls = self.tls_files()?;
+            return self
+                .listen
+                .iter()
+                .map(|url| ListenerSpec::parse_url(url, tls.as_ref()))
+                .collect();
+        }
+        if !self.file_listeners.is_empty() {
+            return Ok(self.file_listeners.clone());
+        }
+        Ok(vec![ListenerSpec::mqtt(SocketAddr::new(
+            self.bind, self.port,
+        ))])
+    }
+
+    /// The TLS flags, if a certificate is given.
+    fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        let (certfile, keyfile) = match (&self.certfile, &self.keyfile) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (None, None) => return Ok(None),
+            _ => return Err("--certfile and --keyfile go together".into()),
+        };
+        Ok(Some(TlsFiles {
+            certfile,
+            keyfile,
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            require_certificate: self.require_certificate,
+            use_identity_as_username: self.use_identity_as_username,
+            min_version: self.tls_version.unwrap_or_default(),
+        }))
     }
 
     /// How often the `$SYS` topics are published, if at all.
@@ -295,10 +361,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_flags_replace_bind_and_port() {
+        let c = Config::try_parse_from([
+            "ringmq",
+            "--listen",
+            "mqtt://127.0.0.1:1883",
+            "--listen",
+            "wss+proxy://127.0.0.1:9443",
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--tls-version",
+            "tlsv1.3",
+        ])
+        .unwrap();
+        let listeners = c.listeners().unwrap();
+        assert_eq!(listeners.len(), 2);
+        assert!(listeners[0].is_plain());
+        let tls = listeners[1].tls.as_ref().unwrap();
+        assert_eq!(tls.min_version, TlsVersion::Tls13);
+        let c = Config::try_parse_from(["ringmq", "--listen", "mqtts://127.0.0.1:8883"]).unwrap();
+        assert!(c.listeners().unwrap_err().contains("--certfile"));
+        let c =
+            Config::try_parse_from(["ringmq", "--certfile", "c.pem", "--listen", "ws://[::1]:1"])
+                .unwrap();
+        assert!(c.listeners().unwrap_err().contains("together"));
+    }
+
+    #[test]
     fn mosquitto_style_flags_parse() {
         let c = Config::try_parse_from(["ringmq", "-v", "-p", "1884"]).unwrap();
         assert!(c.verbose);
-        assert_eq!(c.listen_addr().port(), 1884);
+        assert_eq!(c.listeners().unwrap()[0].addr.port(), 1884);
         assert!(Config::try_parse_from(["ringmq", "--shards", "0"]).is_err());
         assert!(Config::try_parse_from(["ringmq", "--bogus"]).is_err());
         let c = Config::try_parse_from(["ringmq", "--max-inflight", "7", "--shards", "2"]).unwrap();

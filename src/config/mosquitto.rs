@@ -5,12 +5,16 @@
 //! Each option ringmq knows sets the matching flag, unless that flag was given on the command
 //! line (flags override the file). An option ringmq does not know, or one it can safely do
 //! without (`user`, `autosave_interval`, ...), is named in a warning. One whose absence would
-//! change what clients get (a bridge, an auth plugin, TLS or WebSockets on a listener, until
-//! ringmq has them) is an error: the broker does not start on it.
+//! change what clients get (a bridge, an auth plugin, a certificate revocation list) is an
+//! error: the broker does not start on it.
+//!
+//! Listener options (`protocol`, `certfile`, ...) apply to the last `listener` above them, or
+//! to the default listener (`port`, `bind_address`) before any, as in Mosquitto.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use super::listeners::{ListenerSpec, Protocol, TlsFiles, TlsVersion};
 use super::{Config, LogDestArg};
 
 /// One `option value...` line.
@@ -143,6 +147,41 @@ fn boolean(entry: &Entry) -> Result<bool, ConfError> {
     }
 }
 
+fn path(entry: &Entry) -> Result<PathBuf, ConfError> {
+    arg(entry, 0).map(PathBuf::from)
+}
+
+/// The file's listeners so far.
+#[derive(Debug, Default)]
+struct FileListeners {
+    list: Vec<FileListener>,
+    /// Whether `list[0]` is the default listener (`port`, `bind_address`, or options before
+    /// any `listener`).
+    has_default: bool,
+}
+
+impl FileListeners {
+    /// The listener the options that follow apply to: the last `listener`, else the default.
+    fn current(&mut self, entry: &Entry) -> &mut FileListener {
+        if self.list.is_empty() {
+            return self.default_listener(entry);
+        }
+        self.list.last_mut().expect("not empty")
+    }
+
+    fn default_listener(&mut self, entry: &Entry) -> &mut FileListener {
+        if !self.has_default {
+            self.has_default = true;
+            let listener = FileListener {
+                at: entry.at.clone(),
+                ..FileListener::default()
+            };
+            self.list.insert(0, listener);
+        }
+        &mut self.list[0]
+    }
+}
+
 /// Mosquitto's durations: a number with `h`, `d`, `w`, `m` (30 days) or `y` (365 days).
 fn duration_secs(entry: &Entry) -> Result<u32, ConfError> {
     let text = arg(entry, 0)?;
@@ -185,7 +224,71 @@ const IGNORED: &[&str] = &[
     "sys_interval_timeout",
     "websockets_log_level",
     "socket_domain",
+    // rustls offers only its own modern suites.
+    "ciphers",
+    "ciphers_tls1.3",
+    "websockets_headers_size",
 ];
+
+/// A listener's options as the file gives them, before they are checked.
+#[derive(Debug, Default)]
+struct FileListener {
+    port: Option<u16>,
+    ip: Option<IpAddr>,
+    protocol: Option<Protocol>,
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    cafile: Option<PathBuf>,
+    capath: Option<PathBuf>,
+    require_certificate: bool,
+    use_identity_as_username: bool,
+    tls_version: Option<TlsVersion>,
+    proxy_protocol: bool,
+    /// Where it starts, for messages.
+    at: String,
+}
+
+impl FileListener {
+    fn spec(self) -> Result<ListenerSpec, ConfError> {
+        let fail = |why: &str| ConfError::Invalid {
+            option: "listener".into(),
+            at: self.at.clone(),
+            why: why.into(),
+        };
+        let tls = match (self.certfile, self.keyfile) {
+            (Some(certfile), Some(keyfile)) => Some(TlsFiles {
+                certfile,
+                keyfile,
+                cafile: self.cafile,
+                capath: self.capath,
+                require_certificate: self.require_certificate,
+                use_identity_as_username: self.use_identity_as_username,
+                min_version: self.tls_version.unwrap_or_default(),
+            }),
+            (None, None) => {
+                if self.cafile.is_some() || self.capath.is_some() || self.require_certificate {
+                    return Err(fail("cafile, capath and require_certificate need certfile"));
+                }
+                None
+            }
+            _ => return Err(fail("certfile and keyfile go together")),
+        };
+        if let Some(tls) = &tls {
+            if tls.require_certificate && tls.cafile.is_none() && tls.capath.is_none() {
+                return Err(fail("require_certificate needs cafile or capath"));
+            }
+        }
+        Ok(ListenerSpec {
+            addr: SocketAddr::new(
+                self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                self.port.unwrap_or(1883),
+            ),
+            protocol: self.protocol.unwrap_or(Protocol::Mqtt),
+            tls,
+            proxy_protocol: self.proxy_protocol,
+        })
+    }
+}
 
 /// Options whose absence would change what clients get: the broker does not start on them.
 fn refused(option: &str) -> Option<&'static str> {
@@ -197,22 +300,13 @@ fn refused(option: &str) -> Option<&'static str> {
         "auth_plugin" | "plugin" | "auth_opt" | "plugin_opt" | "global_plugin" => {
             "plugins are not supported; use password_file and acl_file"
         }
-        "certfile"
-        | "keyfile"
-        | "cafile"
-        | "capath"
-        | "require_certificate"
-        | "use_identity_as_username"
-        | "use_subject_as_username"
-        | "tls_version"
-        | "ciphers"
-        | "crlfile"
-        | "psk_file"
-        | "psk_hint"
-        | "tls_engine"
-        | "tls_keyform" => {
-            "TLS is not available yet; terminate TLS in front of ringmq (e.g. HAProxy)"
+        "crlfile" => {
+            "certificate revocation lists are not checked; a revoked certificate \
+                      would be let in"
         }
+        "use_subject_as_username" => "use use_identity_as_username (the Common Name)",
+        "psk_file" | "psk_hint" => "TLS pre-shared keys are not supported; use certificates",
+        "tls_engine" | "tls_keyform" => "keys must be PEM files (no OpenSSL engines)",
         _ => return None,
     })
 }
@@ -225,7 +319,7 @@ pub fn apply(
     from_cli: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<String>, ConfError> {
     let mut warnings = Vec::new();
-    let mut listeners = 0;
+    let mut listeners = FileListeners::default();
     let mut persistence = false;
     let mut persistence_location: Option<PathBuf> = None;
     let mut log_dest_set = false;
@@ -243,30 +337,58 @@ pub fn apply(
         }
         match entry.option.as_str() {
             "listener" => {
-                listeners += 1;
-                if listeners > 1 {
-                    return Err(unsupported(
-                        entry,
-                        "one listener for now; run one ringmq per port",
-                    ));
-                }
-                set!(port, number(entry)?);
+                let port = number(entry)?;
                 let ip = match entry.args.get(1) {
-                    Some(_) => ip(entry, 1)?,
-                    None => IpAddr::from([0, 0, 0, 0]),
+                    Some(_) => Some(ip(entry, 1)?),
+                    None => None,
                 };
-                set!(bind, ip);
+                listeners.list.push(FileListener {
+                    port: Some(port),
+                    ip,
+                    at: entry.at.clone(),
+                    ..FileListener::default()
+                });
             }
             "port" => {
-                listeners = listeners.max(1);
-                set!(port, number(entry)?);
+                let port = number(entry)?;
+                listeners.default_listener(entry).port = Some(port);
             }
-            "bind_address" => set!(bind, ip(entry, 0)?),
-            "protocol" => match arg(entry, 0)? {
-                "mqtt" => {}
-                "websockets" => return Err(unsupported(entry, "WebSockets are not available yet")),
-                other => return Err(invalid(entry, format!("mqtt or websockets, not {other:?}"))),
-            },
+            "bind_address" => {
+                let ip = ip(entry, 0)?;
+                listeners.default_listener(entry).ip = Some(ip);
+            }
+            "protocol" => {
+                let protocol = match arg(entry, 0)? {
+                    "mqtt" => Protocol::Mqtt,
+                    "websockets" => Protocol::WebSockets,
+                    other => {
+                        return Err(invalid(entry, format!("mqtt or websockets, not {other:?}")))
+                    }
+                };
+                listeners.current(entry).protocol = Some(protocol);
+            }
+            "certfile" => listeners.current(entry).certfile = Some(path(entry)?),
+            "keyfile" => listeners.current(entry).keyfile = Some(path(entry)?),
+            "cafile" => listeners.current(entry).cafile = Some(path(entry)?),
+            "capath" => listeners.current(entry).capath = Some(path(entry)?),
+            "require_certificate" => {
+                listeners.current(entry).require_certificate = boolean(entry)?;
+            }
+            "use_identity_as_username" => {
+                listeners.current(entry).use_identity_as_username = boolean(entry)?;
+            }
+            "tls_version" => {
+                let version = TlsVersion::parse(arg(entry, 0)?).map_err(|e| invalid(entry, e))?;
+                listeners.current(entry).tls_version = Some(version);
+            }
+            // Mosquitto 2.1: `enable_proxy_protocol 1` or `2`; either version is accepted.
+            "enable_proxy_protocol" => {
+                let version: u8 = number(entry)?;
+                if !matches!(version, 1 | 2) {
+                    return Err(invalid(entry, "1 or 2"));
+                }
+                listeners.current(entry).proxy_protocol = true;
+            }
             "allow_anonymous" => allow_anonymous = Some(boolean(entry)?),
             "password_file" => set!(password_file, Some(PathBuf::from(arg(entry, 0)?))),
             "acl_file" => set!(acl_file, Some(PathBuf::from(arg(entry, 0)?))),
@@ -361,11 +483,24 @@ pub fn apply(
         let dir = persistence_location.unwrap_or_else(|| PathBuf::from("."));
         set!(data_dir, Some(dir));
     }
-    // Mosquitto 2: without any listener, only this machine may connect, anonymously.
-    if listeners == 0 {
-        set!(bind, IpAddr::from([127, 0, 0, 1]));
+    let any_listener = !listeners.list.is_empty();
+    let mut specs = listeners
+        .list
+        .into_iter()
+        .map(FileListener::spec)
+        .collect::<Result<Vec<_>, _>>()?;
+    match specs.first_mut() {
+        // Mosquitto 2: without any listener, only this machine may connect, anonymously.
+        None => set!(bind, IpAddr::from([127, 0, 0, 1])),
+        Some(first) => {
+            // The command line's --bind and --port replace the first listener's.
+            set!(bind, first.addr.ip());
+            set!(port, first.addr.port());
+            first.addr = SocketAddr::new(config.bind, config.port);
+        }
     }
-    let anonymous = allow_anonymous.unwrap_or(listeners == 0);
+    config.file_listeners = specs;
+    let anonymous = allow_anonymous.unwrap_or(!any_listener);
     set!(allow_anonymous, anonymous);
     if !config.allow_anonymous && config.password_file.is_none() {
         // Mosquitto refuses every client then; so does ringmq (not a flag: set here only).
@@ -480,10 +615,9 @@ mod tests {
     fn options_that_would_change_what_clients_get_are_errors() {
         for text in [
             "connection bridge-1\naddress 10.0.0.1\n",
-            "listener 8883\ncertfile /c.pem\n",
-            "listener 9001\nprotocol websockets\n",
+            "listener 8883\ncertfile /c.pem\nkeyfile /k.pem\ncrlfile /crl.pem\n",
+            "psk_file /psk\n",
             "auth_plugin /usr/lib/x.so\n",
-            "listener 1883\nlistener 1884\n",
         ] {
             let error = config(text, &[]).unwrap_err();
             assert!(
@@ -495,6 +629,12 @@ mod tests {
             "max_qos 3\n",
             "listener x\n",
             "persistent_client_expiration 3x\n",
+            "listener 8883\ncertfile /c.pem\n",
+            "listener 8883\ncafile /ca.pem\n",
+            "listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n",
+            "listener 8883\ntls_version tlsv1.1\n",
+            "listener 9001\nprotocol http\n",
+            "listener 1883\nenable_proxy_protocol 3\n",
         ] {
             let error = config(text, &[]).unwrap_err();
             assert!(
@@ -502,6 +642,58 @@ mod tests {
                 "{text}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn several_listeners_with_tls_websockets_and_proxy() {
+        let text = "per_listener_settings false\n\
+                    listener 1883 127.0.0.1\n\
+                    listener 8883\ncertfile /etc/m/server.pem\nkeyfile /etc/m/server.key\n\
+                    cafile /etc/m/ca.pem\nrequire_certificate true\n\
+                    use_identity_as_username true\ntls_version tlsv1.3\n\
+                    listener 9001\nprotocol websockets\n\
+                    listener 9443 ::1\nprotocol websockets\ncertfile /c\nkeyfile /k\n\
+                    listener 1884\nenable_proxy_protocol 2\n\
+                    password_file /p\nacl_file /a\n";
+        let (c, warnings) = config(text, &[]).unwrap();
+        let l = c.listeners().unwrap();
+        let urls: Vec<String> = l.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            urls,
+            [
+                "mqtt://127.0.0.1:1883",
+                "mqtts://0.0.0.0:8883",
+                "ws://0.0.0.0:9001",
+                "wss://[::1]:9443",
+                "mqtt+proxy://0.0.0.0:1884"
+            ]
+        );
+        let tls = l[1].tls.as_ref().unwrap();
+        assert_eq!(tls.cafile.as_deref(), Some(Path::new("/etc/m/ca.pem")));
+        assert!(tls.require_certificate && tls.use_identity_as_username);
+        assert_eq!(tls.min_version, TlsVersion::Tls13);
+        let tls = l[3].tls.as_ref().unwrap();
+        assert!(!tls.require_certificate && tls.cafile.is_none());
+        assert_eq!(c.password_file.as_deref(), Some(Path::new("/p")));
+        assert_eq!(warnings.len(), 1, "per_listener_settings: {warnings:?}");
+        // The command line's port replaces the first listener's, --listen all of them.
+        let (c, _) = config(text, &["-p", "2883"]).unwrap();
+        assert_eq!(
+            c.listeners().unwrap()[0].to_string(),
+            "mqtt://127.0.0.1:2883"
+        );
+        assert_eq!(c.listeners().unwrap().len(), 5);
+        let (c, _) = config(text, &["--listen", "ws://127.0.0.1:1"]).unwrap();
+        assert_eq!(c.listeners().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn options_before_any_listener_are_the_default_listeners() {
+        let text = "certfile /c\nkeyfile /k\nport 8883\nbind_address 127.0.0.1\n";
+        let (c, _) = config(text, &[]).unwrap();
+        let l = c.listeners().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].to_string(), "mqtts://127.0.0.1:8883");
     }
 
     #[test]

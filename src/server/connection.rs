@@ -19,34 +19,51 @@ use super::mesh::Envelope;
 use super::shard::Shard;
 use super::writer::LINGER;
 use crate::core::{Closing, ConnId, ReadPause, Receive};
+use crate::transport::{Acceptor, Received, Transport};
 
 /// Spare room in the shard's read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Serves a connection accepted by this shard. It counts against the connection limit from
-/// now on, CONNECT or not; the broker's connect timeout closes it if no CONNECT comes.
-pub fn spawn(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves a connection accepted by this shard on a listener of `acceptor`'s kind. It counts
+/// against the connection limit from now on, CONNECT or not; the broker's connect timeout
+/// closes it if no CONNECT comes.
+pub fn spawn(shard: Rc<Shard>, stream: TcpStream, acceptor: &Acceptor) {
     let id = shard.broker().open(Instant::now());
-    serve(shard, stream, BytesMut::new(), id);
+    tracing::debug!(
+        shard = shard.broker().shard(),
+        conn = id,
+        peer = ?stream.peer_addr().ok(),
+        listener = %acceptor.spec,
+        "connection accepted"
+    );
+    serve(shard, stream, BytesMut::new(), id, acceptor.transport());
 }
 
 /// Serves a connection another shard handed to this one.
-pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>) {
+pub fn adopt(shard: Rc<Shard>, fd: RawFd, buffered: Vec<u8>, transport: Option<Box<Transport>>) {
     // SAFETY: the fd was dup'ed for us by the sending shard, which no longer uses it.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
     let id = shard.broker().adopt(Instant::now());
-    serve(shard, stream, BytesMut::from(&buffered[..]), id);
+    serve(shard, stream, BytesMut::from(&buffered[..]), id, transport);
 }
 
 /// Moves a connection whose session lives on shard `home` there. Its own task, so that the
 /// read loop's future (which every idle connection carries) does not hold this one's state.
-fn hand_off(shard: &Rc<Shard>, fd: RawFd, home: usize, buffered: Vec<u8>) {
+fn hand_off(
+    shard: &Rc<Shard>,
+    fd: RawFd,
+    home: usize,
+    buffered: Vec<u8>,
+    transport: Option<Box<Transport>>,
+) {
     let shard = shard.clone();
     spawn_local(async move {
-        if let Err(error) = shard
-            .send_to(home, Envelope::Handoff { fd, buffered })
-            .await
-        {
+        let envelope = Envelope::Handoff {
+            fd,
+            buffered,
+            transport,
+        };
+        if let Err(error) = shard.send_to(home, envelope).await {
             // Only when the mesh is closing, i.e. the process is stopping.
             tracing::warn!(%error, "cannot hand a connection over");
         }
@@ -65,12 +82,30 @@ fn dup(fd: RawFd) -> std::io::Result<RawFd> {
 
 /// Registers the connection with the writers, then spawns its read loop. The setup is done
 /// here, outside the task, so the task's future does not hold the whole socket.
-fn serve(shard: Rc<Shard>, stream: TcpStream, buf: BytesMut, id: ConnId) {
+fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    buf: BytesMut,
+    id: ConnId,
+    transport: Option<Box<Transport>>,
+) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
+    let peer = transport
+        .as_ref()
+        .and_then(|t| t.client())
+        .or_else(|| stream.peer_addr().ok());
+    if let Some(peer) = peer {
+        shard.broker().set_peer(id, peer);
+    }
+    // A connection moved here after its TLS handshake: the broker here needs it too.
+    if let Some(identity) = transport.as_ref().and_then(|t| t.identity()) {
+        shard.broker().set_identity(id, identity);
+    }
+    let framed = transport.is_some();
     let (reader, writer) = futures_lite::io::split(stream);
-    shard.register(id, fd, writer);
-    spawn_local(read_loop(shard, id, fd, reader, buf)).detach();
+    shard.register(id, fd, writer, transport);
+    spawn_local(read_loop(shard, id, fd, reader, buf, framed)).detach();
 }
 
 async fn read_loop(
@@ -79,6 +114,7 @@ async fn read_loop(
     fd: RawFd,
     mut reader: ReadHalf<TcpStream>,
     buf: BytesMut,
+    framed: bool,
 ) {
     // An idle connection owns no read buffer: reads go into the shard's buffer, and only the
     // start of a packet still incomplete is kept here.
@@ -150,6 +186,21 @@ async fn read_loop(
             shard.return_scratch(scratch);
             break;
         }
+        if framed {
+            // What the transport unwraps is the client's: it joins `pending`.
+            let received = shard.unwrap_transport(id, &scratch, &mut pending);
+            scratch.clear();
+            shard.return_scratch(scratch);
+            next = process(&shard, id, &mut pending);
+            match received {
+                Ok(Received::Open) => continue,
+                Ok(Received::Closed) => break,
+                Err(error) => {
+                    tracing::info!(shard = shard.broker().shard(), conn = id, %error, "closing connection");
+                    break;
+                }
+            }
+        }
         if pending.is_empty() {
             next = process(&shard, id, &mut scratch);
             pending.extend_from_slice(&scratch);
@@ -164,9 +215,9 @@ async fn read_loop(
         // The broker has forgotten the connection; the socket goes on, duplicated, on `home`.
         let moved = dup(fd);
         drop(reader);
-        shard.handed_off(id);
+        let transport = shard.handed_off(id);
         match moved {
-            Ok(fd) => hand_off(&shard, fd, home, pending.to_vec()),
+            Ok(fd) => hand_off(&shard, fd, home, pending.to_vec(), transport),
             Err(error) => tracing::warn!(%error, "cannot hand a connection over"),
         }
         return;

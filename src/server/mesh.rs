@@ -24,6 +24,8 @@ pub enum Envelope {
     Handoff {
         fd: RawFd,
         buffered: Vec<u8>,
+        /// TLS and WebSocket state, mid-stream.
+        transport: Option<Box<crate::transport::Transport>>,
     },
 }
 

@@ -28,6 +28,7 @@ use crate::core::auth::{AuthHandle, Authenticator, PasswordFile};
 use crate::core::quota::Quota;
 use crate::core::store::StoreSpace;
 use crate::metrics::StatsBoard;
+use crate::transport::Acceptor;
 use heartbeat::Clock;
 use mesh::Mesh;
 use tasks::{Common, ShardStartError};
@@ -59,6 +60,13 @@ pub enum StartError {
     },
     #[error("cannot start the shards: {0}")]
     Executor(String),
+    #[error("listeners: {0}")]
+    Listeners(String),
+    #[error("{listener}: {source}")]
+    Tls {
+        listener: String,
+        source: crate::transport::tls_config::TlsConfigError,
+    },
     #[error(transparent)]
     Shard(#[from] ShardStartError),
     #[error(transparent)]
@@ -124,10 +132,13 @@ fn read_config_file<T, E: std::error::Error + Send + Sync + 'static>(
 pub fn run(config: Config) -> Result<(), StartError> {
     let shards = config.shard_count();
     ensure_memlock(shards)?;
-    let addr = config.listen_addr();
-    // Fail early and clearly when the port is taken (glommio would report it per shard).
-    listener::probe(addr, listener::PORT_WAIT)
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let acceptors = acceptors(&config)?;
+    for acceptor in acceptors.iter() {
+        let addr = acceptor.spec.addr;
+        // Fail early and clearly when the port is taken (glommio would report it per shard).
+        listener::probe(addr, listener::PORT_WAIT)
+            .map_err(|source| StartError::Bind { addr, source })?;
+    }
 
     let (ready, ready_rx) = crossbeam_channel::unbounded::<Result<(), ShardStartError>>();
     let clock = heartbeat::start(shards).map_err(StartError::Clock)?;
@@ -142,14 +153,25 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(dir) => Some(Arc::new(store::recover(dir, shards)?)),
         None => None,
     };
-    let reload = (config.clone(), auth.clone(), clock.clone());
+    let reload = Reload {
+        config: config.clone(),
+        auth: auth.clone(),
+        clock: clock.clone(),
+        acceptors: acceptors.clone(),
+    };
     let config_max_data_bytes = config.max_data_bytes;
     let stats = Arc::new(StatsBoard::new(shards));
     if let Some(addr) = config.metrics {
         prometheus::serve(addr, stats.clone()).map_err(StartError::Metrics)?;
     }
+    let listening = acceptors
+        .iter()
+        .map(|a| a.spec.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let common = Common {
         config,
+        acceptors,
         mesh: Arc::new(Mesh::full(shards, MESH_CHANNEL_SIZE)),
         clock,
         stats,
@@ -193,7 +215,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         signal_hook::consts::SIGHUP,
     ])
     .map_err(StartError::Signals)?;
-    tracing::info!("ringmq ready: listening on {addr} with {shards} shards");
+    tracing::info!("ringmq ready: listening on {listening} with {shards} shards");
     std::thread::spawn(move || handle_signals(signals, reload));
     for result in handles.join_all() {
         if let Err(e) = result {
@@ -204,12 +226,42 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// SIGHUP reopens the log file and rereads the password and ACL files; SIGTERM or SIGINT
-/// stops the shards.
-fn handle_signals(
-    mut signals: signal_hook::iterator::Signals,
-    (config, auth, clock): (Config, Arc<AuthHandle>, Arc<Clock>),
-) {
+/// The listeners' acceptors, their TLS certificates loaded.
+fn acceptors(config: &Config) -> Result<Arc<Vec<Arc<Acceptor>>>, StartError> {
+    let specs = config.listeners().map_err(StartError::Listeners)?;
+    let mut acceptors: Vec<Arc<Acceptor>> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        if acceptors.iter().any(|a| a.spec.addr == spec.addr) {
+            return Err(StartError::Listeners(format!(
+                "two listeners on {}",
+                spec.addr
+            )));
+        }
+        let listener = spec.to_string();
+        let acceptor = Acceptor::new(spec, config.max_packet_size)
+            .map_err(|source| StartError::Tls { listener, source })?;
+        acceptors.push(Arc::new(acceptor));
+    }
+    Ok(Arc::new(acceptors))
+}
+
+/// What SIGHUP rereads, and the clock that SIGTERM stops.
+struct Reload {
+    config: Config,
+    auth: Arc<AuthHandle>,
+    clock: Arc<Clock>,
+    acceptors: Arc<Vec<Arc<Acceptor>>>,
+}
+
+/// SIGHUP reopens the log file and rereads the TLS certificates and the password and ACL
+/// files; SIGTERM or SIGINT stops the shards.
+fn handle_signals(mut signals: signal_hook::iterator::Signals, reload: Reload) {
+    let Reload {
+        config,
+        auth,
+        clock,
+        acceptors,
+    } = reload;
     for signal in signals.forever() {
         if signal != signal_hook::consts::SIGHUP {
             // Stop first, log after: a log write must never keep the broker from stopping.
@@ -218,6 +270,15 @@ fn handle_signals(
             return;
         }
         crate::logging::reopen();
+        for acceptor in acceptors.iter().filter(|a| a.spec.tls.is_some()) {
+            let listener = &acceptor.spec;
+            match acceptor.reload() {
+                Ok(()) => tracing::info!(%listener, "TLS certificates reloaded"),
+                Err(error) => {
+                    tracing::error!(%listener, %error, "TLS reload failed; keeping the old certificates")
+                }
+            }
+        }
         if config.password_file.is_none() && config.acl_file.is_none() {
             continue;
         }

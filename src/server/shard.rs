@@ -20,6 +20,7 @@ use super::mesh::{Envelope, Senders};
 use super::shutdown::Waiters;
 use super::writer::{Drained, FollowUp, Writers, LINGER};
 use crate::core::{Broker, ConnId, ReadPause, ShardMsg};
+use crate::transport::{Received, Transport, TransportError};
 
 pub struct Shard {
     broker: RefCell<Broker>,
@@ -157,9 +158,50 @@ impl Shard {
         *self.read_buffer.borrow_mut() = buffer;
     }
 
-    /// A connection's socket, for its output from now on.
-    pub fn register(&self, id: ConnId, fd: RawFd, half: WriteHalf<TcpStream>) {
-        self.writers.register(id, fd, half);
+    /// A connection's socket (and transport), for its output from now on.
+    pub fn register(
+        &self,
+        id: ConnId,
+        fd: RawFd,
+        half: WriteHalf<TcpStream>,
+        transport: Option<Box<Transport>>,
+    ) {
+        self.writers.register(id, fd, half, transport);
+    }
+
+    /// Bytes read from a connection with a transport: the MQTT bytes they carry are appended
+    /// to `mqtt`, what the transport answers by itself (a handshake, a pong) is written, and
+    /// the client's address or certificate identity, once known, goes to the broker.
+    pub fn unwrap_transport(
+        self: &Rc<Self>,
+        id: ConnId,
+        raw: &[u8],
+        mqtt: &mut BytesMut,
+    ) -> Result<Received, TransportError> {
+        let outcome = self.writers.with_transport(id, |transport| {
+            let had_client = transport.client().is_some();
+            let received = transport.receive(raw, mqtt);
+            let client = transport.client().filter(|_| !had_client);
+            (received, client, transport.take_identity())
+        });
+        let Some((received, client, identity)) = outcome else {
+            mqtt.extend_from_slice(raw);
+            return Ok(Received::Open);
+        };
+        if let Some(client) = client {
+            tracing::debug!(shard = self.broker().shard(), conn = id, %client, "PROXY header");
+            self.broker().set_peer(id, client);
+        }
+        if let Some(identity) = identity {
+            self.broker().set_identity(id, identity);
+        }
+        let follow_up = self
+            .writers
+            .write_out(&mut self.broker(), id, Instant::now());
+        if let Some(follow_up) = follow_up {
+            self.start(id, follow_up);
+        }
+        received
     }
 
     /// Waits until connection `id` may be read again (see `gate`).
@@ -181,10 +223,12 @@ impl Shard {
         self.writers.take_drain(id)
     }
 
-    /// The connection went to another shard (the broker has forgotten it already).
-    pub fn handed_off(&self, id: ConnId) {
-        self.writers.unregister(id);
+    /// The connection goes to another shard (the broker has forgotten it already), with its
+    /// transport, if it has one.
+    pub fn handed_off(&self, id: ConnId) -> Option<Box<Transport>> {
+        let transport = self.writers.unregister(id);
         self.departures.wake_all();
+        transport
     }
 
     /// The connection's socket is gone.

@@ -24,6 +24,7 @@ use crate::core::quota::Quota;
 use crate::core::store::{Recovered, StoreSpace};
 use crate::core::Broker;
 use crate::metrics::StatsBoard;
+use crate::transport::Acceptor;
 
 /// How long a stopping shard waits for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -55,6 +56,8 @@ pub enum ShardStartError {
 #[derive(Clone)]
 pub struct Common {
     pub config: Config,
+    /// One per listening port.
+    pub acceptors: Arc<Vec<Arc<Acceptor>>>,
     pub mesh: Arc<Mesh>,
     pub clock: Arc<Clock>,
     pub stats: Arc<StatsBoard>,
@@ -74,6 +77,7 @@ pub struct Common {
 pub async fn run(common: Common) {
     let Common {
         config,
+        acceptors,
         mesh,
         clock,
         stats,
@@ -92,18 +96,21 @@ pub async fn run(common: Common) {
     let shards = ends.shards();
     let (senders, receivers) = ends.connect().await;
     name_thread(id);
-    let addr = config.listen_addr();
-    let listener = match listener::bind(addr) {
-        Ok(l) => l,
-        Err(source) => {
-            let _ = ready.send(Err(ShardStartError::Listen {
-                shard: id,
-                addr,
-                source,
-            }));
-            return;
+    let mut listeners = Vec::with_capacity(acceptors.len());
+    for acceptor in acceptors.iter() {
+        let addr = acceptor.spec.addr;
+        match listener::bind(addr) {
+            Ok(l) => listeners.push((l, acceptor.clone())),
+            Err(source) => {
+                let _ = ready.send(Err(ShardStartError::Listen {
+                    shard: id,
+                    addr,
+                    source,
+                }));
+                return;
+            }
         }
-    };
+    }
     let mut broker = Broker::new(id, shards, config.limits(), Instant::now())
         .with_features(config.features())
         .with_auth(auth)
@@ -171,18 +178,35 @@ pub async fn run(common: Common) {
 
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, "accepting");
-    accept_loop(&shard, &listener, &shutdown).await;
-    // Stopping: no new connections from here on. Shutting the listening socket takes it out
-    // of the port at once, even while io_uring still holds a reference to it, so a broker
-    // started right after this one owns the port alone.
-    listener::close(listener);
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, acceptor)| {
+            let (shard, shutdown) = (shard.clone(), shutdown.clone());
+            spawn_local(async move {
+                accept_loop(&shard, &listener, &acceptor, &shutdown).await;
+                // Stopping: no new connections from here on. Shutting the listening socket
+                // takes it out of the port at once, even while io_uring still holds a
+                // reference to it, so a broker started right after this one owns the port
+                // alone.
+                listener::close(listener);
+            })
+        })
+        .collect();
+    for task in accepting {
+        task.await;
+    }
     // Give the writers a moment to deliver the DISCONNECTs.
     futures_lite::future::or(shard.all_closed(), timer::sleep(SHUTDOWN_GRACE)).await;
     tracing::debug!(shard = id, "stopped");
 }
 
 /// Accepts connections until the shard stops.
-async fn accept_loop(shard: &Rc<Shard>, listener: &Listener, shutdown: &Shutdown) {
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &Listener,
+    acceptor: &Acceptor,
+    shutdown: &Shutdown,
+) {
     loop {
         let accepted =
             futures_lite::future::or(async { Some(listener.socket.accept().await) }, async {
@@ -200,7 +224,7 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &Listener, shutdown: &Shutdown
                     drop(stream);
                     continue;
                 }
-                connection::spawn(shard.clone(), stream);
+                connection::spawn(shard.clone(), stream, acceptor);
             }
             Some(Err(e)) => {
                 tracing::warn!(shard = shard.broker().shard(), error = %e, "accept failed");
@@ -296,7 +320,11 @@ async fn mesh_receiver(shard: Rc<Shard>, peer: usize, receiver: ConnectedReceive
                 // queued before taking the next.
                 futures_lite::future::yield_now().await;
             }
-            Envelope::Handoff { fd, buffered } => connection::adopt(shard.clone(), fd, buffered),
+            Envelope::Handoff {
+                fd,
+                buffered,
+                transport,
+            } => connection::adopt(shard.clone(), fd, buffered, transport),
         }
     }
 }

@@ -5,18 +5,22 @@
 //! flush, with no task switch. Only when a socket does not take everything does a drain task
 //! start; it waits for room, writes the rest and whatever came meanwhile, and ends. So an idle
 //! connection has no writer task at all, and a write costs one system call.
+//!
+//! A connection with a transport (TLS, WebSockets) has its output encoded on the way: the
+//! broker counts the MQTT bytes written, the socket takes the encoded ones.
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
 use ahash::AHashMap;
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use futures_lite::io::{AsyncWriteExt, WriteHalf};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
-use crate::core::{Broker, ConnId, Output};
+use crate::core::{Broker, ConnId};
+use crate::transport::{Transport, TransportError};
 
 /// How long a connection we closed may keep sending before the socket is closed outright.
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -34,6 +38,33 @@ struct ConnWriter {
     draining: Option<JoinHandle<()>>,
     /// Shut down after the last words: nothing more is written.
     shut: bool,
+    /// TLS, WebSockets, a PROXY header: what lies between the socket and MQTT, if anything.
+    transport: Option<Box<Transport>>,
+}
+
+/// Bytes for the socket, and how many of the broker's bytes they carry.
+struct Chunk {
+    wire: BytesMut,
+    /// The broker's (MQTT) bytes in `wire` not yet reported written.
+    carried: usize,
+    /// Close once written.
+    close: bool,
+}
+
+impl Chunk {
+    /// `sent` of the wire bytes are out: the share of the carried bytes to report.
+    fn advance(&mut self, sent: usize) -> usize {
+        let wire_len = self.wire.len();
+        let reported = if sent >= wire_len {
+            self.carried
+        } else {
+            // Proportionally: the broker needs progress, not exact positions.
+            (self.carried as u128 * sent as u128 / wire_len.max(1) as u128) as usize
+        };
+        self.wire.advance(sent.min(wire_len));
+        self.carried -= reported;
+        reported
+    }
 }
 
 /// What the shard must start after a write: the writers spawn no tasks themselves, so that
@@ -52,7 +83,7 @@ pub struct Drain {
     id: ConnId,
     fd: RawFd,
     half: WriteHalf<TcpStream>,
-    output: Output,
+    chunk: Chunk,
 }
 
 /// How a drain ended.
@@ -67,18 +98,32 @@ pub enum Drained {
 }
 
 impl Writers {
-    pub fn register(&self, id: ConnId, fd: RawFd, half: WriteHalf<TcpStream>) {
+    pub fn register(
+        &self,
+        id: ConnId,
+        fd: RawFd,
+        half: WriteHalf<TcpStream>,
+        transport: Option<Box<Transport>>,
+    ) {
         let writer = ConnWriter {
             fd,
             half: Some(half),
             draining: None,
             shut: false,
+            transport,
         };
         self.conns.borrow_mut().insert(id, writer);
     }
 
-    pub fn unregister(&self, id: ConnId) {
-        self.conns.borrow_mut().remove(&id);
+    /// Forgets the connection; its transport, for a connection moving to another shard.
+    pub fn unregister(&self, id: ConnId) -> Option<Box<Transport>> {
+        self.conns.borrow_mut().remove(&id)?.transport
+    }
+
+    /// Runs `f` on the connection's transport, if it has one.
+    pub fn with_transport<T>(&self, id: ConnId, f: impl FnOnce(&mut Transport) -> T) -> Option<T> {
+        let mut conns = self.conns.borrow_mut();
+        conns.get_mut(&id)?.transport.as_deref_mut().map(f)
     }
 
     /// The running drain task of `id`, to await before the connection's state goes.
@@ -118,28 +163,37 @@ impl Writers {
         // While a drain task owns the socket it takes new output itself.
         writer.half.as_ref()?;
         loop {
-            let mut output = broker.take_output(id)?;
-            let len = output.bytes.len();
-            let Ok(sent) = send_now(writer.fd, &output.bytes) else {
+            let mut chunk = match next_chunk(broker, id, writer.transport.as_deref_mut()) {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return None,
+                Err(error) => {
+                    tracing::info!(conn = id, %error, "cannot encode output; closing");
+                    writer.shut = true;
+                    shutdown(writer.fd, libc::SHUT_RDWR);
+                    return None;
+                }
+            };
+            let len = chunk.wire.len();
+            let Ok(sent) = send_now(writer.fd, &chunk.wire) else {
                 // The peer is gone: the reader sees the shutdown and closes the connection.
                 writer.shut = true;
                 shutdown(writer.fd, libc::SHUT_RDWR);
                 return None;
             };
             if len > 0 {
-                broker.output_written(id, sent, now);
+                let carried = chunk.advance(sent);
+                broker.output_written(id, carried, now);
             }
             if sent < len {
-                output.bytes.advance(sent);
                 let half = writer.half.take().expect("checked above");
                 return Some(FollowUp::Drain(Drain {
                     id,
                     fd: writer.fd,
                     half,
-                    output,
+                    chunk,
                 }));
             }
-            if output.close {
+            if chunk.close {
                 writer.shut = true;
                 close_gracefully(writer.fd);
                 return Some(FollowUp::Linger(writer.fd));
@@ -164,17 +218,19 @@ impl Writers {
             id,
             fd,
             mut half,
-            mut output,
+            mut chunk,
         } = drain;
         loop {
-            if half.write_all(&output.bytes).await.is_err() {
+            if half.write_all(&chunk.wire).await.is_err() {
                 shutdown(fd, libc::SHUT_RDWR);
                 return Drained::Failed;
             }
-            let len = output.bytes.len();
-            broker.borrow_mut().output_written(id, len, Instant::now());
+            let carried = chunk.carried;
+            broker
+                .borrow_mut()
+                .output_written(id, carried, Instant::now());
             written(id);
-            if output.close {
+            if chunk.close {
                 let _ = half.flush().await;
                 if let Some(writer) = self.conns.borrow_mut().get_mut(&id) {
                     writer.shut = true;
@@ -182,9 +238,18 @@ impl Writers {
                 close_gracefully(fd);
                 return Drained::Linger(fd);
             }
-            match broker.borrow_mut().take_output(id) {
-                Some(next) if !next.bytes.is_empty() || next.close => output = next,
-                _ => break,
+            let next = {
+                let mut conns = self.conns.borrow_mut();
+                let transport = conns.get_mut(&id).and_then(|w| w.transport.as_deref_mut());
+                next_chunk(&mut broker.borrow_mut(), id, transport)
+            };
+            match next {
+                Ok(Some(next)) if !next.wire.is_empty() || next.close => chunk = next,
+                Ok(_) => break,
+                Err(_) => {
+                    shutdown(fd, libc::SHUT_RDWR);
+                    return Drained::Failed;
+                }
             }
         }
         if let Some(writer) = self.conns.borrow_mut().get_mut(&id) {
@@ -193,6 +258,45 @@ impl Writers {
         }
         Drained::Idle
     }
+}
+
+/// The connection's next output for the socket: what the broker has for it, encoded by its
+/// transport with whatever the transport has to send of its own (a handshake, a pong).
+/// `None`: nothing to write.
+fn next_chunk(
+    broker: &mut Broker,
+    id: ConnId,
+    transport: Option<&mut Transport>,
+) -> Result<Option<Chunk>, TransportError> {
+    let output = broker.take_output(id);
+    let Some(transport) = transport else {
+        return Ok(output.map(|output| Chunk {
+            carried: output.bytes.len(),
+            wire: output.bytes,
+            close: output.close,
+        }));
+    };
+    let (carried, close) = match &output {
+        Some(output) => {
+            if !output.bytes.is_empty() {
+                transport.send(&output.bytes)?;
+            }
+            if output.close {
+                transport.close();
+            }
+            (output.bytes.len(), output.close)
+        }
+        None => (0, false),
+    };
+    let wire = transport.take_wire();
+    if output.is_none() && wire.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Chunk {
+        wire,
+        carried,
+        close,
+    }))
 }
 
 /// After the last words (a refusing CONNACK, a DISCONNECT): shuts our side for writing, so the

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::{run_bounded, secs, Broker};
 
-const INSTALL_HINT: &str = "run scripts/test.sh (it installs mosquitto-clients and the Python packages of tests/interop/requirements.txt)";
+pub(crate) const INSTALL_HINT: &str = "run scripts/test.sh (it installs mosquitto-clients and the Python packages of tests/interop/requirements.txt)";
 
-fn require_paho() {
+pub(crate) fn require_paho() {
     let out = Command::new("python3")
         .args([
             "-c",
@@ -30,7 +30,7 @@ fn require_paho() {
     }
 }
 
-fn require_mosquitto_clients() {
+pub(crate) fn require_mosquitto_clients() {
     for tool in ["mosquitto_pub", "mosquitto_sub"] {
         if let Err(e) = Command::new(tool)
             .arg("--help")
@@ -45,7 +45,11 @@ fn require_mosquitto_clients() {
 
 /// Runs a command to completion with a deadline (killed and failed if it overruns); returns
 /// (status, stdout, stderr).
-fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> (ExitStatus, String, String) {
+pub(crate) fn run(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if stdin.is_some() {
@@ -91,7 +95,7 @@ fn wait_deadline(child: &mut Child, timeout: Duration, desc: &str) -> ExitStatus
 }
 
 /// A running `mosquitto_sub -d` whose stdout lines are read as they come.
-struct MosqSub {
+pub(crate) struct MosqSub {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -101,6 +105,18 @@ impl MosqSub {
     /// Starts mosquitto_sub for `count` messages and waits until the broker has acknowledged
     /// the subscription (the `-d` output shows the SUBACK).
     fn start(port: u16, topic: &str, qos: u8, version: &str, count: usize) -> MosqSub {
+        Self::start_with(port, &[], topic, qos, version, count)
+    }
+
+    /// The same with more mosquitto_sub arguments (`--cafile`, `-i`, ...).
+    pub(crate) fn start_with(
+        port: u16,
+        extra: &[&str],
+        topic: &str,
+        qos: u8,
+        version: &str,
+        count: usize,
+    ) -> MosqSub {
         // stdbuf: mosquitto_sub block-buffers stdout into a pipe; we read it line by line.
         let mut child = Command::new("stdbuf")
             .args([
@@ -115,6 +131,7 @@ impl MosqSub {
                 "-t",
                 topic,
             ])
+            .args(extra)
             .args([
                 "-q",
                 &qos.to_string(),
@@ -178,7 +195,7 @@ impl MosqSub {
     }
 
     /// The next `n` messages as (retain, qos, topic, payload), then waits for a clean exit.
-    fn messages(mut self, n: usize) -> Vec<(String, String, String, String)> {
+    pub(crate) fn messages(mut self, n: usize) -> Vec<(String, String, String, String)> {
         let mut out = Vec::new();
         while out.len() < n {
             let l = self.wait_line(|l| l.starts_with("MSG|"), "message");
@@ -207,7 +224,7 @@ impl Drop for MosqSub {
     }
 }
 
-fn mosquitto_pub(port: u16, version: &str, args: &[&str], stdin: Option<&[u8]>) {
+pub(crate) fn mosquitto_pub(port: u16, version: &str, args: &[&str], stdin: Option<&[u8]>) {
     let (status, out, err) = run(
         Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])

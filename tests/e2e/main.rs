@@ -33,5 +33,6 @@ mod spill;
 mod store_full;
 mod subscriptions;
 mod sys_topics;
+mod tls;
 mod topic_aliases;
 mod versions;

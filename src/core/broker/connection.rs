@@ -38,17 +38,37 @@ impl Broker {
             self.refuse(id, ReasonCode::BadAuthenticationMethod);
             return;
         }
-        let username = connect.username.as_deref();
         let auth = self.auth.current();
-        if let Err(code) = auth.check(username, connect.password.as_deref()) {
-            tracing::info!(
-                shard = self.shard,
-                user = username,
-                "CONNECT refused: credentials"
-            );
-            self.refuse(id, code);
-            return;
-        }
+        let identity = self.peers.identity(id).cloned();
+        let username = match &identity {
+            // Proven by the certificate: the password file is not consulted.
+            Some(identity) if identity.is_empty() => {
+                tracing::info!(
+                    shard = self.shard,
+                    conn = id,
+                    peer = ?self.peers.addr(id),
+                    "CONNECT refused: no client certificate identity"
+                );
+                self.refuse(id, ReasonCode::NotAuthorized);
+                return;
+            }
+            Some(identity) => Some(&**identity),
+            None => {
+                let username = connect.username.as_deref();
+                if let Err(code) = auth.check(username, connect.password.as_deref()) {
+                    tracing::info!(
+                        shard = self.shard,
+                        conn = id,
+                        peer = ?self.peers.addr(id),
+                        user = username,
+                        "CONNECT refused: credentials"
+                    );
+                    self.refuse(id, code);
+                    return;
+                }
+                username
+            }
+        };
         if over_limit || self.conns.attached() >= self.limits.max_connections {
             tracing::warn!(
                 shard = self.shard,
@@ -226,7 +246,7 @@ impl Broker {
         if let Some(limit) = keep_alive_limit {
             self.arm_conn(id, now + limit);
         }
-        tracing::debug!(shard = self.shard, client = %client_id, ?version, session_present, "client connected");
+        tracing::debug!(shard = self.shard, conn = id, peer = ?self.peers.addr(id), client = %client_id, ?version, session_present, "client connected");
         self.journal_session(key, expiry_interval);
         self.pump(id, key);
         self.queue_flush(id);
@@ -278,7 +298,7 @@ impl Broker {
             conn.link
                 .write_control("CONNACK", |version, out| connack.write(version, out));
         }
-        tracing::info!(conn = id, ?code, "CONNECT refused");
+        tracing::info!(conn = id, peer = ?self.peers.addr(id), ?code, "CONNECT refused");
         self.close(id);
     }
 
@@ -328,7 +348,7 @@ impl Broker {
             .session
             .and_then(|k| self.sessions.get(&k))
             .map(|s| s.client_id.clone());
-        tracing::info!(shard = self.shard, conn = id, client = ?client.as_deref(), ?reason, why, "closing connection");
+        tracing::info!(shard = self.shard, conn = id, peer = ?self.peers.addr(id), client = ?client.as_deref(), ?reason, why, "closing connection");
         self.disconnect(id, reason);
     }
 
@@ -353,6 +373,7 @@ impl Broker {
     /// A connection handed to another shard before its CONNECT was handled: it leaves this
     /// shard without a trace (the other shard counts it from now on).
     pub(super) fn forget(&mut self, id: ConnId) {
+        self.peers.remove(id);
         if self.conns.remove(&id).is_some() {
             self.counters.connections_opened -= 1;
         }
@@ -362,6 +383,7 @@ impl Broker {
     pub fn closed(&mut self, id: ConnId, now: Instant) {
         self.now = now;
         self.detach(id);
+        self.peers.remove(id);
         if self.conns.remove(&id).is_none() {
             return;
         }
@@ -489,9 +511,15 @@ fn keep_will(will: Will) -> Box<Will> {
 
 /// The client id whose home shard serves this CONNECT: the user name when sessions are bound
 /// to users, else the client id (empty: any shard, which assigns one of its own).
-pub(super) fn session_home(connect: &Connect, use_username_as_clientid: bool) -> &str {
+pub(super) fn session_home<'a>(
+    connect: &'a Connect,
+    identity: Option<&'a ByteString>,
+    use_username_as_clientid: bool,
+) -> &'a str {
     if use_username_as_clientid {
-        connect.username.as_deref().unwrap_or_default()
+        identity
+            .or(connect.username.as_ref())
+            .map_or("", |name| &**name)
     } else {
         &connect.client_id
     }

@@ -13,6 +13,7 @@ mod expiry;
 mod flow;
 mod journal;
 mod packets;
+mod peers;
 mod receive;
 mod replies;
 mod retained_work;
@@ -126,6 +127,8 @@ pub struct Broker {
     retained: RetainedStore,
     /// Sessions whose retained backlog can make progress, served a step at a time.
     retained_ready: VecDeque<SessionKey>,
+    /// Connections' addresses and certificate identities.
+    peers: peers::Peers,
     /// Whose messages are being routed right now.
     feeder: Option<Feeder>,
     /// Per peer shard: the session whose backlog stops this shard taking more of that
@@ -200,6 +203,7 @@ impl Broker {
             sessions: Sessions::default(),
             retained: RetainedStore::default(),
             retained_ready: VecDeque::new(),
+            peers: peers::Peers::default(),
             feeder: None,
             peer_held: vec![None; shards],
             parked: (0..shards).map(|_| VecDeque::new()).collect(),

@@ -43,7 +43,7 @@ impl Broker {
             return Receive::Continue;
         };
         if std::mem::take(&mut conn.may_hand_off) {
-            match self.first_packet_home(buf) {
+            match self.first_packet_home(id, buf) {
                 // Asked again after the next read.
                 None => {
                     self.conns.get_mut(&id).expect("checked above").may_hand_off = true;
@@ -94,7 +94,7 @@ impl Broker {
     /// The shard whose session a connection's first packet is for, once that packet is whole
     /// (`None` until then). Anything but a well-formed CONNECT with a client id (bad input
     /// included) is served here, where it gets the right reaction.
-    fn first_packet_home(&self, buf: &BytesMut) -> Option<usize> {
+    fn first_packet_home(&self, id: ConnId, buf: &BytesMut) -> Option<usize> {
         let max_packet_size = self.limits.max_packet_size;
         let here = Some(self.shard);
         let frame = match read_frame(buf, max_packet_size) {
@@ -109,7 +109,8 @@ impl Broker {
         let Ok(Some(Packet::Connect(connect))) = decoder.decode(&mut probe) else {
             return here;
         };
-        let home_id = session_home(&connect, self.features.use_username_as_clientid);
+        let identity = self.peers.identity(id);
+        let home_id = session_home(&connect, identity, self.features.use_username_as_clientid);
         if home_id.is_empty() {
             return here;
         }

@@ -104,6 +104,19 @@ impl Broker {
         ringmq_test_support::Broker::start_on(&broker_bin(), port, extra).map(Broker)
     }
 
+    /// Waits (at most `raw::LONG`) until the broker's recent log holds `text`.
+    pub fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + raw::LONG;
+        while !self.log_tail().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most `timeout`) for the `$SYS` figure `topic` (the broker must run with
     /// `--sys-interval`) to satisfy `ok`; returns it.
     pub fn sys_figure(&self, topic: &str, timeout: Duration, ok: impl Fn(u64) -> bool) -> u64 {

@@ -42,16 +42,20 @@ impl RawClient {
 
     /// [`RawClient::tcp`], with a refused connection an error.
     pub fn try_tcp(port: u16) -> io::Result<RawClient> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        Ok(RawClient::over(TcpStream::connect(("127.0.0.1", port))?))
+    }
+
+    /// A client over a connection made elsewhere (from a chosen source address, ...).
+    pub fn over(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).unwrap();
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        Ok(RawClient {
+        RawClient {
             stream,
             buf: Vec::new(),
             pending: VecDeque::new(),
-        })
+        }
     }
 
     pub fn stream(&self) -> &TcpStream {

@@ -12,6 +12,8 @@
 //! Set `RINGMQ_TEST_ECHO=1` to see the broker's stderr live. Which binary to run is the caller's
 //! business (`CARGO_BIN_EXE_ringmq` is only known to the package that builds it).
 
+pub mod pki;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -35,7 +37,8 @@ pub fn free_port() -> u16 {
 
 type Log = Arc<Mutex<VecDeque<String>>>;
 
-/// `--bind 127.0.0.1 --port <port> <extra...>`.
+/// `--bind 127.0.0.1 --port <port> <extra...>`, `{port}` in `extra` replaced by the port (for
+/// `--listen mqtt://127.0.0.1:{port}` beside other listeners).
 fn loopback_args(port: u16, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--bind".into(),
@@ -43,7 +46,7 @@ fn loopback_args(port: u16, extra: &[&str]) -> Vec<String> {
         "--port".into(),
         port.to_string(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.replace("{port}", &port.to_string())));
     args
 }
 
