@@ -17,23 +17,25 @@ pub(crate) fn pki(test: &str) -> Pki {
     Pki::new(&dir)
 }
 
+/// A broker with plain MQTT on its port, the `listeners` (URLs) beside it with `pki`'s server
+/// certificate, and `extra`.
+pub(crate) fn broker_with_listeners(pki: &Pki, listeners: &[String], extra: &[&str]) -> Broker {
+    let (cert, key) = (pki.server_cert(), pki.server_key());
+    let mut args = vec!["--listen", "mqtt://127.0.0.1:{port}"];
+    for listener in listeners {
+        args.extend(["--listen", listener.as_str()]);
+    }
+    args.extend(["--certfile", cert.to_str().unwrap()]);
+    args.extend(["--keyfile", key.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    Broker::start(&args)
+}
+
 /// A broker with plain MQTT on its port and TLS on the returned one, plus `extra`.
 fn tls_broker(pki: &Pki, extra: &[&str]) -> (Broker, u16) {
     let tls_port = free_port();
-    let tls = format!("mqtts://127.0.0.1:{tls_port}");
-    let (cert, key) = (pki.server_cert(), pki.server_key());
-    let mut args = vec![
-        "--listen",
-        "mqtt://127.0.0.1:{port}",
-        "--listen",
-        &tls,
-        "--certfile",
-        cert.to_str().unwrap(),
-        "--keyfile",
-        key.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (Broker::start(&args), tls_port)
+    let listeners = [format!("mqtts://127.0.0.1:{tls_port}")];
+    (broker_with_listeners(pki, &listeners, extra), tls_port)
 }
 
 /// mosquitto_pub over TLS with `args` (`-t`, `-m`, certificates ...); its exit status and
