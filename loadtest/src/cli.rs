@@ -9,6 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Connect over TLS, trusting the CA certificates (PEM) in this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the name the broker's certificate must carry.
+    #[arg(long, global = true, default_value = "localhost")]
+    pub tls_server_name: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,6 @@
 //! opening took and the CONNECT -> CONNACK latency.
 
 use std::io::{ErrorKind, Read};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,10 +13,11 @@ use crate::connection::{self, write_until, Connection};
 use crate::engine::{pace_connect, session_opts};
 use crate::json::Obj;
 use crate::subscriber::new_histogram;
+use crate::tls::Stream;
 
 #[derive(Default)]
 struct Opened {
-    streams: Vec<TcpStream>,
+    streams: Vec<Stream>,
     failed: u64,
     first_error: Option<String>,
 }
@@ -98,7 +98,7 @@ pub fn run(a: &ConnArgs) -> Result<ConnSummary, String> {
         Duration::from_secs(a.hold),
         a.client.keepalive,
     );
-    let dropped = count_closed(&o.streams);
+    let dropped = count_closed(&mut o.streams);
     let deadline = Instant::now() + Duration::from_secs(2);
     for s in &mut o.streams {
         let _ = write_until(s, &[0xE0, 0x00], deadline); // DISCONNECT
@@ -117,7 +117,7 @@ pub fn run(a: &ConnArgs) -> Result<ConnSummary, String> {
 }
 
 /// Idles for `d`, pinging every half keep-alive so the broker keeps the connections.
-fn hold(streams: &mut [TcpStream], d: Duration, keep_alive: u16) {
+fn hold(streams: &mut [Stream], d: Duration, keep_alive: u16) {
     let end = Instant::now() + d;
     let every = Duration::from_secs(u64::from(keep_alive.max(2)) / 2);
     let mut next_ping = Instant::now() + every;
@@ -137,17 +137,16 @@ fn hold(streams: &mut [TcpStream], d: Duration, keep_alive: u16) {
 }
 
 /// Connections whose read side has reached end of stream (or failed).
-fn count_closed(streams: &[TcpStream]) -> u64 {
+fn count_closed(streams: &mut [Stream]) -> u64 {
     let mut buf = [0u8; 256];
     let mut closed = 0;
-    for s in streams {
+    for s in streams.iter_mut() {
         if s.set_nonblocking(true).is_err() {
             closed += 1;
             continue;
         }
-        let mut r = s;
         loop {
-            match r.read(&mut buf) {
+            match s.read(&mut buf) {
                 Ok(0) => {
                     closed += 1;
                     break;

@@ -2,6 +2,8 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+
+use crate::tls::Stream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -46,7 +48,7 @@ impl Default for SessionOpts {
 }
 
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub version: ProtocolVersion,
     pub rbuf: BytesMut,
     pub decoder: Decoder,
@@ -71,6 +73,8 @@ impl Connection {
             .and_then(|_| stream.set_read_timeout(Some(POLL)))
             .and_then(|_| stream.set_write_timeout(Some(POLL)))
             .map_err(|e| format!("socket options: {e}"))?;
+        let stream = Stream::new(stream, Instant::now() + HANDSHAKE_TIMEOUT)
+            .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
         let mut conn = Connection {
             stream,
             version: opts.version,
@@ -211,7 +215,7 @@ impl Connection {
 }
 
 /// Writes as much of `buf` as possible before `deadline`; returns the bytes written.
-pub fn write_until(stream: &mut TcpStream, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+pub fn write_until(stream: &mut Stream, buf: &[u8], deadline: Instant) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match stream.write(&buf[done..]) {
@@ -234,7 +238,7 @@ pub fn is_timeout(e: &io::Error) -> bool {
 
 /// DISCONNECT, half-close, and read until the broker closes (or `deadline`), so that no unread
 /// bytes make the kernel reset the connection under data the broker has not read yet.
-pub fn close_gracefully(stream: &mut TcpStream, deadline: Instant) {
+pub fn close_gracefully(stream: &mut Stream, deadline: Instant) {
     let _ = write_until(stream, &[0xE0, 0x00], deadline);
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = [0u8; 4096];

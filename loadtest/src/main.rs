@@ -15,6 +15,7 @@ mod progress;
 mod publisher;
 mod report;
 mod subscriber;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +31,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_fd_limit();
+    if let Some(ca) = &cli.tls_ca {
+        if let Err(e) = tls::configure(ca, &cli.tls_server_name) {
+            eprintln!("ringmq-load: error: --tls-ca: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Conn(a) => {
             watchdog(a.hold + 120);

@@ -1,6 +1,6 @@
 //! One publisher thread: paced or flat out, QoS 0 or QoS 1 with an inflight window.
 
-use std::net::TcpStream;
+use crate::tls::Stream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -195,7 +195,7 @@ pub fn run(
 }
 
 fn ack_reader(
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut rbuf: BytesMut,
     decoder: Decoder,
     shared: &PubShared,
