@@ -15,6 +15,10 @@ pub struct Cli {
     /// With --tls-ca: the name the broker's certificate must carry.
     #[arg(long, global = true, default_value = "localhost")]
     pub tls_server_name: String,
+    /// With --tls-ca: X25519 key exchange only, without the post-quantum hybrid rustls prefers
+    /// (as OpenSSL 3.0 brokers such as Mosquitto 2.0 negotiate).
+    #[arg(long, global = true)]
+    pub tls_x25519_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_fd_limit();
     if let Some(ca) = &cli.tls_ca {
-        if let Err(e) = tls::configure(ca, &cli.tls_server_name) {
+        if let Err(e) = tls::configure(ca, &cli.tls_server_name, cli.tls_x25519_only) {
             eprintln!("ringmq-load: error: --tls-ca: {e}");
             return ExitCode::FAILURE;
         }

@@ -15,8 +15,9 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 static TLS: OnceLock<(Arc<ClientConfig>, ServerName<'static>)> = OnceLock::new();
 
 /// Turns TLS on for every connection: the broker's certificate must chain to `ca` and name
-/// `server_name`.
-pub fn configure(ca: &std::path::Path, server_name: &str) -> Result<(), String> {
+/// `server_name`; `x25519_only` leaves out the post-quantum hybrid key exchange (rustls's
+/// first choice), to compare with brokers that cannot offer it on the same terms.
+pub fn configure(ca: &std::path::Path, server_name: &str, x25519_only: bool) -> Result<(), String> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
         let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
@@ -24,7 +25,11 @@ pub fn configure(ca: &std::path::Path, server_name: &str) -> Result<(), String> 
             .add(cert)
             .map_err(|e| format!("{}: {e}", ca.display()))?;
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if x25519_only {
+        provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    }
+    let provider = Arc::new(provider);
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -97,8 +102,12 @@ impl Read for Stream {
                 return Ok(0);
             }
             let mut conn = tls.lock().expect("tls lock");
-            conn.read_tls(&mut &wire[..n])?;
-            conn.process_new_packets().map_err(io::Error::other)?;
+            // rustls takes a record's worth at a time: feed it all, processing as it goes.
+            let mut rest = &wire[..n];
+            while !rest.is_empty() {
+                conn.read_tls(&mut rest)?;
+                conn.process_new_packets().map_err(io::Error::other)?;
+            }
         }
     }
 }
