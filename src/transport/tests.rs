@@ -316,3 +316,41 @@ fn plain_listeners_have_no_transport() {
         .transport()
         .is_some());
 }
+
+mod arbitrary_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever a client sends, in whatever pieces, each transport answers with bytes or an
+        /// error: never a panic.
+        #[test]
+        fn never_panics(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..8)) {
+            let pki = pki("arbitrary");
+            let files = tls_files(&pki);
+            for url in ["ws://127.0.0.1:1", "wss://127.0.0.1:1", "mqtts://127.0.0.1:1", "mqtt+proxy://127.0.0.1:1"] {
+                let mut server = acceptor(url, Some(&files)).transport().unwrap();
+                let mut mqtt = BytesMut::new();
+                for chunk in &chunks {
+                    if server.receive(chunk, &mut mqtt).is_err() {
+                        break;
+                    }
+                    server.take_wire();
+                }
+                let _ = server.send(b"\xd0\x00");
+                server.close();
+            }
+        }
+
+        /// A valid upgrade followed by arbitrary frame bytes: the same.
+        #[test]
+        fn websocket_frames_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            let mut server = open_websocket();
+            let mut mqtt = BytesMut::new();
+            let _ = server.receive(&bytes, &mut mqtt);
+        }
+    }
+}

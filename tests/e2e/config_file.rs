@@ -144,3 +144,74 @@ fn an_unknown_option_is_named_in_a_warning_and_the_broker_starts() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// A typical TLS + WebSockets + password + ACL file: the TLS and WebSocket listeners it
+/// names serve users from the password file under the ACL, and refuse anonymous clients.
+#[test]
+fn a_tls_websockets_password_and_acl_configuration_starts_ringmq() {
+    crate::interop::require_mosquitto_clients();
+    run_bounded(secs(60), || {
+        let dir = scratch();
+        let pki = crate::tls::pki("conf-tls");
+        let acl = dir.join("acl");
+        std::fs::write(&acl, "user sensor-1\ntopic readwrite sensors/#\n").unwrap();
+        let (tls, ws) = (
+            ringmq_test_support::free_port(),
+            ringmq_test_support::free_port(),
+        );
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\nlistener 1883\n\
+                 listener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n\
+                 listener {ws} 127.0.0.1\nprotocol websockets\n\
+                 allow_anonymous false\npassword_file {}\nacl_file {}\n",
+                pki.server_cert().display(),
+                pki.server_key().display(),
+                fixture("passwords.txt").display(),
+                acl.display()
+            ),
+        )
+        .unwrap();
+        let _broker = Broker::start(&["-c", conf.to_str().unwrap()]);
+        let ca = pki.ca().to_str().unwrap().to_string();
+        let user = ["--cafile", ca.as_str(), "-u", "sensor-1", "-P", "s3cret!"];
+        let sub = crate::interop::MosqSub::start_with(tls, &user, "sensors/#", 1, "mqttv5", 1);
+        // Over WebSockets, with the same credentials.
+        let (mut ws, _) = crate::websockets::ws_connect(ws, "mqtt");
+        let connect = Connect::v311(unique("ws-user"))
+            .username("sensor-1")
+            .password("s3cret!");
+        ws.send(tungstenite::Message::binary(connect.encode()))
+            .unwrap();
+        assert_eq!(
+            crate::websockets::read_packets(&mut ws, 1)[0].connack(),
+            (false, 0)
+        );
+        let publish = Publish::new("sensors/ws", "from a browser").qos(1).pkid(1);
+        ws.send(tungstenite::Message::binary(publish.encode()))
+            .unwrap();
+        let got: Vec<String> = sub.messages(1).into_iter().map(|m| m.3).collect();
+        assert_eq!(got, ["from a browser"]);
+        // Anonymous over TLS: refused.
+        let (status, out, err) = crate::interop::run(
+            Command::new("mosquitto_pub").args([
+                "-h",
+                "localhost",
+                "-p",
+                &tls.to_string(),
+                "--cafile",
+                &ca,
+                "-t",
+                "sensors/x",
+                "-m",
+                "x",
+            ]),
+            None,
+            secs(20),
+        );
+        assert!(!status.success(), "anonymous admitted: {out}{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

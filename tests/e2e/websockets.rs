@@ -72,7 +72,10 @@ fn paho_over_websockets_and_tls() {
 
 /// A WebSocket client (tungstenite) with the given subprotocol offer; the subprotocol the
 /// broker chose.
-fn ws_connect(port: u16, offer: &str) -> (tungstenite::WebSocket<TcpStream>, Option<String>) {
+pub(crate) fn ws_connect(
+    port: u16,
+    offer: &str,
+) -> (tungstenite::WebSocket<TcpStream>, Option<String>) {
     let mut request = format!("ws://127.0.0.1:{port}/any/path")
         .into_client_request()
         .unwrap();
@@ -90,7 +93,7 @@ fn ws_connect(port: u16, offer: &str) -> (tungstenite::WebSocket<TcpStream>, Opt
 }
 
 /// Reads binary messages until `n` whole packets have come.
-fn read_packets(ws: &mut tungstenite::WebSocket<TcpStream>, n: usize) -> Vec<RawPacket> {
+pub(crate) fn read_packets(ws: &mut tungstenite::WebSocket<TcpStream>, n: usize) -> Vec<RawPacket> {
     let mut bytes = Vec::new();
     loop {
         let packets = parse_packets(&bytes);
