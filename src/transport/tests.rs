@@ -147,17 +147,35 @@ fn the_client_certificate_names_the_user() {
     assert_eq!(server.take_identity(), None, "once");
     assert_eq!(server.identity().as_deref(), Some("sensor-7"));
 
-    // Without a certificate the handshake fails: it is required.
+    // Without a certificate the handshake fails: it is required (TLS 1.3 lets the client
+    // finish its side and the server refuse).
     let mut server = acceptor.transport().unwrap();
-    let mut client = client_without_cert_ok(&pki);
+    let mut client = client(&pki, None);
     client.writer().write_all(CONNECT).unwrap();
     assert!(pump(&mut client, &mut server).is_err());
 }
 
-/// A client without a certificate (the server asks for one; TLS 1.3 lets the client finish
-/// and the server refuse).
-fn client_without_cert_ok(pki: &Pki) -> ClientConnection {
-    client(pki, None)
+#[test]
+fn capath_is_a_folder_of_cas() {
+    let pki = pki("capath");
+    let folder = pki.path("cas");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(pki.ca(), folder.join("clients.crt")).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not a certificate").unwrap();
+    let files = TlsFiles {
+        cafile: None,
+        capath: Some(folder),
+        require_certificate: true,
+        use_identity_as_username: true,
+        ..tls_files(&pki)
+    };
+    let mut server = acceptor("mqtts://127.0.0.1:8883", Some(&files))
+        .transport()
+        .unwrap();
+    let mut client = client(&pki, Some(("meter", "meter-3")));
+    client.writer().write_all(CONNECT).unwrap();
+    assert_eq!(&pump(&mut client, &mut server).unwrap()[..], CONNECT);
+    assert_eq!(server.take_identity().as_deref(), Some("meter-3"));
 }
 
 /// A WebSocket client's upgrade request.
