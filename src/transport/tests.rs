@@ -140,9 +140,9 @@ fn the_client_certificate_names_the_user() {
     let acceptor = acceptor("mqtts://127.0.0.1:8883", Some(&files));
     let mut server = acceptor.transport().unwrap();
     assert_eq!(server.take_identity(), None, "no handshake yet");
-    let mut client = client(&pki, Some(("sensor", "sensor-7")));
-    client.writer().write_all(CONNECT).unwrap();
-    pump(&mut client, &mut server).unwrap();
+    let mut sensor = client(&pki, Some(("sensor", "sensor-7")));
+    sensor.writer().write_all(CONNECT).unwrap();
+    pump(&mut sensor, &mut server).unwrap();
     assert_eq!(server.take_identity().as_deref(), Some("sensor-7"));
     assert_eq!(server.take_identity(), None, "once");
     assert_eq!(server.identity().as_deref(), Some("sensor-7"));
@@ -150,9 +150,9 @@ fn the_client_certificate_names_the_user() {
     // Without a certificate the handshake fails: it is required (TLS 1.3 lets the client
     // finish its side and the server refuse).
     let mut server = acceptor.transport().unwrap();
-    let mut client = client(&pki, None);
-    client.writer().write_all(CONNECT).unwrap();
-    assert!(pump(&mut client, &mut server).is_err());
+    let mut anonymous = client(&pki, None);
+    anonymous.writer().write_all(CONNECT).unwrap();
+    assert!(pump(&mut anonymous, &mut server).is_err());
 }
 
 #[test]
