@@ -7,6 +7,7 @@
 #   BROKERS="ringmq mosquitto"  subset      DURATION=10  seconds per load scenario
 #   CONNS=10000  idle connections           SKIP_BUILD=1 use the existing release binaries
 #   SCENARIOS="latency conn"  subset of fanin0 fanin1 fanout latency conn
+#   LATENCY_RATE=20000  msgs/s of the paced latency run (4 pairs, QoS 1)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,8 @@ PEERS=${PEERS:-../shared/peers}
 # ringmq's per-session queue limits lifted as the Mosquitto config lifts its own
 # (max_queued_messages 0), so that no broker wins a flood by dropping.
 RINGMQ_FLAGS=${RINGMQ_FLAGS---max-queued-messages 100000000 --max-queued-bytes 8000000000}
+LATENCY_RATE=${LATENCY_RATE:-20000}
+LATENCY_LABEL="$((LATENCY_RATE / 1000))k msgs/s"
 LOAD=$ROOT/target/release/ringmq-load
 CLK_TCK=$(getconf CLK_TCK)
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -43,7 +46,7 @@ declare -A ARGS=(
     [fanin0]="fanin --pairs 4 --qos 0"
     [fanin1]="fanin --pairs 4 --qos 1"
     [fanout]="fanout --subscribers 100 --qos 0"
-    [latency]="fanin --pairs 4 --qos 1 --rate 20000"
+    [latency]="fanin --pairs 4 --qos 1 --rate $LATENCY_RATE"
 )
 read -r -a SCENARIOS <<< "${SCENARIOS:-fanin0 fanin1 fanout latency conn}"
 
@@ -146,16 +149,16 @@ figure "fan-in QoS 1: broker CPU µs / msg" lo 3 cpu_us fanin1
 figure "fan-out 1→100 QoS 0: deliveries/s" hi 0 sc_v fanout .msgs_per_sec
 figure "fan-out 1→100 QoS 0: not delivered" lo 0 sc_v fanout .lost
 figure "fan-out 1→100 QoS 0: broker CPU µs / delivery" lo 3 cpu_us fanout
-figure "20k msgs/s QoS 1: p50 ms" lo 3 ms p50
-figure "20k msgs/s QoS 1: p99 ms" lo 3 ms p99
-figure "20k msgs/s QoS 1: p99.9 ms" lo 3 ms p999
-figure "20k msgs/s QoS 1: not delivered" lo 0 sc_v latency .lost
+figure "$LATENCY_LABEL QoS 1: p50 ms" lo 3 ms p50
+figure "$LATENCY_LABEL QoS 1: p99 ms" lo 3 ms p99
+figure "$LATENCY_LABEL QoS 1: p99.9 ms" lo 3 ms p999
+figure "$LATENCY_LABEL QoS 1: not delivered" lo 0 sc_v latency .lost
 figure "$CONNS idle connections: RSS KB / connection" lo 2 rss_per_conn
 figure "$CONNS idle connections: seconds to open" lo 3 sc_v conn .open_secs
 
 hdrs=()
 for b in "${RACE[@]}"; do [[ -s $WORK/$b.hdr ]] && hdrs+=("$b=$WORK/$b.hdr"); done
-((${#hdrs[@]})) && "$LOAD" plot --out "$SVG" --title "End-to-end latency, fan-in 4 pairs, QoS 1 at 20,000 msgs/s" "${hdrs[@]}"
+((${#hdrs[@]})) && "$LOAD" plot --out "$SVG" --title "End-to-end latency, fan-in 4 pairs, QoS 1 at $LATENCY_RATE msgs/s" "${hdrs[@]}"
 
 {
     echo "# ringmq race: $(IFS=,; echo "${RACE[*]}" | sed 's/,/, /g') ($STAMP)"
@@ -169,7 +172,7 @@ for b in "${RACE[@]}"; do [[ -s $WORK/$b.hdr ]] && hdrs+=("$b=$WORK/$b.hdr"); do
     echo "|---|$(for _ in "${RACE[@]}"; do printf -- '---:|'; done)---:|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
-    [[ -e $SVG ]] && echo "Latency percentiles at 20,000 msgs/s QoS 1: [$(basename "$SVG")]($(basename "$SVG"))" && echo
+    [[ -e $SVG ]] && echo "Latency percentiles at $LATENCY_RATE msgs/s QoS 1: [$(basename "$SVG")]($(basename "$SVG"))" && echo
     echo "## What was run"
     echo
     echo "Every scenario starts each broker afresh, then runs \`target/release/ringmq-load\` against it:"
@@ -179,7 +182,7 @@ for b in "${RACE[@]}"; do [[ -s $WORK/$b.hdr ]] && hdrs+=("$b=$WORK/$b.hdr"); do
     echo
     echo "Clients: MQTT 3.1.1, clean sessions, TCP_NODELAY, one thread per client, 64 B payloads"
     echo "carrying publisher id, sequence and send time. QoS 1 publishers keep up to 256 PUBLISH in flight."
-    echo "Flat-out runs publish as fast as TCP takes them. The latency run is paced at 20,000 msgs/s in"
+    echo "Flat-out runs publish as fast as TCP takes them. The latency run is paced at $LATENCY_RATE msgs/s in"
     echo "total and stamps each message with its *intended* send time (no coordinated omission)."
     echo
     echo "- delivered msgs/s: distinct messages received / time from first publish to last delivery."
