@@ -32,7 +32,13 @@ struct Inflight {
     packet_id: u16,
     delivery: Delivery,
     awaiting: AwaitingFromClient,
+    /// When its packet id was allocated (see [`Session::allocate_packet_id`]); 0 for one
+    /// restored from the store.
+    allocated: u64,
 }
+
+/// Packet ids there are (1 to 65,535): one allocated this many allocations ago may be reused.
+const PACKET_IDS: u64 = u16::MAX as u64;
 
 /// One subscription of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +191,8 @@ pub struct Session {
     /// not released them yet (see `message::Receipt`).
     pub receipts: SmallSet<u64>,
     next_packet_id: u16,
+    /// Packet ids allocated so far (see [`Session::allocate_packet_id`]).
+    allocations: u64,
     /// Changes to stored messages' state since the broker last took them.
     pub delivery_events: Vec<DeliveryEvent>,
 }
@@ -215,6 +223,7 @@ impl Session {
             restored_qos2: SmallSet::default(),
             receipts: SmallSet::default(),
             next_packet_id: 1,
+            allocations: 0,
             delivery_events: Vec::new(),
         }
     }
@@ -466,6 +475,7 @@ impl Session {
                 packet_id,
                 delivery,
                 awaiting: AwaitingFromClient::Ack,
+                allocated: self.allocations,
             });
         }
         DeliverOutcome::Sent
@@ -512,18 +522,31 @@ impl Session {
             true => AwaitingFromClient::Complete,
             false => AwaitingFromClient::Ack,
         };
+        // Its id was allocated before the restart: until it is gone, new ids are checked
+        // against every one in flight.
+        self.allocations = self.allocations.max(PACKET_IDS);
         self.inflight.push_back(Inflight {
             packet_id: pkid,
             delivery,
             awaiting,
+            allocated: 0,
         });
     }
 
+    /// The next packet id not in flight. Ids go round in order, and the oldest message in
+    /// flight is at the front: while it was allocated fewer than 65,535 allocations ago, every
+    /// id in flight is younger than the last use of the next one, which is free without a look
+    /// at the window (a scan of up to --max-inflight entries a message, else).
     fn allocate_packet_id(&mut self) -> u16 {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.inflight.iter().any(|i| i.packet_id == id) {
+            self.allocations += 1;
+            let recent = self
+                .inflight
+                .front()
+                .is_none_or(|oldest| self.allocations - oldest.allocated < PACKET_IDS);
+            if recent || !self.inflight.iter().any(|i| i.packet_id == id) {
                 return id;
             }
         }
@@ -982,28 +1005,55 @@ mod tests {
     #[test]
     fn packet_ids_skip_those_in_flight_after_wrapping() {
         let limits = Limits::default();
+        let now = Instant::now();
         let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
-        s.deliver(
-            delivery(0, QoS::AtLeastOnce),
-            Some(&mut link),
-            &limits,
-            Instant::now(),
-        ); // id 1 stays unacked
-        s.next_packet_id = u16::MAX;
-        s.deliver(
-            delivery(1, QoS::AtLeastOnce),
-            Some(&mut link),
-            &limits,
-            Instant::now(),
-        );
-        s.deliver(
-            delivery(2, QoS::AtLeastOnce),
-            Some(&mut link),
-            &limits,
-            Instant::now(),
-        );
-        let ids: Vec<u16> = publishes(&sent(&mut link)).iter().map(|p| p.1).collect();
-        assert_eq!(ids, vec![1, u16::MAX, 2]);
+        // Id 1 stays unacked while the ids go round, one message at a time, twice.
+        s.deliver(delivery(0, QoS::AtLeastOnce), Some(&mut link), &limits, now);
+        assert_eq!(publishes(&sent(&mut link))[0].1, 1);
+        let mut previous = 1;
+        for n in 1..=2 * PACKET_IDS {
+            s.deliver(
+                delivery(n as u8, QoS::AtLeastOnce),
+                Some(&mut link),
+                &limits,
+                now,
+            );
+            let id = publishes(&sent(&mut link))[0].1;
+            assert_ne!(id, 1, "message {n} got the id in flight");
+            let expected = if previous == u16::MAX {
+                2
+            } else {
+                previous + 1
+            };
+            assert_eq!(id, expected, "message {n}");
+            assert!(s.on_puback(id));
+            previous = id;
+        }
+    }
+
+    #[test]
+    fn restored_packet_ids_are_not_reused() {
+        let limits = Limits::default();
+        let now = Instant::now();
+        let mut s = Session::new("c".into(), u32::MAX);
+        let mut link = Link::new(ProtocolVersion::V3_1_1);
+        // Restored in flight: 5 (from before the ids went round), then 60,000.
+        s.restore_owed(delivery(0, QoS::AtLeastOnce), 5, false, &limits);
+        s.restore_owed(delivery(1, QoS::AtLeastOnce), 60_000, false, &limits);
+        let mut seen = Vec::new();
+        for n in 2..10_000 {
+            s.deliver(
+                delivery(n as u8, QoS::AtLeastOnce),
+                Some(&mut link),
+                &limits,
+                now,
+            );
+            let id = publishes(&sent(&mut link))[0].1;
+            assert!(s.on_puback(id));
+            seen.push(id);
+        }
+        assert!(!seen.contains(&5) && !seen.contains(&60_000));
+        assert!(seen.contains(&4) && seen.contains(&6), "it went round");
     }
 }
