@@ -3,6 +3,7 @@
 # same certificate (made here with openssl), driven by ringmq-load --tls-ca. Rows:
 #   fanin1     fan-in QoS 1 over TLS, 4 pairs, 64 B, flat out: delivered msgs/s, latency
 #   connect    CLIENTS TLS connections opened flat out (handshake, CONNECT, CONNACK): conns/s
+#   idle       CLIENTS TLS connections held open: the broker's RSS growth per connection
 #   pair       a healthy plain QoS 1 pair at 2,000 msgs/s alone: latency percentiles
 #   pair+storm the same pair while CLIENTS TLS connections are opened flat out beside it
 # Writes perf/results/tls-<date>.md.
@@ -69,10 +70,27 @@ start() { # name
 tls_load() { "$LOAD" --tls-ca "$WORK/ca.pem" --tls-x25519-only "$1" -p "$TLS" "${@:2}" --json 2>/dev/null; }
 pair() { "$LOAD" fanin -p "$PLAIN" --pairs 1 --qos 1 --rate 2000 -d "$DURATION" --prefix "pair$RANDOM" --json 2>/dev/null; }
 
+# RSS growth per connection while CLIENTS TLS connections are held open.
+idle_kb() {
+    local rss0 rss1 load
+    rss0=$(rss_kb "$BROKER_PID")
+    rm -f "$WORK/ready"
+    "$LOAD" --tls-ca "$WORK/ca.pem" --tls-x25519-only conn -p "$TLS" -c "$CLIENTS" --hold 3 \
+        --prefix "i$RANDOM" --ready-file "$WORK/ready" --quiet >/dev/null 2>&1 &
+    load=$!
+    for _ in $(seq 600); do [[ -e $WORK/ready ]] && break; kill -0 $load 2>/dev/null || break; sleep 0.1; done
+    sleep 1
+    rss1=$(rss_kb "$BROKER_PID")
+    wait $load || true
+    jq -n --argjson a "$rss0" --argjson b "$rss1" --argjson n "$CLIENTS" '($b - $a) / $n * 100 | round / 100'
+}
+
 declare -A ROW
 for broker in ringmq mosquitto; do
     log "$broker"
     start "$broker"
+    # First, on a fresh broker: memory freed by earlier rows would be reused, not grown.
+    ROW[$broker.idle]=$(idle_kb)
     ROW[$broker.fanin1]=$(tls_load fanin --pairs 4 --qos 1 -d "$DURATION")
     ROW[$broker.connect]=$(tls_load conn -c "$CLIENTS" --hold 0 --prefix "c$RANDOM")
     ROW[$broker.connect_pq]=$("$LOAD" --tls-ca "$WORK/ca.pem" conn -p "$TLS" -c "$CLIENTS" --hold 0 \
@@ -112,6 +130,7 @@ ratio() { jq -n --argjson a "$(jq "$2" <<<"${ROW[ringmq.$1]}")" --argjson b "$(j
     echo "| fan-in QoS 1 over TLS (4 pairs, 64 B) | $(fanin ringmq.fanin1) | $(fanin mosquitto.fanin1) | $(ratio fanin1 .msgs_per_sec) |"
     echo "| $CLIENTS TLS connects | $(conn ringmq.connect) | $(conn mosquitto.connect) | $(ratio connect .conn_per_sec) |"
     echo "| $CLIENTS TLS connects, client's default key exchange | $(conn ringmq.connect_pq) | $(conn mosquitto.connect_pq) | $(ratio connect_pq .conn_per_sec) |"
+    echo "| $CLIENTS idle TLS connections: RSS KB / connection | ${ROW[ringmq.idle]} | ${ROW[mosquitto.idle]} | $(jq -n "${ROW[ringmq.idle]} / ${ROW[mosquitto.idle]} * 100 | round / 100") |"
     echo "| plain QoS 1 pair, 2,000 msgs/s, alone | $(lat ringmq.pair) | $(lat mosquitto.pair) | p99 $(ratio pair .latency_us.p99) |"
     echo "| the same pair during TLS connect storms | $(lat ringmq.storm) (${ROW[ringmq.storms]} storms) | $(lat mosquitto.storm) (${ROW[mosquitto.storms]} storms) | p99 $(ratio storm .latency_us.p99) |"
 } >"$out"
