@@ -185,8 +185,8 @@ impl Shard {
             (received, client, transport.take_identity())
         });
         let Some((received, client, identity)) = outcome else {
-            mqtt.extend_from_slice(raw);
-            return Ok(Received::Open);
+            // Its writer is gone: so is the connection.
+            return Ok(Received::Closed);
         };
         if let Some(client) = client {
             tracing::debug!(shard = self.broker().shard(), conn = id, %client, "PROXY header");
