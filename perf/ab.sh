@@ -3,11 +3,17 @@
 # queue limits on PORT, runs ringmq-load with the given arguments for 8 s, prints msgs/s and the
 # broker's CPU µs per delivered message (CPU ticks at 100 Hz). Needs jq.
 # Usage: perf/ab.sh BIN PORT fanin --pairs 4 --qos 1
+#   BROKER_FLAGS="--data-dir /tmp/d --fsync always"  more broker flags (the data dir is emptied)
 set -euo pipefail
 BIN=$1 PORT=$2
 shift 2
 LOAD=${LOAD:-$(dirname "$0")/../target/release/ringmq-load}
-"$BIN" --bind 127.0.0.1 -p "$PORT" --max-queued-messages 100000000 --max-queued-bytes 8000000000 >/dev/null 2>&1 &
+read -r -a extra <<<"${BROKER_FLAGS:-}"
+for ((i = 0; i < ${#extra[@]}; i++)); do
+    [[ ${extra[i]} == --data-dir ]] && rm -rf "${extra[i + 1]}"
+done
+"$BIN" --bind 127.0.0.1 -p "$PORT" --max-queued-messages 100000000 --max-queued-bytes 8000000000 \
+    "${extra[@]}" >/dev/null 2>&1 &
 PID=$!
 sleep 0.7
 ticks() { sed 's/^.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}'; }
