@@ -653,6 +653,7 @@ mod tests {
                     use_identity_as_username true\ntls_version tlsv1.3\n\
                     listener 9001\nprotocol websockets\n\
                     listener 9443 ::1\nprotocol websockets\ncertfile /c\nkeyfile /k\n\
+                    capath /etc/m/cas\n\
                     listener 1884\nenable_proxy_protocol 2\n\
                     password_file /p\nacl_file /a\n";
         let (c, warnings) = config(text, &[]).unwrap();
@@ -674,6 +675,7 @@ mod tests {
         assert_eq!(tls.min_version, TlsVersion::Tls13);
         let tls = l[3].tls.as_ref().unwrap();
         assert!(!tls.require_certificate && tls.cafile.is_none());
+        assert_eq!(tls.capath.as_deref(), Some(Path::new("/etc/m/cas")));
         assert_eq!(c.password_file.as_deref(), Some(Path::new("/p")));
         assert_eq!(warnings.len(), 1, "per_listener_settings: {warnings:?}");
         // The command line's port replaces the first listener's, --listen all of them.
