@@ -42,12 +42,7 @@ start_broker() { # name
         mosquitto) exec /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" ;;
     esac >"$WORK/$1.log" 2>&1 &
     BROKER_PID=$!
-    local deadline=$((SECONDS + 20))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
-        kill -0 "$BROKER_PID" 2>/dev/null || { log "$1 exited:"; cat "$WORK/$1.log" >&2; return 1; }
-        ((SECONDS < deadline)) || { log "$1: port $PORT not open after 20 s"; return 1; }
-        sleep 0.1
-    done
+    wait_for_port "$1" "$PORT"
 }
 
 

@@ -45,13 +45,19 @@ start_broker() { # name
     BROKER_PID=$!
     sleep 0.2
     [[ $(readlink "/proc/$BROKER_PID/exe" 2>/dev/null) != */bash ]] || { log "$name: not exec'd"; return 1; }
-    local deadline=$((SECONDS + 20))
+    wait_for_port "$name" "$port" || return 1
+    sleep 0.5 # NATS enables its MQTT streams just after listening
+}
+
+# Waits (at most 20 s) until broker NAME (BROKER_PID, its log in WORK) listens on PORT;
+# fails, with the log, if it exits first.
+wait_for_port() { # name port
+    local name=$1 port=$2 deadline=$((SECONDS + 20))
     until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
         kill -0 "$BROKER_PID" 2>/dev/null || { log "$name exited:"; cat "$WORK/$name.log" >&2; return 1; }
         ((SECONDS < deadline)) || { log "$name: port $port not open after 20 s"; return 1; }
         sleep 0.1
     done
-    sleep 0.5 # NATS enables its MQTT streams just after listening
 }
 
 

@@ -57,12 +57,7 @@ start() { # name
         mosquitto) exec /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" ;;
     esac >"$WORK/$1.log" 2>&1 &
     BROKER_PID=$!
-    local deadline=$((SECONDS + 20))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$TLS") 2>/dev/null; do
-        kill -0 "$BROKER_PID" 2>/dev/null || { log "$1 exited"; cat "$WORK/$1.log" >&2; exit 1; }
-        ((SECONDS < deadline)) || { log "$1: no TLS port"; exit 1; }
-        sleep 0.1
-    done
+    wait_for_port "$1" "$TLS" || exit 1
 }
 
 # X25519 for both: Mosquitto 2.0 (OpenSSL 3.0) cannot offer the post-quantum hybrid that

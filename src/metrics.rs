@@ -27,6 +27,30 @@ impl Traffic {
     }
 }
 
+/// What the figures need of a message about to be sent, taken before the send moves it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendNote {
+    qos: crate::protocol::QoS,
+    payload: usize,
+    published_at: Instant,
+}
+
+impl SendNote {
+    pub fn new(qos: crate::protocol::QoS, payload: usize, published_at: Instant) -> SendNote {
+        SendNote {
+            qos,
+            payload,
+            published_at,
+        }
+    }
+
+    /// It was sent (first send) at `now`: counted, with how long it waited in the broker.
+    pub fn sent(self, traffic: &mut Traffic, latency: &mut LatencyHistogram, now: Instant) {
+        traffic.note(self.qos, self.payload);
+        latency.record(now.saturating_duration_since(self.published_at));
+    }
+}
+
 /// Time from the broker taking a message to writing it to a subscriber, in buckets of powers
 /// of two microseconds (1 µs to about 8 s, then the rest): one bucket index a delivery, no
 /// search.

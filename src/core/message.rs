@@ -178,6 +178,15 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// What the figures count of it once sent.
+    pub fn send_note(&self) -> crate::metrics::SendNote {
+        crate::metrics::SendNote::new(
+            self.qos,
+            self.message.payload().len(),
+            self.message.published_at,
+        )
+    }
+
     pub fn new(message: SharedMessage, qos: QoS, retain: bool) -> Delivery {
         Delivery {
             message,

@@ -328,18 +328,11 @@ impl Session {
                 self.note_delivered(id);
                 continue;
             }
-            let (qos, payload, published_at) = (
-                delivery.qos,
-                delivery.message.payload().len(),
-                delivery.message.published_at,
-            );
+            let note = delivery.send_note();
             let outcome = self.send(delivery, link, now);
             report.add(outcome);
             if outcome == DeliverOutcome::Sent {
-                report.traffic.note(qos, payload);
-                report
-                    .latency
-                    .record(now.saturating_duration_since(published_at));
+                note.sent(&mut report.traffic, &mut report.latency, now);
             }
             if id != 0 {
                 let event = match outcome {
@@ -1002,6 +995,16 @@ mod tests {
         assert!(!link.out.is_empty());
     }
 
+    /// Delivers message `n` at QoS 1 and acks it at once; its packet id.
+    fn deliver_and_ack(s: &mut Session, link: &mut Link, n: u64) -> u16 {
+        let limits = Limits::default();
+        let d = delivery(n as u8, QoS::AtLeastOnce);
+        s.deliver(d, Some(&mut *link), &limits, Instant::now());
+        let id = publishes(&sent(link))[0].1;
+        assert!(s.on_puback(id));
+        id
+    }
+
     #[test]
     fn packet_ids_skip_those_in_flight_after_wrapping() {
         let limits = Limits::default();
@@ -1013,13 +1016,7 @@ mod tests {
         assert_eq!(publishes(&sent(&mut link))[0].1, 1);
         let mut previous = 1;
         for n in 1..=2 * PACKET_IDS {
-            s.deliver(
-                delivery(n as u8, QoS::AtLeastOnce),
-                Some(&mut link),
-                &limits,
-                now,
-            );
-            let id = publishes(&sent(&mut link))[0].1;
+            let id = deliver_and_ack(&mut s, &mut link, n);
             assert_ne!(id, 1, "message {n} got the id in flight");
             let expected = if previous == u16::MAX {
                 2
@@ -1027,7 +1024,6 @@ mod tests {
                 previous + 1
             };
             assert_eq!(id, expected, "message {n}");
-            assert!(s.on_puback(id));
             previous = id;
         }
     }
@@ -1035,24 +1031,14 @@ mod tests {
     #[test]
     fn restored_packet_ids_are_not_reused() {
         let limits = Limits::default();
-        let now = Instant::now();
         let mut s = Session::new("c".into(), u32::MAX);
         let mut link = Link::new(ProtocolVersion::V3_1_1);
         // Restored in flight: 5 (from before the ids went round), then 60,000.
         s.restore_owed(delivery(0, QoS::AtLeastOnce), 5, false, &limits);
         s.restore_owed(delivery(1, QoS::AtLeastOnce), 60_000, false, &limits);
-        let mut seen = Vec::new();
-        for n in 2..10_000 {
-            s.deliver(
-                delivery(n as u8, QoS::AtLeastOnce),
-                Some(&mut link),
-                &limits,
-                now,
-            );
-            let id = publishes(&sent(&mut link))[0].1;
-            assert!(s.on_puback(id));
-            seen.push(id);
-        }
+        let seen: Vec<u16> = (2..10_000)
+            .map(|n| deliver_and_ack(&mut s, &mut link, n))
+            .collect();
         assert!(!seen.contains(&5) && !seen.contains(&60_000));
         assert!(seen.contains(&4) && seen.contains(&6), "it went round");
     }

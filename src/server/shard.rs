@@ -182,9 +182,14 @@ impl Shard {
             let had_client = transport.client().is_some();
             let received = transport.receive(raw, mqtt);
             let client = transport.client().filter(|_| !had_client);
-            (received, client, transport.take_identity())
+            (
+                received,
+                client,
+                transport.take_identity(),
+                transport.has_wire(),
+            )
         });
-        let Some((received, client, identity)) = outcome else {
+        let Some((received, client, identity, answers)) = outcome else {
             // Its writer is gone: so is the connection.
             return Ok(Received::Closed);
         };
@@ -195,11 +200,13 @@ impl Shard {
         if let Some(identity) = identity {
             self.broker().set_identity(id, identity);
         }
-        let follow_up = self
-            .writers
-            .write_out(&mut self.broker(), id, Instant::now());
-        if let Some(follow_up) = follow_up {
-            self.start(id, follow_up);
+        if answers {
+            let follow_up = self
+                .writers
+                .write_out(&mut self.broker(), id, Instant::now());
+            if let Some(follow_up) = follow_up {
+                self.start(id, follow_up);
+            }
         }
         received
     }

@@ -178,6 +178,11 @@ impl Transport {
         }
     }
 
+    /// Whether it has bytes for the socket of its own (a handshake, a pong, an alert).
+    pub fn has_wire(&self) -> bool {
+        !self.wire.is_empty()
+    }
+
     /// The bytes for the socket, taken whole.
     pub fn take_wire(&mut self) -> BytesMut {
         std::mem::take(&mut self.wire)

@@ -332,12 +332,12 @@ impl Broker {
         self.conns.live() < self.limits.max_connections.saturating_add(REFUSAL_SLOTS)
     }
 
-    /// The protocol version the connection speaks (3.1.1 until its CONNECT says).
     /// Whether connection `id` is open here.
     pub fn has_connection(&self, id: ConnId) -> bool {
         self.conns.contains_key(&id)
     }
 
+    /// The protocol version the connection speaks (3.1.1 until its CONNECT says).
     pub fn version(&self, id: ConnId) -> ProtocolVersion {
         self.conns
             .get(&id)

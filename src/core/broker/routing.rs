@@ -152,16 +152,11 @@ impl Broker {
             .map(|c| &mut c.link);
         let qos = delivery.qos;
         let shared_group = delivery.shared_group.clone();
-        let (payload, published_at) = (
-            delivery.message.payload().len(),
-            delivery.message.published_at,
-        );
+        let note = delivery.send_note();
         let outcome = session.deliver(delivery, link, &self.limits, self.now);
         if outcome == DeliverOutcome::Sent {
-            self.counters.sent.note(qos, payload);
-            self.counters
-                .delivery_latency
-                .record(self.now.saturating_duration_since(published_at));
+            let counters = &mut self.counters;
+            note.sent(&mut counters.sent, &mut counters.delivery_latency, self.now);
         }
         if outcome == DeliverOutcome::Queued
             && qos > QoS::AtMostOnce
