@@ -17,6 +17,10 @@ pub enum ShardMsg {
         /// Shards whose members had no room for it, as a bit mask: it is passed on to one
         /// with members that has not tried yet, if any.
         tried: u64,
+        /// With persistence on, when a shard passes on a QoS 1/2 message it took from a peer:
+        /// its token, answered with [`ShardMsg::PassOnCommitted`] once the message is on disk
+        /// wherever it went (0: none; see `broker::commit`).
+        token: u64,
     },
     /// A retained message (or its deletion) to store in this shard's replica.
     Retain(SharedMessage),
@@ -49,6 +53,10 @@ pub enum ShardMsg {
     /// `through`-th, are on disk here (see `broker::commit`).
     DurableAck {
         through: u64,
+    },
+    /// The messages passed on with these tokens are on disk where they went.
+    PassOnCommitted {
+        tokens: Vec<u64>,
     },
     /// The publisher of the inbound QoS 2 message with this store receipt sent its PUBREL:
     /// sessions need not remember the receipt any more (see `message::Receipt`).
@@ -83,7 +91,8 @@ impl ShardMsg {
             | ShardMsg::RouteRemove { .. }
             | ShardMsg::Barrier { .. }
             | ShardMsg::RouteAck { .. }
-            | ShardMsg::DurableAck { .. } => false,
+            | ShardMsg::DurableAck { .. }
+            | ShardMsg::PassOnCommitted { .. } => false,
         }
     }
 }

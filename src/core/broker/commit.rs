@@ -8,11 +8,18 @@
 //! with its count once the records it made while taking them are committed. A connection
 //! waits only for the deliveries its own publishes sent, and a report only for the
 //! receiver's own records: were a report to wait for the receiver's sends as well, two shards
-//! publishing to each other would each wait for the other's report first, for ever. (So a
-//! shared-group message a full shard passes on to a third is acknowledged once the second
-//! has it in memory: a gap left open.)
+//! publishing to each other would each wait for the other's report first, for ever.
+//!
+//! A shared-group message the receiver passes on (its members had no room) is on disk only
+//! where it lands, so the receiver's report waits for that one message: the pass-on carries a
+//! token, and the shard it lands on answers [`ShardMsg::PassOnCommitted`] once its records
+//! are committed (a shard that passes it on again answers once the next one does). Token
+//! answers wait only for records and for the answer of the same message further on, never for
+//! a report, so they cannot wait in a circle.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::AHashMap;
 
 use super::{Broker, ConnId};
 use crate::core::shard_msg::ShardMsg;
@@ -23,6 +30,8 @@ use crate::core::shard_msg::ShardMsg;
 pub(super) struct CommitMark {
     records: u64,
     peers: Vec<u64>,
+    /// Every pass-on token through this one must be answered.
+    pass_ons: u64,
 }
 
 impl CommitMark {
@@ -53,6 +62,15 @@ pub(super) struct PeerCommits {
     taken: Vec<u64>,
     /// Reports owed to peers: (what must be on disk first, peer, its count to report).
     due: VecDeque<(CommitMark, usize, u64)>,
+    /// Tokens given to messages taken from a peer and passed on, the last one first.
+    last_pass_on: u64,
+    /// Of those, the ones not answered yet: reports wait for them.
+    open_pass_ons: BTreeSet<u64>,
+    /// Passed on again: the token it went on with -> (the peer it came from, its token there).
+    relayed: AHashMap<u64, (usize, u64)>,
+    /// Answers owed for messages passed on to this shard that landed here: (records that must
+    /// be on disk first, the peer, its token).
+    landed: VecDeque<(u64, usize, u64)>,
 }
 
 impl PeerCommits {
@@ -63,6 +81,10 @@ impl PeerCommits {
             reported: vec![0; shards],
             taken: vec![0; shards],
             due: VecDeque::new(),
+            last_pass_on: 0,
+            open_pass_ons: BTreeSet::new(),
+            relayed: AHashMap::new(),
+            landed: VecDeque::new(),
         }
     }
 }
@@ -104,11 +126,54 @@ impl Broker {
             .find(|d| d.1 == from)
             .map_or(self.peer_commits.reported[from], |d| d.2);
         if taken > reported {
-            let mut mark = CommitMark::default();
-            mark.set_records(self.journal_made);
+            let mark = CommitMark {
+                records: self.journal_made,
+                peers: Vec::new(),
+                pass_ons: self.peer_commits.last_pass_on,
+            };
             self.peer_commits.due.push_back((mark, from, taken));
             self.release_committed();
         }
+    }
+
+    /// The token for a QoS 1/2 message of a shared group that this shard passes on, taken
+    /// from `from` with token `came_with` (0: the first shard it was sent to). 0 when nothing
+    /// waits for it: persistence off, or the message is this shard's own publisher's, whose
+    /// ack waits for the peer's report of it (`send_to_shard`).
+    pub(super) fn pass_on_token(&mut self, from: Option<usize>, came_with: u64) -> u64 {
+        let Some(from) = from.filter(|_| self.journal.is_some()) else {
+            return 0;
+        };
+        let commits = &mut self.peer_commits;
+        commits.last_pass_on += 1;
+        let token = commits.last_pass_on;
+        if came_with == 0 {
+            commits.open_pass_ons.insert(token);
+        } else {
+            commits.relayed.insert(token, (from, came_with));
+        }
+        token
+    }
+
+    /// A message passed on to this shard with `token` by `from` landed here: it is answered
+    /// once the records made for it are on disk.
+    pub(super) fn pass_on_landed(&mut self, from: usize, token: u64) {
+        self.peer_commits
+            .landed
+            .push_back((self.journal_made, from, token));
+        self.release_committed();
+    }
+
+    /// Shard `from` answered for messages this shard passed on to it.
+    pub(super) fn pass_ons_committed(&mut self, tokens: Vec<u64>) {
+        for token in tokens {
+            if !self.peer_commits.open_pass_ons.remove(&token) {
+                if let Some((peer, came_with)) = self.peer_commits.relayed.remove(&token) {
+                    self.router.send_pass_on_committed(peer, came_with);
+                }
+            }
+        }
+        self.release_committed();
     }
 
     /// Shard `from` has committed the durable deliveries this one sent it through `through`.
@@ -126,6 +191,11 @@ impl Broker {
 
     pub(super) fn reached(&self, mark: &CommitMark) -> bool {
         mark.records <= self.journal_committed
+            && self
+                .peer_commits
+                .open_pass_ons
+                .first()
+                .is_none_or(|&open| open > mark.pass_ons)
             && mark
                 .peers
                 .iter()
@@ -159,6 +229,13 @@ impl Broker {
             self.peer_commits.due.pop_front();
             self.peer_commits.reported[peer] = through;
             self.router.send_durable_ack(peer, through);
+        }
+        while let Some(&(records, peer, token)) = self.peer_commits.landed.front() {
+            if records > self.journal_committed {
+                break;
+            }
+            self.peer_commits.landed.pop_front();
+            self.router.send_pass_on_committed(peer, token);
         }
     }
 

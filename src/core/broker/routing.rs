@@ -185,7 +185,7 @@ impl Broker {
         let policy = self.features.shared_policy;
         let shard = self.router.pick_shard(group, mask, policy, publisher);
         if shard == self.shard {
-            self.deliver_shared_local(group, message, publisher, 0);
+            self.deliver_shared_local(group, message, publisher, 0, 0);
         } else {
             self.send_to_shard(
                 shard,
@@ -194,25 +194,38 @@ impl Broker {
                     message: message.clone(),
                     publisher,
                     tried: 0,
+                    token: 0,
                 },
             );
         }
     }
 
     /// Gives a message of shared subscription `group` to one of its members on this shard,
-    /// preferring connected ones.
+    /// preferring connected ones. `token`: the one it was passed on here with, if any (see
+    /// `commit`); it is answered once the message is on disk, here or further on.
     fn deliver_shared_local(
         &mut self,
         group: &Filter,
         message: &SharedMessage,
         publisher: u64,
         tried: u64,
+        token: u64,
     ) {
+        let from = match self.feeder {
+            Some(Feeder::Peer(from)) => Some(from),
+            _ => None,
+        };
+        let landed = |broker: &mut Broker| {
+            if let (Some(from), true) = (from, token != 0) {
+                broker.pass_on_landed(from, token);
+            }
+        };
         let (sessions, limits, now) = (&self.sessions, &self.limits, self.now);
         let policy = self.features.shared_policy;
         let topic = message.topic();
         let Some(members) = self.router.group_mut(group) else {
             self.note_drop(|c| &mut c.dropped_no_member);
+            landed(self);
             return;
         };
         let chosen = members.pick(
@@ -232,6 +245,7 @@ impl Broker {
         let Some(((key, sub), room)) = chosen else {
             // Members there are, but the ACL lets none of them read this topic.
             self.note_drop(|c| &mut c.dropped_not_authorized);
+            landed(self);
             return;
         };
         if room != Room::Free {
@@ -240,6 +254,10 @@ impl Broker {
             let untried = self.router.group_shards(group) & !tried;
             if untried != 0 {
                 let next = untried.trailing_zeros() as usize;
+                let token = match message.qos > QoS::AtMostOnce {
+                    true => self.pass_on_token(from, token),
+                    false => 0,
+                };
                 self.send_to_shard(
                     next,
                     ShardMsg::DeliverShared {
@@ -247,6 +265,7 @@ impl Broker {
                         message: message.clone(),
                         publisher,
                         tried,
+                        token,
                     },
                 );
                 return;
@@ -260,6 +279,7 @@ impl Broker {
         delivery.subscription_ids.extend(sub.id);
         delivery.shared_group = Some(group.clone());
         self.deliver_to(key, delivery);
+        landed(self);
     }
 
     /// Sends what a leaving member of shared groups had not acknowledged to other members.
@@ -340,7 +360,8 @@ impl Broker {
                     message,
                     publisher,
                     tried,
-                } => self.deliver_shared_local(&group, &message, publisher, tried),
+                    token,
+                } => self.deliver_shared_local(&group, &message, publisher, tried, token),
                 ShardMsg::Retain(message) => {
                     // Recorded where it was decided, on the publisher's shard.
                     self.retained.update(&message, None);
@@ -366,6 +387,7 @@ impl Broker {
                 ShardMsg::Barrier { sync } => self.router.acknowledge(from, sync),
                 ShardMsg::RouteAck { sync } => self.route_acknowledged(sync),
                 ShardMsg::DurableAck { through } => self.peer_committed(from, through),
+                ShardMsg::PassOnCommitted { tokens } => self.pass_ons_committed(tokens),
                 ShardMsg::ReceiptReleased { receipt } => self.receipt_released(receipt, false),
             }
         }

@@ -459,6 +459,12 @@ impl Router {
         self.outbox[to].durable_ack(through);
     }
 
+    /// Tells shard `to` that the message it passed on with `token` is on disk (see
+    /// `broker::commit`).
+    pub fn send_pass_on_committed(&mut self, to: usize, token: u64) {
+        self.outbox[to].pass_on_committed(token);
+    }
+
     /// The shard has made `records` records (persistence on): messages sent from now on wait
     /// for them to be committed.
     pub fn records_made(&mut self, records: u64) {

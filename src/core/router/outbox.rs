@@ -20,6 +20,9 @@ pub struct Outbox {
     /// A [`ShardMsg::DurableAck`] to send: only the latest count matters, and it depends on
     /// nothing uncommitted, so it leaves first, without waiting.
     durable_ack: Option<u64>,
+    /// Tokens of messages the peer passed on, now on disk here or further on: like the
+    /// durable ack, they depend on nothing uncommitted and leave first.
+    pass_ons_committed: Vec<u64>,
 }
 
 impl Outbox {
@@ -37,6 +40,16 @@ impl Outbox {
         self.durable_ack = Some(self.durable_ack.map_or(through, |n| n.max(through)));
     }
 
+    /// Reports that the message the peer passed on with `token` is on disk.
+    pub fn pass_on_committed(&mut self, token: u64) {
+        self.pass_ons_committed.push(token);
+    }
+
+    /// The acks that leave before the queue (at most two messages).
+    fn acks(&self) -> usize {
+        usize::from(self.durable_ack.is_some()) + usize::from(!self.pass_ons_committed.is_empty())
+    }
+
     /// How many messages may leave with `committed` records on disk.
     pub fn releasable(&self, committed: u64) -> usize {
         let front = self.pushed - self.queue.len() as u64;
@@ -44,17 +57,24 @@ impl Outbox {
             Some(&(first, _)) => first.saturating_sub(front) as usize,
             None => self.queue.len(),
         };
-        queued + usize::from(self.durable_ack.is_some())
+        queued + self.acks()
     }
 
-    /// Up to `max` of the messages that may leave, oldest first (a durable ack before all).
+    /// Up to `max` of the messages that may leave, oldest first (the acks before all).
     pub fn take(&mut self, max: usize, committed: u64) -> Vec<ShardMsg> {
+        let n = (self.releasable(committed) - self.acks()).min(max.saturating_sub(self.acks()));
         let ack = self
             .durable_ack
             .take()
             .map(|through| ShardMsg::DurableAck { through });
-        let n = (self.releasable(committed)).min(max.saturating_sub(usize::from(ack.is_some())));
-        let batch = ack.into_iter().chain(self.queue.drain(..n)).collect();
+        let pass_ons = (!self.pass_ons_committed.is_empty()).then(|| ShardMsg::PassOnCommitted {
+            tokens: std::mem::take(&mut self.pass_ons_committed),
+        });
+        let batch = ack
+            .into_iter()
+            .chain(pass_ons)
+            .chain(self.queue.drain(..n))
+            .collect();
         // Needs only go up: the reached ones are at the front.
         while self
             .steps
@@ -67,7 +87,7 @@ impl Outbox {
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len() + usize::from(self.durable_ack.is_some())
+        self.queue.len() + self.acks()
     }
 }
 
@@ -115,6 +135,23 @@ mod tests {
         assert_eq!(o.releasable(0), 1);
         let batch = o.take(10, 0);
         assert!(matches!(batch[..], [ShardMsg::DurableAck { through: 5 }]));
+        assert_eq!(syncs(&o.take(10, 9)), [1]);
+    }
+
+    #[test]
+    fn pass_on_acks_leave_first_in_one_message() {
+        let mut o = Outbox::default();
+        o.push(barrier(1), 9);
+        o.pass_on_committed(4);
+        o.pass_on_committed(7);
+        o.durable_ack(2);
+        assert_eq!(o.releasable(0), 2);
+        let batch = o.take(10, 0);
+        assert!(matches!(
+            &batch[..],
+            [ShardMsg::DurableAck { through: 2 }, ShardMsg::PassOnCommitted { tokens }] if tokens == &[4, 7]
+        ));
+        assert_eq!(o.len(), 1);
         assert_eq!(syncs(&o.take(10, 9)), [1]);
     }
 

@@ -384,3 +384,98 @@ fn two_shards_publishing_to_each_others_durable_subscribers_both_get_their_acks(
     assert_eq!(payloads(&c.packets(subs[0])).len(), 3);
     assert_eq!(payloads(&c.packets(subs[1])).len(), 3);
 }
+
+/// Commits shard `shard`'s records only (the other shards' logs lag behind).
+fn commit_shard(c: &mut Cluster, shard: usize) {
+    let (_, through) = c[shard].take_records();
+    c[shard].committed(through);
+}
+
+#[test]
+fn a_shared_message_passed_on_is_acknowledged_only_once_on_disk_where_it_landed() {
+    // Group members: one away on shard 1, one connected on shard 0 beside the publisher. A
+    // message shard 0 routes to shard 1 finds no room there and is passed back to shard 0.
+    let mut c = journaled(2);
+    let away = c.connect(connect_packet(&id_on("away", 1, 2), V4, false));
+    c.subscribe(away, "$share/g/t", QoS::AtLeastOnce);
+    let live = c.connect(connect_packet(&id_on("live", 0, 2), V4, false));
+    c.subscribe(live, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, false));
+    c.settle_committed();
+    go_away(&mut c, away);
+    c.settle_committed();
+    c.packets(live);
+    c.packets(publisher);
+    let mut passed_on = 0;
+    for pkid in 1..=4u16 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        commit_shard(&mut c, 0);
+        if acks(&c.packets(publisher)) == 1 {
+            // Delivered on shard 0 at once.
+            let got = payloads(&c.packets(live));
+            c.send(live, Packet::PubAck(Ack::new(got[0].1)));
+            c.settle_committed();
+            continue;
+        }
+        passed_on += 1;
+        // Shard 1 commits everything it makes, shard 0 nothing more: the message lands in
+        // shard 0's uncommitted records.
+        for _ in 0..4 {
+            c.exchange();
+            commit_shard(&mut c, 1);
+        }
+        assert!(
+            c[0].has_records(),
+            "the passed-on message made records on shard 0"
+        );
+        assert_eq!(
+            acks(&c.packets(publisher)),
+            0,
+            "PUBACK {pkid} before the message is on disk where it landed"
+        );
+        c.settle_committed();
+        assert_eq!(acks(&c.packets(publisher)), 1, "PUBACK {pkid} once it is");
+        let got = payloads(&c.packets(live));
+        assert_eq!(got.len(), 1);
+        c.send(live, Packet::PubAck(Ack::new(got[0].1)));
+        c.settle_committed();
+    }
+    assert!(passed_on > 0, "no message went to shard 1 first");
+}
+
+#[test]
+fn a_shared_message_passed_on_twice_is_acknowledged_only_once_on_disk_where_it_landed() {
+    // Every member is away, so a message is passed on, lowest untried shard first, until the
+    // last untried one queues it: sent to shard 0 first it goes 0 -> 1 -> 2, to shard 1
+    // first 1 -> 0 -> 2 (0 relays 1's pass-on), to shard 2 first 2 -> 0 -> 1. Shards 0 and
+    // 1 commit everything they make, shard 2 nothing until the end of each round.
+    let mut c = journaled(3);
+    for shard in 0..3 {
+        let member = c.connect(connect_packet(&id_on("member", shard, 3), V4, false));
+        c.subscribe(member, "$share/g/t", QoS::AtLeastOnce);
+        c.settle_committed();
+        go_away(&mut c, member);
+    }
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 3), V4, false));
+    c.settle_committed();
+    c.packets(publisher);
+    let mut landed_on_2 = 0;
+    for pkid in 1..=6u16 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        for _ in 0..8 {
+            commit_shard(&mut c, 0);
+            commit_shard(&mut c, 1);
+            c.exchange();
+        }
+        let early = acks(&c.packets(publisher));
+        if c[2].has_records() {
+            landed_on_2 += 1;
+            assert_eq!(early, 0, "PUBACK {pkid} before shard 2 has it on disk");
+            c.settle_committed();
+            assert_eq!(acks(&c.packets(publisher)), 1, "PUBACK {pkid} once it has");
+        } else {
+            assert_eq!(early, 1, "PUBACK {pkid}: on disk on shard 1");
+        }
+    }
+    assert_eq!(landed_on_2, 4, "two in three rounds land on shard 2");
+}
