@@ -39,7 +39,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::{BufferedFile, Directory, OpenOptions};
 
@@ -47,6 +47,9 @@ use super::shard::Shard;
 use super::spill_files::SpillFiles;
 use crate::config::Fsync;
 use crate::core::store::{write_frame, Record, StoreSpace};
+
+/// A shard's records, framed (`Broker::take_journal`).
+type Frames = Bytes;
 
 /// While the store is over `--max-data-bytes`: how often a shard compacts to give room back.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -84,6 +87,8 @@ pub struct ShardLog {
     /// The shard's spill files: their I/O runs here, between group commits, so that a
     /// snapshot reads the frames it needs after their writes.
     spill: SpillFiles,
+    /// The count of records made that the last append went through.
+    written_through: u64,
 }
 
 impl ShardLog {
@@ -112,6 +117,7 @@ impl ShardLog {
             space,
             last_compaction: Instant::now(),
             compaction_failed: None,
+            written_through: 0,
         })
     }
 
@@ -126,9 +132,9 @@ impl ShardLog {
             return;
         }
         let from = self.filled.max(self.len);
-        let mut zeros = vec![0u8; (self.len + ahead - from) as usize];
+        let zeros = Bytes::from(vec![0u8; (self.len + ahead - from) as usize]);
         let mut at = from;
-        match write_all_at(&self.file, &mut zeros, &mut at).await {
+        match write_all_at(&self.file, zeros, &mut at).await {
             Ok(()) => {
                 self.filled = at;
                 self.fill_failed = None;
@@ -169,20 +175,9 @@ impl ShardLog {
             .then(|| RECLAIM_EVERY.saturating_sub(self.last_compaction.elapsed()))
     }
 
-    /// The records framed, and the log position they go to.
-    fn frame(&mut self, records: &[Record]) -> std::io::Result<(Vec<u8>, u64)> {
-        let mut bytes = BytesMut::new();
-        for record in records {
-            write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
-        }
-        let at = self.len;
-        self.len += bytes.len() as u64;
-        Ok((bytes.to_vec(), at))
-    }
-
     /// Writes `bytes` at `at`, trying again until they are all on disk (see the module's
     /// header): the store is full meanwhile.
-    async fn write_until_done(&self, shard: &Shard, bytes: Vec<u8>, at: u64) {
+    async fn write_until_done(&self, shard: &Shard, bytes: Bytes, at: u64) {
         let target = WriteTarget {
             file: &self.file,
             path: &self.path,
@@ -193,25 +188,17 @@ impl ShardLog {
         self.space.set_used(self.shard, self.filled.max(self.len));
     }
 
-    /// Appends `records` (made through `through`) until they are on disk, then commits them.
-    async fn append(
-        &mut self,
-        shard: &Rc<Shard>,
-        records: &[Record],
-        through: u64,
-    ) -> std::io::Result<()> {
-        let (bytes, at) = self.frame(records)?;
-        note_written(
-            shard,
-            records.len(),
-            bytes.len(),
-            self.fsync == Fsync::Always,
-        );
-        self.write_until_done(shard, bytes, at).await;
+    /// Appends `frames` (the records made through `through`) until they are on disk, then
+    /// commits them.
+    async fn append(&mut self, shard: &Rc<Shard>, frames: Frames, through: u64) {
+        let at = self.len;
+        self.len += frames.len() as u64;
+        let records = through - std::mem::replace(&mut self.written_through, through);
+        note_written(shard, records, frames.len(), self.fsync == Fsync::Always);
+        self.write_until_done(shard, frames, at).await;
         self.filled = self.filled.max(self.len);
         shard.broker().committed(through);
         shard.flush();
-        Ok(())
     }
 }
 
@@ -231,7 +218,7 @@ async fn open_for_append(path: &Path, fsync: Fsync) -> std::io::Result<BufferedF
 async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
     let started = Instant::now();
     let before = log.len;
-    let (pending, through) = shard.broker().take_records();
+    let (pending, through) = shard.broker().take_journal();
     let records = shard.broker().snapshot_records();
     // The `Message` records of spilled messages, as the spill files hold them; no spill I/O
     // is pending (it runs in this task, before compactions).
@@ -245,7 +232,8 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
             shard = log.shard,
             "cannot read the spill files for a snapshot: the log goes on as it is"
         );
-        return log.append(shard, &pending, through).await;
+        log.append(shard, pending, through).await;
+        return Ok(());
     }
     let len = match write_snapshot(&next, &records, &spilled).await {
         Ok(len) => len,
@@ -260,7 +248,8 @@ async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
                 "cannot write a snapshot of the log (no room beside it?): the log goes on as it \
                  is; compaction is tried again later"
             );
-            return log.append(shard, &pending, through).await;
+            log.append(shard, pending, through).await;
+            return Ok(());
         }
     };
     log.compaction_failed = None;
@@ -313,7 +302,7 @@ async fn write_snapshot(
     }
     let len = bytes.len() as u64;
     let written = async {
-        write_all_at(&file, &mut bytes.to_vec(), &mut 0).await?;
+        write_all_at(&file, bytes.freeze(), &mut 0).await?;
         file.fdatasync().await?;
         Ok::<_, std::io::Error>(())
     }
@@ -337,10 +326,13 @@ impl WriteTarget<'_> {
     /// meanwhile the store counts as full (new QoS 1/2 publishes are refused) and what waits
     /// for the write (acks, later spill I/O) waits. Logged when it starts failing, every
     /// [`FAILING_LOG_EVERY`] while it does, and when it works again.
-    pub async fn write_until_done(&self, shard: &Shard, mut bytes: Vec<u8>, mut at: u64) {
+    pub async fn write_until_done(&self, shard: &Shard, bytes: Bytes, mut at: u64) {
         let mut failing: Option<(Instant, Instant)> = None;
         let mut pause = Duration::from_millis(50);
-        while let Err(error) = write_all_at(self.file, &mut bytes, &mut at).await {
+        let start = at;
+        while let Err(error) =
+            write_all_at(self.file, bytes.slice((at - start) as usize..), &mut at).await
+        {
             let now = Instant::now();
             shard.broker().counters.store_write_errors += 1;
             match &mut failing {
@@ -380,20 +372,16 @@ impl WriteTarget<'_> {
     }
 }
 
-/// Writes `bytes` at `at`, all of them; on an error, what was written is gone from `bytes`
-/// and `at` is past it, so that a retry goes on from there.
-async fn write_all_at(
-    file: &BufferedFile,
-    bytes: &mut Vec<u8>,
-    at: &mut u64,
-) -> std::io::Result<()> {
+/// Writes `bytes` at `at`, all of them; on an error, `at` is past what was written, so that
+/// a retry goes on from there. (glommio takes the bytes as a `Vec`: one copy per try.)
+async fn write_all_at(file: &BufferedFile, mut bytes: Bytes, at: &mut u64) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        let n = file.write_at(bytes.clone(), *at).await?;
+        let n = file.write_at(bytes.to_vec(), *at).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         *at += n as u64;
-        bytes.drain(..n);
+        bytes.advance(n);
     }
     Ok(())
 }
@@ -445,8 +433,8 @@ async fn write_durably(
             compact(shard, &mut log).await?;
             continue;
         }
-        let (records, through) = shard.broker().take_records();
-        if records.is_empty() {
+        let (frames, through) = shard.broker().take_journal();
+        if frames.is_empty() {
             if shard.broker().has_spill_io() {
                 continue;
             }
@@ -456,7 +444,7 @@ async fn write_durably(
             }
             continue;
         }
-        log.append(shard, &records, through).await?;
+        log.append(shard, frames, through).await;
         log.fill_ahead().await;
     }
 }
@@ -481,9 +469,10 @@ async fn write_then_sync(
                 compact(shard, &mut log).await?;
                 unsynced = false;
             }
-            let (records, through) = shard.broker().take_records();
-            if !records.is_empty() {
-                log.append(shard, &records, through).await?;
+            let (frames, through) = shard.broker().take_journal();
+            let wrote = !frames.is_empty();
+            if wrote {
+                log.append(shard, frames, through).await;
                 log.fill_ahead().await;
                 unsynced = true;
             }
@@ -501,7 +490,7 @@ async fn write_then_sync(
                 }
                 last_sync = Instant::now();
             }
-            if records.is_empty() && !shard.broker().has_spill_io() {
+            if !wrote && !shard.broker().has_spill_io() {
                 break;
             }
         }
@@ -509,9 +498,9 @@ async fn write_then_sync(
 }
 
 /// Counts a write (a synced one too, with `O_DSYNC`) for the store's figures.
-fn note_written(shard: &Shard, records: usize, bytes: usize, synced: bool) {
+fn note_written(shard: &Shard, records: u64, bytes: usize, synced: bool) {
     let counters = &mut shard.broker().counters;
-    counters.store_records += records as u64;
+    counters.store_records += records;
     counters.store_bytes += bytes as u64;
     counters.store_syncs += u64::from(synced);
 }

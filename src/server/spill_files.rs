@@ -125,7 +125,7 @@ impl SpillFiles {
             shard: self.shard,
             space: &self.space,
         };
-        target.write_until_done(shard, bytes.to_vec(), offset).await;
+        target.write_until_done(shard, bytes, offset).await;
     }
 
     async fn remove(&mut self, segment: u32) {

@@ -149,3 +149,54 @@ fn a_qos2_publish_resent_after_a_kill_9_is_not_delivered_twice() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_will_waiting_out_its_delay_survives_a_restart() {
+    use crate::common::enc::{p, Connect, Props, Will};
+    use ringmq::core::store::Record;
+    let dir = data_dir();
+    let broker = start(&dir);
+    let port = broker.port;
+    run_bounded(secs(30), move || {
+        // A 5.0 session (5 minutes) with a will delayed 1 s; the connection drops without
+        // a DISCONNECT, so the will waits.
+        let will = Will::new("w/gone", "bye")
+            .qos(1)
+            .props(Props::new().u32(p::WILL_DELAY, 1));
+        let connect = Connect::v5("dying").expiry(300).will(will).encode();
+        let (c, connack) = RawClient::connect_raw(port, &connect);
+        assert!(connack.is_ok(), "CONNACK");
+        drop(c);
+    });
+    // Once the waiting will is in a log, a clean stop.
+    let logged = |dir: &std::path::Path| {
+        (0..SHARDS).any(|shard| {
+            let bytes = std::fs::read(dir.join(format!("shard-{shard}.log"))).unwrap_or_default();
+            scan(&bytes::Bytes::from(bytes))
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Will { client_id, .. } if &**client_id == "dying"))
+        })
+    };
+    let deadline = std::time::Instant::now() + LONG;
+    while !logged(&dir) {
+        assert!(std::time::Instant::now() < deadline, "no will in the logs");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    broker.signal("TERM");
+    assert!(broker.wait_exit(secs(10)).is_some());
+    let broker = start(&dir);
+    let port = broker.port;
+    run_bounded(secs(30), move || {
+        let (mut w, _) = RawClient::connect311(port, "watcher", true, 60);
+        w.subscribe_ok(1, &[("w/#", 1)]);
+        let will = w.next_publish(LONG);
+        assert_eq!(
+            (will.topic.as_str(), will.text().as_str()),
+            ("w/gone", "bye")
+        );
+    });
+    let log = broker.log_tail();
+    assert!(!log.contains("damaged log"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
-use super::journal::stored_message;
+use super::journal::message_view;
 use super::Broker;
 use crate::core::message::Delivery;
 use crate::core::session::DeliveryEvent;
 use crate::core::sessions::SessionKey;
-use crate::core::store::Record;
+use crate::core::store::record::{
+    encode_delivered, encode_message_record, encode_owed, encode_released, encode_sent,
+};
 use crate::protocol::QoS;
 
 /// Message ids carry the shard that made them in their low bits, so that those of every
@@ -38,8 +40,8 @@ impl Broker {
             Some((message, id)) if Arc::ptr_eq(message, &delivery.message) => *id,
             _ => {
                 let id = self.next_receipt();
-                let message = stored_message(&delivery.message);
-                self.journal(|| Record::Message { id, message });
+                let message = message_view(&delivery.message);
+                self.journal_encoded(|out| encode_message_record(out, id, message));
                 // Holding the message keeps its address from being reused by another.
                 self.last_stored = Some((delivery.message.clone(), id));
                 id
@@ -57,18 +59,22 @@ impl Broker {
     /// Logs what happened to the session's stored messages since the last call.
     pub(super) fn journal_deliveries(&mut self, key: SessionKey) {
         // Called on every delivery and ack: without persistence, not even a lookup.
-        if self.journal.is_none() {
+        let Some(journal) = &mut self.journal else {
             return;
-        }
+        };
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
-        if session.delivery_events.is_empty() {
-            return;
-        }
-        let events = std::mem::take(&mut session.delivery_events);
-        let client_id = session.client_id.clone();
-        for event in events {
+        let mut made = 0;
+        let client_id = &*session.client_id;
+        for event in session.delivery_events.drain(..) {
+            let framed = journal.frame(|out| match &event {
+                DeliveryEvent::Owed(owing) => encode_owed(out, client_id, owing),
+                DeliveryEvent::Sent { id, pkid } => encode_sent(out, client_id, *id, *pkid),
+                DeliveryEvent::Released { id } => encode_released(out, client_id, *id),
+                DeliveryEvent::Delivered { id } => encode_delivered(out, client_id, *id),
+            });
+            made += u64::from(framed);
             if let DeliveryEvent::Owed(owing) = &event {
                 if owing.receipt != 0 {
                     self.receipt_holders
@@ -77,17 +83,9 @@ impl Broker {
                         .push(key);
                 }
             }
-            let client_id = client_id.clone();
-            self.journal(|| match event {
-                DeliveryEvent::Owed(owing) => Record::Owed { client_id, owing },
-                DeliveryEvent::Sent { id, pkid } => Record::Sent {
-                    client_id,
-                    id,
-                    pkid,
-                },
-                DeliveryEvent::Released { id } => Record::Released { client_id, id },
-                DeliveryEvent::Delivered { id } => Record::Delivered { client_id, id },
-            });
+        }
+        if made > 0 {
+            self.records_made(made);
         }
     }
 

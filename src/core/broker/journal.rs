@@ -1,6 +1,7 @@
 //! The broker's side of the durable store: with persistence on, every change that must survive
-//! a restart is handed out as a [`Record`] ([`Broker::take_records`]) for the shell to append
-//! to the shard's log; at start, [`Broker::restore`] rebuilds what the logs recovered.
+//! a restart is framed as a [`Record`] the moment it is made, and the frames are handed out
+//! ([`Broker::take_journal`]) for the shell to append to the shard's log as they are; at start,
+//! [`Broker::restore`] rebuilds what the logs recovered.
 //!
 //! Recorded: sessions that outlive their connection, their subscriptions, the packet ids of
 //! inbound QoS 2 messages awaiting PUBREL, wills waiting out their delay, retained messages,
@@ -17,14 +18,41 @@ use crate::core::home_shard;
 use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::session::{PendingWill, Session, Subscription};
 use crate::core::sessions::SessionKey;
-use crate::core::store::{Record, Recovered, StoreSpace, StoredMessage};
-use crate::protocol::Will;
+use crate::core::store::{
+    scan, write_frame_with, MessageView, Record, Recovered, StoreSpace, StoredMessage,
+};
+use crate::protocol::{EncodeError, Will};
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+
+/// The least room a new batch of frames starts with.
+const MIN_JOURNAL_ROOM: usize = 4096;
+
+/// The records made since the shell last took them, framed as the log holds them: the hot
+/// path (`deliveries`) encodes straight from the messages and sessions, building no [`Record`].
+#[derive(Debug, Default)]
+pub(super) struct Journal {
+    frames: BytesMut,
+}
+
+impl Journal {
+    /// Frames one record written by `encode`. Records are made from what the codec accepted,
+    /// which fits its fields; one that does not is left out, loudly.
+    pub fn frame(&mut self, encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>) -> bool {
+        match write_frame_with(&mut self.frames, encode) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "a record cannot be encoded: it is not stored");
+                false
+            }
+        }
+    }
+}
 
 impl Broker {
     /// Turns persistence on: from now on changes are recorded.
     pub fn with_journal(mut self) -> Broker {
-        self.journal = Some(Vec::new());
+        self.journal = Some(Journal::default());
         self
     }
 
@@ -35,22 +63,35 @@ impl Broker {
         self
     }
 
-    /// The records made since the last call, in order, and the count of records made so far:
-    /// once these are on disk, hand that count to [`Broker::committed`]. Group commit: all
-    /// the records of a read batch go in one write and one sync, and the output the batch
+    /// The records made since the last call, framed, in order, and the count of records made
+    /// so far: once these are on disk, hand that count to [`Broker::committed`]. Group commit:
+    /// all the records of a read batch go in one write and one sync, and the output the batch
     /// made (its acks among it) leaves only after.
-    pub fn take_records(&mut self) -> (Vec<Record>, u64) {
-        let records = self
+    pub fn take_journal(&mut self) -> (Bytes, u64) {
+        // The next batch gets room for as much as this one had: no growing (and copying)
+        // through every size on the way.
+        let frames = self
             .journal
             .as_mut()
-            .map(std::mem::take)
+            .map(|j| {
+                let room = j.frames.len().max(MIN_JOURNAL_ROOM);
+                std::mem::replace(&mut j.frames, BytesMut::with_capacity(room)).freeze()
+            })
             .unwrap_or_default();
-        (records, self.journal_made)
+        (frames, self.journal_made)
     }
 
-    /// Whether records wait to be taken ([`Broker::take_records`]).
+    /// [`Broker::take_journal`], its frames read back as records (for tests).
+    pub fn take_records(&mut self) -> (Vec<Record>, u64) {
+        let (frames, through) = self.take_journal();
+        let found = scan(&frames);
+        assert!(found.damage.is_none(), "the journal's own frames read back");
+        (found.records, through)
+    }
+
+    /// Whether records wait to be taken ([`Broker::take_journal`]).
     pub fn has_records(&self) -> bool {
-        self.journal.as_ref().is_some_and(|j| !j.is_empty())
+        self.journal.as_ref().is_some_and(|j| !j.frames.is_empty())
     }
 
     /// Records a retained message set or cleared, on the shard that decided it: its
@@ -68,11 +109,25 @@ impl Broker {
 
     /// Records what `make` builds, if persistence is on.
     pub(super) fn journal(&mut self, make: impl FnOnce() -> Record) {
+        self.journal_encoded(|out| make().encode(out));
+    }
+
+    /// Records what `encode` writes (a kind byte and a body), if persistence is on.
+    pub(super) fn journal_encoded(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) {
         if let Some(journal) = &mut self.journal {
-            journal.push(make());
-            self.journal_made += 1;
-            self.router.records_made(self.journal_made);
+            if journal.frame(encode) {
+                self.records_made(1);
+            }
         }
+    }
+
+    /// `n` more records were framed: messages to other shards from now on wait for them.
+    pub(super) fn records_made(&mut self, n: u64) {
+        self.journal_made += n;
+        self.router.records_made(self.journal_made);
     }
 
     /// A session with a non-zero expiry outlives its connection: it is (again) in the log.
@@ -193,6 +248,17 @@ pub(super) fn retained(message: &Message, seq: u64) -> Record {
     Record::RetainSet {
         seq,
         message: stored_message(message),
+    }
+}
+
+/// A message as a record holds it, borrowed.
+pub(super) fn message_view(message: &Message) -> MessageView<'_> {
+    MessageView {
+        topic: message.topic(),
+        payload: message.payload(),
+        qos: message.qos,
+        retain: message.retain,
+        properties: &message.properties,
     }
 }
 

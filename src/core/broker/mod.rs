@@ -139,7 +139,7 @@ pub struct Broker {
     /// A session that held publishers has drained (or gone): they may be read again.
     eased: bool,
     /// What the durable store must record, when persistence is on (see `journal`).
-    journal: Option<Vec<crate::core::store::Record>>,
+    journal: Option<journal::Journal>,
     /// Records made since the start, and how many of them are on disk.
     journal_made: u64,
     journal_committed: u64,

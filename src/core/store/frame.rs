@@ -22,9 +22,18 @@ pub const MAX_RECORD: usize = 268_435_460;
 
 /// Appends one framed record.
 pub fn write_frame(record: &Record, out: &mut BytesMut) -> Result<(), EncodeError> {
+    write_frame_with(out, |out| record.encode(out))
+}
+
+/// Appends one framed record, its kind byte and body written by `encode` (one of the
+/// `record::encode_*` functions: the hot path frames records it never builds).
+pub fn write_frame_with(
+    out: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_u64_le(0); // length and checksum, filled in below
-    if let Err(error) = record.encode(out) {
+    if let Err(error) = encode(out) {
         out.truncate(start);
         return Err(error);
     }

@@ -8,7 +8,7 @@ pub mod record;
 pub mod recovery;
 pub mod space;
 
-pub use frame::{scan, write_frame, Damage, Scan};
-pub use record::{Owing, Record, RecordError, StoredMessage};
+pub use frame::{scan, write_frame, write_frame_with, Damage, Scan};
+pub use record::{MessageView, Owing, Record, RecordError, StoredMessage};
 pub use recovery::{OwedMessage, Recovered, RecoveredSession};
 pub use space::StoreSpace;

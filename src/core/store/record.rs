@@ -191,7 +191,7 @@ impl Record {
             Record::RetainSet { seq, message } => {
                 out.put_u8(kind::RETAIN_SET);
                 out.put_u64(*seq);
-                encode_message(message, out)?;
+                message.view().encode(out)?;
             }
             Record::RetainClear { seq, topic } => {
                 out.put_u8(kind::RETAIN_CLEAR);
@@ -226,50 +226,21 @@ impl Record {
                 out.put_u8(kind::WILL);
                 write_string(out, client_id, "client id")?;
                 out.put_u32(*delay);
-                encode_message(message, out)?;
+                message.view().encode(out)?;
             }
             Record::WillDone { client_id } => {
                 out.put_u8(kind::WILL_DONE);
                 write_string(out, client_id, "client id")?;
             }
-            Record::Message { id, message } => {
-                out.put_u8(kind::MESSAGE);
-                out.put_u64(*id);
-                encode_message(message, out)?;
-            }
-            Record::Owed { client_id, owing } => {
-                out.put_u8(kind::OWED);
-                write_string(out, client_id, "client id")?;
-                out.put_u64(owing.id);
-                out.put_u64(owing.receipt);
-                out.put_u8(owing.qos as u8 | u8::from(owing.retain) << 2);
-                out.put_u16(owing.pkid);
-                let count = u16::try_from(owing.subscription_ids.len())
-                    .map_err(|_| EncodeError::FieldTooLong("subscription identifiers"))?;
-                out.put_u16(count);
-                for sid in &owing.subscription_ids {
-                    out.put_u32(*sid);
-                }
-            }
+            Record::Message { id, message } => encode_message_record(out, *id, message.view())?,
+            Record::Owed { client_id, owing } => encode_owed(out, client_id, owing)?,
             Record::Sent {
                 client_id,
                 id,
                 pkid,
-            } => {
-                out.put_u8(kind::SENT);
-                write_string(out, client_id, "client id")?;
-                out.put_u64(*id);
-                out.put_u16(*pkid);
-            }
-            Record::Released { client_id, id } | Record::Delivered { client_id, id } => {
-                let k = match self {
-                    Record::Released { .. } => kind::RELEASED,
-                    _ => kind::DELIVERED,
-                };
-                out.put_u8(k);
-                write_string(out, client_id, "client id")?;
-                out.put_u64(*id);
-            }
+            } => encode_sent(out, client_id, *id, *pkid)?,
+            Record::Released { client_id, id } => encode_released(out, client_id, *id)?,
+            Record::Delivered { client_id, id } => encode_delivered(out, client_id, *id)?,
         }
         Ok(())
     }
@@ -296,7 +267,7 @@ impl Record {
             },
             kind::RETAIN_SET => Record::RetainSet {
                 seq: read_u64(&mut buf)?,
-                message: decode_message(&mut buf)?,
+                message: decode_message(&mut buf, PropertyContext::Publish)?,
             },
             kind::RETAIN_CLEAR => Record::RetainClear {
                 seq: read_u64(&mut buf)?,
@@ -318,14 +289,15 @@ impl Record {
             kind::WILL => Record::Will {
                 client_id: read_string(&mut buf)?,
                 delay: read_u32(&mut buf)?,
-                message: decode_message(&mut buf)?,
+                // A will's properties, its Will Delay Interval among them.
+                message: decode_message(&mut buf, PropertyContext::Will)?,
             },
             kind::WILL_DONE => Record::WillDone {
                 client_id: read_string(&mut buf)?,
             },
             kind::MESSAGE => Record::Message {
                 id: read_u64(&mut buf)?,
-                message: decode_message(&mut buf)?,
+                message: decode_message(&mut buf, PropertyContext::Publish)?,
             },
             kind::OWED => {
                 let client_id = read_string(&mut buf)?;
@@ -372,14 +344,101 @@ impl Record {
     }
 }
 
-fn encode_message(message: &StoredMessage, out: &mut BytesMut) -> Result<(), EncodeError> {
-    write_string(out, &message.topic, "topic")?;
-    write_binary(out, &message.payload, "payload")?;
-    out.put_u8(message.qos as u8 | u8::from(message.retain) << 2);
-    message.properties.write(out)
+/// A message as a record holds it, borrowed from wherever it lives: what the hot path encodes
+/// without copying it into a [`StoredMessage`] first.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: &'a Properties,
 }
 
-fn decode_message(buf: &mut Bytes) -> Result<StoredMessage, DecodeError> {
+impl StoredMessage {
+    pub fn view(&self) -> MessageView<'_> {
+        MessageView {
+            topic: &self.topic,
+            payload: &self.payload,
+            qos: self.qos,
+            retain: self.retain,
+            properties: &self.properties,
+        }
+    }
+}
+
+impl MessageView<'_> {
+    fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        write_string(out, self.topic, "topic")?;
+        write_binary(out, self.payload, "payload")?;
+        out.put_u8(self.qos as u8 | u8::from(self.retain) << 2);
+        self.properties.write(out)
+    }
+}
+
+// The records made for every durable delivery, encoded from borrowed parts (see
+// `broker::deliveries`); `Record::encode` goes through the same functions.
+
+/// [`Record::Message`].
+pub fn encode_message_record(
+    out: &mut BytesMut,
+    id: u64,
+    message: MessageView<'_>,
+) -> Result<(), EncodeError> {
+    out.put_u8(kind::MESSAGE);
+    out.put_u64(id);
+    message.encode(out)
+}
+
+/// [`Record::Owed`].
+pub fn encode_owed(out: &mut BytesMut, client_id: &str, owing: &Owing) -> Result<(), EncodeError> {
+    out.put_u8(kind::OWED);
+    write_string(out, client_id, "client id")?;
+    out.put_u64(owing.id);
+    out.put_u64(owing.receipt);
+    out.put_u8(owing.qos as u8 | u8::from(owing.retain) << 2);
+    out.put_u16(owing.pkid);
+    let count = u16::try_from(owing.subscription_ids.len())
+        .map_err(|_| EncodeError::FieldTooLong("subscription identifiers"))?;
+    out.put_u16(count);
+    for sid in &owing.subscription_ids {
+        out.put_u32(*sid);
+    }
+    Ok(())
+}
+
+/// [`Record::Sent`].
+pub fn encode_sent(
+    out: &mut BytesMut,
+    client_id: &str,
+    id: u64,
+    pkid: u16,
+) -> Result<(), EncodeError> {
+    out.put_u8(kind::SENT);
+    write_string(out, client_id, "client id")?;
+    out.put_u64(id);
+    out.put_u16(pkid);
+    Ok(())
+}
+
+/// [`Record::Released`].
+pub fn encode_released(out: &mut BytesMut, client_id: &str, id: u64) -> Result<(), EncodeError> {
+    encode_step(out, kind::RELEASED, client_id, id)
+}
+
+/// [`Record::Delivered`].
+pub fn encode_delivered(out: &mut BytesMut, client_id: &str, id: u64) -> Result<(), EncodeError> {
+    encode_step(out, kind::DELIVERED, client_id, id)
+}
+
+fn encode_step(out: &mut BytesMut, kind: u8, client_id: &str, id: u64) -> Result<(), EncodeError> {
+    out.put_u8(kind);
+    write_string(out, client_id, "client id")?;
+    out.put_u64(id);
+    Ok(())
+}
+
+fn decode_message(buf: &mut Bytes, context: PropertyContext) -> Result<StoredMessage, DecodeError> {
     let topic = read_string(buf)?;
     let payload = read_binary(buf)?;
     let flags = read_u8(buf)?;
@@ -391,7 +450,7 @@ fn decode_message(buf: &mut Bytes) -> Result<StoredMessage, DecodeError> {
         payload,
         qos: qos_from(flags & 0b11)?,
         retain: flags & 0b100 != 0,
-        properties: Properties::read(buf, PropertyContext::Publish)?,
+        properties: Properties::read(buf, context)?,
     })
 }
 
