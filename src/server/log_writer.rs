@@ -10,10 +10,9 @@
 //! `fdatasync` follows within MS.
 //!
 //! Once a log has grown by `--compact-after-bytes` (and to twice its last snapshot), the shard
-//! writes a snapshot of its live state (`Broker::snapshot_records`) to `shard-N.log.next`,
-//! syncs it, renames it over the log and goes on appending there: the log stays bounded by
-//! what is live. A crash before the rename leaves the old log, which start-up reads (and
-//! removes the unfinished `.next`).
+//! writes a snapshot of its live state (`Broker::snapshot_records`) beside it, a chunk between
+//! two group commits, and then renames it over the log (`compaction`): the log stays bounded by
+//! what is live, and acks do not wait for the snapshot.
 //!
 //! A write that fails (a full disk, an I/O error) is tried again, with a growing pause, until
 //! it succeeds: the acks it holds back wait, the store counts as full meanwhile (new QoS 1/2
@@ -39,14 +38,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::{BufferedFile, Directory, OpenOptions};
 
+use super::compaction::{Compaction, Step};
 use super::shard::Shard;
 use super::spill_files::SpillFiles;
 use crate::config::Fsync;
-use crate::core::store::{write_frame, Record, StoreSpace};
+use crate::core::store::StoreSpace;
 
 /// A shard's records, framed (`Broker::take_journal`).
 type Frames = Bytes;
@@ -89,6 +89,8 @@ pub struct ShardLog {
     spill: SpillFiles,
     /// The count of records made that the last append went through.
     written_through: u64,
+    /// A snapshot being written beside the log, if any.
+    compaction: Option<Compaction>,
 }
 
 impl ShardLog {
@@ -118,6 +120,7 @@ impl ShardLog {
             last_compaction: Instant::now(),
             compaction_failed: None,
             written_through: 0,
+            compaction: None,
         })
     }
 
@@ -158,6 +161,9 @@ impl ShardLog {
     /// Whether it is time for a snapshot: the log has grown enough, or the store is over its
     /// bound and this log holds something a snapshot may drop.
     fn compaction_due(&self) -> bool {
+        if self.compaction.is_some() {
+            return false;
+        }
         if self
             .compaction_failed
             .is_some_and(|at| at.elapsed() < COMPACTION_RETRY)
@@ -195,6 +201,9 @@ impl ShardLog {
         self.len += frames.len() as u64;
         let records = through - std::mem::replace(&mut self.written_through, through);
         note_written(shard, records, frames.len(), self.fsync == Fsync::Always);
+        if let Some(compaction) = &mut self.compaction {
+            compaction.took(&frames);
+        }
         self.write_until_done(shard, frames, at).await;
         self.filled = self.filled.max(self.len);
         shard.broker().committed(through);
@@ -211,106 +220,104 @@ async fn open_for_append(path: &Path, fsync: Fsync) -> std::io::Result<BufferedF
     Ok(options.buffered_open(path).await?)
 }
 
-/// Replaces the log by a snapshot of the shard's state as of now. The records made since the
-/// last write are in it (records are idempotent; see `broker::snapshot`): they are committed
-/// with it. When the snapshot cannot be written (no room beside the log), they are appended
-/// to the log as it is, and compaction waits a while.
-async fn compact(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<()> {
-    let started = Instant::now();
+/// Starts a compaction (see `compaction`): the records made since the last write are
+/// appended as usual, and the shard's state as of them is the snapshot, written beside the
+/// log a chunk at a time from then on ([`step_compaction`]). When the snapshot cannot be
+/// started, the log goes on as it is and compaction waits a while.
+async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) {
     let before = log.len;
+    // The state as of the records taken: no await between the two.
     let (pending, through) = shard.broker().take_journal();
     let records = shard.broker().snapshot_records();
     // The `Message` records of spilled messages, as the spill files hold them; no spill I/O
     // is pending (it runs in this task, before compactions).
     let ranges = shard.broker().spill_ranges();
     let spilled = log.spill.read(&ranges).await;
-    let next = log.path.with_extension("log.next");
-    log.last_compaction = started;
+    log.last_compaction = Instant::now();
+    if !pending.is_empty() {
+        log.append(shard, pending, through).await;
+    }
     if spilled.len() != ranges.len() {
         log.compaction_failed = Some(Instant::now());
         tracing::error!(
             shard = log.shard,
             "cannot read the spill files for a snapshot: the log goes on as it is"
         );
-        log.append(shard, pending, through).await;
-        return Ok(());
+        return;
     }
-    let len = match write_snapshot(&next, &records, &spilled).await {
-        Ok(len) => len,
+    let next = log.path.with_extension("log.next");
+    match Compaction::start(next.clone(), &records, &spilled, before).await {
+        Ok(compaction) => log.compaction = Some(compaction),
         Err(error) => {
             let _ = glommio::io::remove(&next).await;
-            log.compaction_failed = Some(Instant::now());
-            shard.broker().counters.store_write_errors += 1;
-            tracing::error!(
-                shard = log.shard,
-                %error,
-                log_bytes = before,
-                "cannot write a snapshot of the log (no room beside it?): the log goes on as it \
-                 is; compaction is tried again later"
-            );
-            log.append(shard, pending, through).await;
-            return Ok(());
+            compaction_failed(shard, log, &error);
+        }
+    }
+}
+
+/// Writes the next chunk of the compaction under way; once all of it (and the log's tail) is
+/// on disk, the new file replaces the log (true).
+async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Result<bool> {
+    let Some(compaction) = log.compaction.as_mut() else {
+        return Ok(false);
+    };
+    let len = match compaction.step(shard).await {
+        Ok(Step::Going) => return Ok(false),
+        Ok(Step::Written(len)) => len,
+        Err(error) => {
+            let compaction = log.compaction.take().expect("under way");
+            let path = compaction.path.clone();
+            let _ = compaction.close().await;
+            let _ = glommio::io::remove(&path).await;
+            compaction_failed(shard, log, &error);
+            return Ok(false);
         }
     };
+    let compaction = log.compaction.take().expect("under way");
+    let snapshot_len = compaction.snapshot_len();
+    let path = compaction.path.clone();
+    let (records, before, commits, started) = (
+        compaction.records,
+        compaction.log_bytes_before,
+        compaction.commits_meanwhile,
+        compaction.started,
+    );
+    compaction.close().await?;
     log.compaction_failed = None;
-    glommio::io::rename(&next, &log.path).await?;
+    glommio::io::rename(&path, &log.path).await?;
     if let Some(dir) = log.path.parent() {
         Directory::open(dir).await?.sync().await?;
     }
     log.file = open_for_append(&log.path, log.fsync).await?;
     log.len = len;
     log.filled = len;
-    log.snapshot_len = len;
+    log.snapshot_len = snapshot_len;
     log.space.set_used(log.shard, len);
-    {
-        let mut broker = shard.broker();
-        broker.counters.store_compactions += 1;
-        broker.counters.store_syncs += 1;
-    }
+    shard.broker().counters.store_compactions += 1;
     tracing::info!(
         shard = log.shard,
-        records = records.len(),
+        records,
         from_bytes = before,
         to_bytes = len,
         took_ms = started.elapsed().as_millis() as u64,
+        commits_meanwhile = commits,
         "log compacted to a snapshot of the live state"
     );
-    shard.broker().committed(through);
-    shard.flush();
-    Ok(())
+    Ok(true)
 }
 
-/// Writes `records`, then the already framed `frames`, to a new file at `path`, synced;
-/// returns its length.
-async fn write_snapshot(
-    path: &Path,
-    records: &[Record],
-    frames: &[bytes::Bytes],
-) -> std::io::Result<u64> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .buffered_open(path)
-        .await?;
-    let mut bytes = BytesMut::new();
-    for record in records {
-        write_frame(record, &mut bytes).map_err(std::io::Error::other)?;
-    }
-    for frame in frames {
-        bytes.extend_from_slice(frame);
-    }
-    let len = bytes.len() as u64;
-    let written = async {
-        write_all_at(&file, bytes.freeze(), &mut 0).await?;
-        file.fdatasync().await?;
-        Ok::<_, std::io::Error>(())
-    }
-    .await;
-    let closed = file.close().await;
-    written?;
-    closed?;
-    Ok(len)
+/// A snapshot could not be written (no room beside the log?): the log goes on as it is, and
+/// compaction is tried again later.
+fn compaction_failed(shard: &Shard, log: &mut ShardLog, error: &std::io::Error) {
+    log.compaction_failed = Some(Instant::now());
+    shard.broker().counters.store_write_errors += 1;
+    tracing::error!(
+        shard = log.shard,
+        %error,
+        log_bytes = log.len,
+        "cannot write a snapshot of the log (no room beside it?): the log goes on as it is; \
+         compaction is tried again later"
+    );
 }
 
 /// A file of the durable store (a log, a spill segment) and what a failed write affects.
@@ -374,7 +381,11 @@ impl WriteTarget<'_> {
 
 /// Writes `bytes` at `at`, all of them; on an error, `at` is past what was written, so that
 /// a retry goes on from there. (glommio takes the bytes as a `Vec`: one copy per try.)
-async fn write_all_at(file: &BufferedFile, mut bytes: Bytes, at: &mut u64) -> std::io::Result<()> {
+pub(super) async fn write_all_at(
+    file: &BufferedFile,
+    mut bytes: Bytes,
+    at: &mut u64,
+) -> std::io::Result<()> {
     while !bytes.is_empty() {
         let n = file.write_at(bytes.to_vec(), *at).await?;
         if n == 0 {
@@ -430,11 +441,14 @@ async fn write_durably(
     loop {
         log.spill.run(shard).await;
         if log.compaction_due() {
-            compact(shard, &mut log).await?;
+            start_compaction(shard, &mut log).await;
             continue;
         }
         let (frames, through) = shard.broker().take_journal();
-        if frames.is_empty() {
+        if !frames.is_empty() {
+            log.append(shard, frames, through).await;
+            log.fill_ahead().await;
+        } else if log.compaction.is_none() {
             if shard.broker().has_spill_io() {
                 continue;
             }
@@ -444,8 +458,8 @@ async fn write_durably(
             }
             continue;
         }
-        log.append(shard, frames, through).await;
-        log.fill_ahead().await;
+        // One chunk of a compaction under way, between two group commits.
+        step_compaction(shard, &mut log).await?;
     }
 }
 
@@ -466,8 +480,7 @@ async fn write_then_sync(
         loop {
             log.spill.run(shard).await;
             if log.compaction_due() {
-                compact(shard, &mut log).await?;
-                unsynced = false;
+                start_compaction(shard, &mut log).await;
             }
             let (frames, through) = shard.broker().take_journal();
             let wrote = !frames.is_empty();
@@ -475,6 +488,11 @@ async fn write_then_sync(
                 log.append(shard, frames, through).await;
                 log.fill_ahead().await;
                 unsynced = true;
+            }
+            let compacting = log.compaction.is_some();
+            if compacting && step_compaction(shard, &mut log).await? {
+                // The new log is synced, all of it.
+                unsynced = false;
             }
             if unsynced && last_sync.elapsed() >= every {
                 match log.file.fdatasync().await {
@@ -490,7 +508,7 @@ async fn write_then_sync(
                 }
                 last_sync = Instant::now();
             }
-            if !wrote && !shard.broker().has_spill_io() {
+            if !wrote && !compacting && !shard.broker().has_spill_io() {
                 break;
             }
         }

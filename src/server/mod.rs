@@ -2,6 +2,7 @@
 //! (SO_REUSEPORT), each driving its own [`crate::core::Broker`]. Shards exchange message batches
 //! and connections over glommio's channel mesh.
 
+mod compaction;
 mod connection;
 mod gate;
 mod heartbeat;

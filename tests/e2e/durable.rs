@@ -200,3 +200,58 @@ fn a_will_waiting_out_its_delay_survives_a_restart() {
     assert!(!log.contains("damaged log"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `commits_meanwhile` of every "log compacted" line: the group commits a shard made
+/// while its snapshot was written.
+fn commits_during_compactions(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("log compacted"))
+        .filter_map(|l| l.split("commits_meanwhile=").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn acks_go_on_while_a_large_snapshot_is_written() {
+    // An offline session's queue makes every snapshot large (it is live state); a 1 MiB
+    // threshold makes snapshots frequent. A publisher waiting for each PUBACK in turn keeps
+    // acks coming: they are committed while snapshots are written, not after them.
+    let dir = data_dir();
+    let broker = Broker::start_sharded(&[
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--compact-after-bytes",
+        "1048576",
+    ]);
+    let port = broker.port;
+    run_bounded(secs(30), move || {
+        let (mut hoarder, _) = RawClient::connect311(port, "hoarder", false, 60);
+        hoarder.subscribe_ok(1, &[("big/#", 1)]);
+        hoarder.disconnect();
+    });
+    // Up to 32 MB queued, 800 KB at a time.
+    let interleaved = (0..40).any(|_| {
+        run_bounded(secs(60), move || {
+            let (mut p, _) = RawClient::connect311(port, "filler", true, 60);
+            let payload = vec![b'x'; 8192];
+            for pkid in 1..=100 {
+                p.publish(Publish::new("big/x", &payload).qos(1).pkid(pkid));
+            }
+        });
+        commits_during_compactions(&broker.log_tail())
+            .iter()
+            .any(|&c| c > 0)
+    });
+    assert!(
+        interleaved,
+        "no group commit while a snapshot was written: {:?}",
+        commits_during_compactions(&broker.log_tail())
+    );
+    broker.assert_alive();
+    let _ = std::fs::remove_dir_all(&dir);
+}
