@@ -15,14 +15,19 @@
 //! token, and the shard it lands on answers [`ShardMsg::PassOnCommitted`] once its records
 //! are committed (a shard that passes it on again answers once the next one does). Token
 //! answers wait only for records and for the answer of the same message further on, never for
-//! a report, so they cannot wait in a circle.
+//! a report, so they cannot wait in a circle. The same tokens carry the messages a leaving
+//! member of a group had not acknowledged to other shards: the member's record that it is
+//! done with one waits for the answer.
 
 use std::collections::{BTreeSet, VecDeque};
 
 use ahash::AHashMap;
+use bytestring::ByteString;
 
 use super::{Broker, ConnId};
+use crate::core::session::DeliveryEvent;
 use crate::core::shard_msg::ShardMsg;
+use crate::core::store::record::encode_delivered;
 
 /// What must be on disk before something may leave: this shard's records through
 /// `records`, and for each peer, the durable deliveries sent to it through `peers[p]`.
@@ -71,6 +76,9 @@ pub(super) struct PeerCommits {
     /// Answers owed for messages passed on to this shard that landed here: (records that must
     /// be on disk first, the peer, its token).
     landed: VecDeque<(u64, usize, u64)>,
+    /// Messages taken from a leaving member and sent to another shard, by token: the record
+    /// that the member is done with one (client id, message id) waits for the token's answer.
+    held_removals: AHashMap<u64, (ByteString, u64)>,
 }
 
 impl PeerCommits {
@@ -85,6 +93,7 @@ impl PeerCommits {
             open_pass_ons: BTreeSet::new(),
             relayed: AHashMap::new(),
             landed: VecDeque::new(),
+            held_removals: AHashMap::new(),
         }
     }
 }
@@ -155,6 +164,33 @@ impl Broker {
         token
     }
 
+    /// The token for a message of a leaving member being sent to another shard
+    /// (`redistribute_shared`), 0 when there is none or nothing waits for it: the member's
+    /// record that it is done with the message is held back until the message is on disk
+    /// where it goes, so that a crash in between leaves it owed to the member, not lost.
+    pub(super) fn reroute_token(&mut self) -> u64 {
+        let Some((key, id)) = self.rerouting.take() else {
+            return 0;
+        };
+        let Some(session) = self
+            .sessions
+            .get_mut(&key)
+            .filter(|_| self.journal.is_some())
+        else {
+            return 0;
+        };
+        session
+            .delivery_events
+            .retain(|e| !matches!(e, DeliveryEvent::Delivered { id: done } if *done == id));
+        let commits = &mut self.peer_commits;
+        commits.last_pass_on += 1;
+        let token = commits.last_pass_on;
+        commits
+            .held_removals
+            .insert(token, (session.client_id.clone(), id));
+        token
+    }
+
     /// A message passed on to this shard with `token` by `from` landed here: it is answered
     /// once the records made for it are on disk.
     pub(super) fn pass_on_landed(&mut self, from: usize, token: u64) {
@@ -167,10 +203,13 @@ impl Broker {
     /// Shard `from` answered for messages this shard passed on to it.
     pub(super) fn pass_ons_committed(&mut self, tokens: Vec<u64>) {
         for token in tokens {
-            if !self.peer_commits.open_pass_ons.remove(&token) {
-                if let Some((peer, came_with)) = self.peer_commits.relayed.remove(&token) {
-                    self.router.send_pass_on_committed(peer, came_with);
-                }
+            if self.peer_commits.open_pass_ons.remove(&token) {
+                continue;
+            }
+            if let Some((peer, came_with)) = self.peer_commits.relayed.remove(&token) {
+                self.router.send_pass_on_committed(peer, came_with);
+            } else if let Some((client_id, id)) = self.peer_commits.held_removals.remove(&token) {
+                self.journal_encoded(|out| encode_delivered(out, &client_id, id));
             }
         }
         self.release_committed();

@@ -138,6 +138,9 @@ pub struct Broker {
     parked: Vec<VecDeque<ShardMsg>>,
     /// A session that held publishers has drained (or gone): they may be read again.
     eased: bool,
+    /// The leaving member and stored message being sent to other members right now (see
+    /// `reroute_token`).
+    rerouting: Option<(SessionKey, u64)>,
     /// What the durable store must record, when persistence is on (see `journal`).
     journal: Option<journal::Journal>,
     /// Records made since the start, and how many of them are on disk.
@@ -208,6 +211,7 @@ impl Broker {
             peer_held: vec![None; shards],
             parked: (0..shards).map(|_| VecDeque::new()).collect(),
             eased: false,
+            rerouting: None,
             journal: None,
             journal_made: 0,
             journal_committed: 0,

@@ -187,6 +187,7 @@ impl Broker {
         if shard == self.shard {
             self.deliver_shared_local(group, message, publisher, 0, 0);
         } else {
+            let token = self.reroute_token();
             self.send_to_shard(
                 shard,
                 ShardMsg::DeliverShared {
@@ -194,7 +195,7 @@ impl Broker {
                     message: message.clone(),
                     publisher,
                     tried: 0,
-                    token: 0,
+                    token,
                 },
             );
         }
@@ -255,7 +256,10 @@ impl Broker {
             if untried != 0 {
                 let next = untried.trailing_zeros() as usize;
                 let token = match message.qos > QoS::AtMostOnce {
-                    true => self.pass_on_token(from, token),
+                    true => match self.pass_on_token(from, token) {
+                        0 => self.reroute_token(),
+                        token => token,
+                    },
                     false => 0,
                 };
                 self.send_to_shard(
@@ -289,8 +293,10 @@ impl Broker {
             .get_mut(&key)
             .map(|s| s.take_shared(None))
             .unwrap_or_default();
+        // Owed to the new members first: a log cut short between the two records then has
+        // the message twice, never not at all.
+        self.reroute_shared(taken, key);
         self.journal_deliveries(key);
-        self.reroute_shared(taken);
     }
 
     /// The same for one group the member unsubscribed from.
@@ -300,11 +306,14 @@ impl Broker {
             .get_mut(&key)
             .map(|s| s.take_shared(Some(group)))
             .unwrap_or_default();
+        self.reroute_shared(taken, key);
         self.journal_deliveries(key);
-        self.reroute_shared(taken);
     }
 
-    fn reroute_shared(&mut self, deliveries: Vec<Delivery>) {
+    /// Sends `deliveries`, taken from the leaving member `from`, to other members. One that
+    /// goes to another shard stays owed to `from` in the log until it is on disk there
+    /// (`reroute_token`).
+    fn reroute_shared(&mut self, deliveries: Vec<Delivery>, from: SessionKey) {
         for delivery in deliveries {
             let Some(group) = delivery.shared_group else {
                 continue;
@@ -314,7 +323,11 @@ impl Broker {
                 self.note_drop(|c| &mut c.dropped_no_member);
                 continue;
             }
+            if delivery.stored != 0 {
+                self.rerouting = Some((from, delivery.stored));
+            }
             self.route_shared(&group, mask, &delivery.message, 0);
+            self.rerouting = None;
         }
     }
 

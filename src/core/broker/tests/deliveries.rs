@@ -479,3 +479,72 @@ fn a_shared_message_passed_on_twice_is_acknowledged_only_once_on_disk_where_it_l
     }
     assert_eq!(landed_on_2, 4, "two in three rounds land on shard 2");
 }
+
+#[test]
+fn a_leaving_members_message_is_owed_to_the_next_before_it_is_taken_from_the_first() {
+    // A log cut short between the two records must hold the message twice, not lose it.
+    let mut c = journaled(1);
+    let a = c.connect(connect_packet("member-a", V4, false));
+    c.subscribe(a, "$share/g/t", QoS::AtLeastOnce);
+    let b = c.connect(connect_packet("member-b", V4, false));
+    c.subscribe(b, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet("pub", V4, true));
+    c.settle_committed();
+    c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, 1));
+    c.settle_committed();
+    let (got, other) = match payloads(&c.packets(a)).is_empty() {
+        true => (b, "member-a"),
+        false => (a, "member-b"),
+    };
+    let now = c.now();
+    c[0].closed(got.conn, now);
+    let log = c.commit();
+    let owed_to_other = log
+        .iter()
+        .position(|r| matches!(r, Record::Owed { client_id, .. } if &**client_id == other));
+    let taken_back = log
+        .iter()
+        .position(|r| matches!(r, Record::Delivered { .. }));
+    assert!(owed_to_other.is_some() && taken_back.is_some(), "{log:?}");
+    assert!(owed_to_other < taken_back, "{log:?}");
+}
+
+#[test]
+fn a_leaving_members_message_stays_owed_to_it_until_on_disk_on_the_next_members_shard() {
+    let mut c = journaled(2);
+    let leaving = c.connect(connect_packet(&id_on("leaving", 1, 2), V4, false));
+    c.subscribe(leaving, "$share/g/t", QoS::AtLeastOnce);
+    let staying = c.connect(connect_packet(&id_on("staying", 0, 2), V4, false));
+    c.subscribe(staying, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, true));
+    c.settle_committed();
+    // Round robin: one of two messages goes to the member on shard 1.
+    for pkid in 1..=2 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        c.settle_committed();
+    }
+    let got = payloads(&c.packets(leaving));
+    assert_eq!(got.len(), 1);
+    c.packets(staying);
+    let now = c.now();
+    c[1].closed(leaving.conn, now);
+    // Shard 1 commits, shard 0 (where the message goes now) does not.
+    let removed = |records: &[Record]| {
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Delivered { client_id, .. } if client_id.starts_with("leaving")))
+    };
+    let mut log = Vec::new();
+    for _ in 0..4 {
+        log.extend(c[1].take_records().0);
+        c.exchange();
+    }
+    assert!(c[0].has_records(), "the message is owed on shard 0 now");
+    assert!(
+        !removed(&log),
+        "taken from the leaving member before it is on disk elsewhere"
+    );
+    log.extend(c.settle_committed());
+    assert!(removed(&log), "and once it is: {log:?}");
+    assert_eq!(payloads(&c.packets(staying)).len(), 1);
+}
