@@ -8,8 +8,10 @@
 //!
 //! An ack waits at most for one chunk (`CHUNK`, synced) instead of the whole snapshot: before,
 //! a snapshot of a large live state (queues spilled to disk) held every ack of its shard while
-//! it was written.
+//! it was written. The spilled messages' frames are read from the spill files chunk by chunk
+//! too; the spill segments are not removed while a compaction reads them.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,6 +19,8 @@ use bytes::{Bytes, BytesMut};
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::shard::Shard;
+use super::spill_files::SpillFiles;
+use crate::core::spill::SpillRange;
 use crate::core::store::{write_frame, Record};
 
 /// The snapshot is written this much at a time, each chunk synced.
@@ -26,8 +30,15 @@ const CHUNK: usize = 1 << 20;
 pub(super) struct Compaction {
     pub path: PathBuf,
     file: BufferedFile,
+    /// The live state's records, framed.
     snapshot: Bytes,
     written: usize,
+    /// Where spilled messages' frames are, still to be copied after the records.
+    spilled: VecDeque<SpillRange>,
+    /// Where the next chunk goes in the new file.
+    at: u64,
+    /// Where the tail starts, once the snapshot is written.
+    snapshot_end: u64,
     /// The frames the log took since the snapshot's commit, to follow it in the new file.
     tail: BytesMut,
     /// Group commits made while it was written (reported in its log line).
@@ -46,20 +57,17 @@ pub(super) enum Step {
 }
 
 impl Compaction {
-    /// Starts writing `records`, then the already framed `frames` (spilled messages), to a
-    /// new file at `path`.
+    /// Starts writing `records`, then the frames of spilled messages at `spilled` (as the
+    /// spill files hold them), to a new file at `path`.
     pub async fn start(
         path: PathBuf,
         records: &[Record],
-        frames: &[Bytes],
+        spilled: Vec<SpillRange>,
         log_bytes_before: u64,
     ) -> std::io::Result<Compaction> {
         let mut snapshot = BytesMut::new();
         for record in records {
             write_frame(record, &mut snapshot).map_err(std::io::Error::other)?;
-        }
-        for frame in frames {
-            snapshot.extend_from_slice(frame);
         }
         let file = OpenOptions::new()
             .write(true)
@@ -72,6 +80,9 @@ impl Compaction {
             file,
             snapshot: snapshot.freeze(),
             written: 0,
+            spilled: spilled.into(),
+            at: 0,
+            snapshot_end: 0,
             tail: BytesMut::new(),
             commits_meanwhile: 0,
             started: Instant::now(),
@@ -86,28 +97,40 @@ impl Compaction {
         self.commits_meanwhile += 1;
     }
 
-    /// Writes the next chunk, synced; after the last, the tail, synced.
-    pub async fn step(&mut self, shard: &Shard) -> std::io::Result<Step> {
-        if self.written < self.snapshot.len() {
+    /// Writes the next chunk, synced: records, then spilled frames read from `spill`, then
+    /// the tail. An error (a spill file that cannot be read too) ends the compaction.
+    pub async fn step(&mut self, shard: &Shard, spill: &mut SpillFiles) -> std::io::Result<Step> {
+        let (chunk, last) = if self.written < self.snapshot.len() {
             let end = (self.written + CHUNK).min(self.snapshot.len());
-            let mut at = self.written as u64;
-            super::log_writer::write_all_at(
-                &self.file,
-                self.snapshot.slice(self.written..end),
-                &mut at,
-            )
-            .await?;
-            self.file.fdatasync().await?;
-            shard.broker().counters.store_syncs += 1;
+            let chunk = self.snapshot.slice(self.written..end);
             self.written = end;
-            return Ok(Step::Going);
-        }
-        let tail = std::mem::take(&mut self.tail).freeze();
-        let mut at = self.snapshot.len() as u64;
-        super::log_writer::write_all_at(&self.file, tail, &mut at).await?;
+            (chunk, false)
+        } else if !self.spilled.is_empty() {
+            let mut ranges = Vec::new();
+            let mut bytes = 0;
+            while bytes < CHUNK {
+                let Some(range) = self.spilled.pop_front() else {
+                    break;
+                };
+                bytes += range.len as usize;
+                ranges.push(range);
+            }
+            let frames = spill.read(&ranges).await;
+            if frames.len() != ranges.len() {
+                return Err(std::io::Error::other("a spill file cannot be read"));
+            }
+            (frames.concat().into(), false)
+        } else {
+            self.snapshot_end = self.at;
+            (std::mem::take(&mut self.tail).freeze(), true)
+        };
+        super::log_writer::write_all_at(&self.file, chunk, &mut self.at).await?;
         self.file.fdatasync().await?;
         shard.broker().counters.store_syncs += 1;
-        Ok(Step::Written(at))
+        Ok(match last {
+            true => Step::Written(self.at),
+            false => Step::Going,
+        })
     }
 
     /// Closes the new file (after a failed step too; the caller removes it then).
@@ -115,8 +138,8 @@ impl Compaction {
         self.file.close().await.map_err(Into::into)
     }
 
-    /// The snapshot's own length: where the tail starts.
+    /// The snapshot's own length (once written): where the tail starts.
     pub fn snapshot_len(&self) -> u64 {
-        self.snapshot.len() as u64
+        self.snapshot_end
     }
 }

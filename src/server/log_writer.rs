@@ -231,25 +231,19 @@ async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) {
     // The state as of the records taken: no await between the two.
     let (pending, through) = shard.broker().take_journal();
     let records = shard.broker().snapshot_records();
-    // The `Message` records of spilled messages, as the spill files hold them; no spill I/O
-    // is pending (it runs in this task, before compactions).
-    let ranges = shard.broker().spill_ranges();
-    let spilled = log.spill.read(&ranges).await;
+    // The `Message` records of spilled messages are copied from the spill files as they hold
+    // them, chunk by chunk; no spill segment goes meanwhile.
+    let spilled = shard.broker().spill_ranges();
     log.last_compaction = Instant::now();
     if !pending.is_empty() {
         log.append(shard, pending, through).await;
     }
-    if spilled.len() != ranges.len() {
-        log.compaction_failed = Some(Instant::now());
-        tracing::error!(
-            shard = log.shard,
-            "cannot read the spill files for a snapshot: the log goes on as it is"
-        );
-        return;
-    }
     let next = log.path.with_extension("log.next");
-    match Compaction::start(next.clone(), &records, &spilled, before).await {
-        Ok(compaction) => log.compaction = Some(compaction),
+    match Compaction::start(next.clone(), &records, spilled, before).await {
+        Ok(compaction) => {
+            log.spill.hold_removals();
+            log.compaction = Some(compaction);
+        }
         Err(error) => {
             let _ = glommio::io::remove(&next).await;
             compaction_failed(shard, log, &error);
@@ -263,7 +257,7 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
     let Some(compaction) = log.compaction.as_mut() else {
         return Ok(false);
     };
-    let len = match compaction.step(shard).await {
+    let len = match compaction.step(shard, &mut log.spill).await {
         Ok(Step::Going) => return Ok(false),
         Ok(Step::Written(len)) => len,
         Err(error) => {
@@ -271,6 +265,7 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
             let path = compaction.path.clone();
             let _ = compaction.close().await;
             let _ = glommio::io::remove(&path).await;
+            log.spill.release_removals().await;
             compaction_failed(shard, log, &error);
             return Ok(false);
         }
@@ -285,6 +280,7 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
         compaction.started,
     );
     compaction.close().await?;
+    log.spill.release_removals().await;
     log.compaction_failed = None;
     glommio::io::rename(&path, &log.path).await?;
     if let Some(dir) = log.path.parent() {

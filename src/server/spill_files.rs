@@ -29,6 +29,8 @@ pub struct SpillFiles {
     shard: usize,
     files: AHashMap<u32, BufferedFile>,
     space: Arc<StoreSpace>,
+    /// While a compaction copies spilled frames: the segments to remove after it.
+    held_removals: Option<Vec<u32>>,
 }
 
 /// The path of shard `shard`'s spill segment `segment`.
@@ -48,6 +50,19 @@ impl SpillFiles {
             shard,
             files: AHashMap::new(),
             space,
+            held_removals: None,
+        }
+    }
+
+    /// Keeps every segment until [`SpillFiles::release_removals`]: a compaction reads them.
+    pub fn hold_removals(&mut self) {
+        self.held_removals.get_or_insert_with(Vec::new);
+    }
+
+    /// Removes the segments whose removal was held.
+    pub async fn release_removals(&mut self) {
+        for segment in self.held_removals.take().unwrap_or_default() {
+            self.remove(segment).await;
         }
     }
 
@@ -72,7 +87,10 @@ impl SpillFiles {
                         shard.broker().spill_loaded(token, frames);
                         shard.flush();
                     }
-                    SpillIo::Remove { segment } => self.remove(segment).await,
+                    SpillIo::Remove { segment } => match &mut self.held_removals {
+                        Some(held) => held.push(segment),
+                        None => self.remove(segment).await,
+                    },
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ringmq::core::store::scan;
 
 use crate::common::enc::Publish;
-use crate::common::raw::{RawClient, LONG};
+use crate::common::raw::{RawClient, RawSession, LONG};
 use crate::common::{client_id_on_shard, run_bounded, secs, unique, Broker, SHARDS};
 
 fn data_dir() -> PathBuf {
@@ -218,40 +218,65 @@ fn commits_during_compactions(log: &str) -> Vec<u64> {
 
 #[test]
 fn acks_go_on_while_a_large_snapshot_is_written() {
-    // An offline session's queue makes every snapshot large (it is live state); a 1 MiB
-    // threshold makes snapshots frequent. A publisher waiting for each PUBACK in turn keeps
-    // acks coming: they are committed while snapshots are written, not after them.
+    // An offline session's queue makes every snapshot large (it is live state, most of it
+    // spilled to disk); a 1 MiB threshold makes snapshots frequent. A publisher waiting for
+    // each PUBACK in turn keeps acks coming: they are committed while snapshots are written,
+    // not after them. Then a restart: the queue, copied from snapshot to snapshot, is whole.
     let dir = data_dir();
-    let broker = Broker::start_sharded(&[
+    let flags = [
         "--data-dir",
         dir.to_str().unwrap(),
         "--compact-after-bytes",
         "1048576",
-    ]);
+    ];
+    let broker = Broker::start_sharded(&flags);
     let port = broker.port;
     run_bounded(secs(30), move || {
         let (mut hoarder, _) = RawClient::connect311(port, "hoarder", false, 60);
         hoarder.subscribe_ok(1, &[("big/#", 1)]);
         hoarder.disconnect();
     });
-    // Up to 32 MB queued, 800 KB at a time.
+    // 12 to 32 MB queued (snapshots of several chunks, mostly spilled frames), 800 KB at a
+    // time.
+    let mut published = 0u32;
     let interleaved = (0..40).any(|_| {
         run_bounded(secs(60), move || {
             let (mut p, _) = RawClient::connect311(port, "filler", true, 60);
-            let payload = vec![b'x'; 8192];
-            for pkid in 1..=100 {
-                p.publish(Publish::new("big/x", &payload).qos(1).pkid(pkid));
+            for n in published..published + 100 {
+                let mut payload = format!("{n:08}").into_bytes();
+                payload.resize(8192, b'x');
+                p.publish(
+                    Publish::new("big/x", &payload)
+                        .qos(1)
+                        .pkid(1 + n as u16 % 100),
+                );
             }
         });
-        commits_during_compactions(&broker.log_tail())
-            .iter()
-            .any(|&c| c > 0)
+        published += 100;
+        published >= 1500
+            && commits_during_compactions(&broker.log_tail())
+                .iter()
+                .any(|&c| c > 0)
     });
     assert!(
         interleaved,
         "no group commit while a snapshot was written: {:?}",
         commits_during_compactions(&broker.log_tail())
     );
+    broker.signal("TERM");
+    assert!(broker.wait_exit(secs(10)).is_some());
+    let broker = Broker::start_sharded(&flags);
+    let port = broker.port;
+    run_bounded(secs(120), move || {
+        let mut hoarder = RawSession::new(port, "hoarder");
+        assert!(hoarder.connect(false, 60), "the session survived");
+        for n in 0..published {
+            let m = hoarder
+                .recv(LONG)
+                .unwrap_or_else(|| panic!("message {n} of {published}"));
+            assert_eq!(&m.payload[..8], format!("{n:08}").as_bytes(), "in order");
+        }
+    });
     broker.assert_alive();
     let _ = std::fs::remove_dir_all(&dir);
 }
