@@ -7,6 +7,9 @@
 #
 # Usage: perf/durable.sh      (needs jq, mosquitto_sub)
 #   DURATION=10   SKIP_BUILD=1   INFLIGHT=64   BROKERS="ringmq-memory ringmq-always ringmq-interval mosquitto nats"
+#   RINGMQ_MAX_INFLIGHT=4096   ringmq's window towards each subscriber (`--max-inflight`), as
+#   the peers' Mosquitto has it unlimited (`max_inflight_messages 0`): at the default 256 a
+#   durable subscriber's window, not the store, sets the pace (each delivery waits for a commit)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +28,7 @@ BROKER_PID=
 RINGMQ_PORT0=19960
 declare -A PORT=([ringmq]=$RINGMQ_PORT0 [mosquitto]=19883 [nats]=19884 [rumqttd]=19885)
 INFLIGHT=${INFLIGHT:-64}
+RINGMQ_MAX_INFLIGHT=${RINGMQ_MAX_INFLIGHT:-4096}
 LOAD_ARGS="fanin --pairs 4 --qos 1 --inflight $INFLIGHT --persistent --payload 64"
 
 log() { echo "durable: $*" >&2; }
@@ -38,7 +42,7 @@ store_figure() {
 
 run() { # contender
     local c=$1 b=${1%%-*} json rc=0 syncs=n/a
-    RINGMQ_FLAGS="--sys-interval 1"
+    RINGMQ_FLAGS="--sys-interval 1 --max-inflight $RINGMQ_MAX_INFLIGHT"
     case $c in
         ringmq-always) RINGMQ_FLAGS+=" --data-dir $WORK/data --fsync always" ;;
         ringmq-interval) RINGMQ_FLAGS+=" --data-dir $WORK/data --fsync interval=10" ;;
@@ -80,6 +84,7 @@ v() { jq -r "$2 // \"n/a\"" "$WORK/$1.json" 2>/dev/null || echo n/a; }
     echo "Load: \`ringmq-load $LOAD_ARGS\`. Load average before: $LOAD_BEFORE, after: $LOAD_AFTER."
     echo
     for b in ringmq mosquitto nats; do echo "- $b: $(version_of "$b")"; done
+    echo "- every ringmq: \`--max-inflight $RINGMQ_MAX_INFLIGHT\` (its window towards each subscriber; Mosquitto's is unlimited in the peers' settings)."
     echo "- ringmq-memory: no --data-dir; ringmq-always: \`--data-dir DIR\` (\`--fsync always\`: a PUBACK leaves once its records are on disk);"
     echo "  ringmq-interval: \`--fsync interval=10\`; mosquitto: \`../shared/peers/mosquitto.conf\` with \`persistence true\`"
     echo "  (it saves its database every autosave_interval, 1800 s, and at exit: a PUBACK does not mean on disk);"
