@@ -19,8 +19,9 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-10000}
 PEERS=${PEERS:-../shared/peers}
 # ringmq's per-session queue limits lifted as the Mosquitto config lifts its own
-# (max_queued_messages 0), so that no broker wins a flood by dropping.
-RINGMQ_FLAGS=${RINGMQ_FLAGS---max-queued-messages 100000000 --max-queued-bytes 8000000000}
+# (max_queued_messages 0), so that no broker wins a flood by dropping; and its window towards
+# each subscriber as Mosquitto's (max_inflight_messages 0: unlimited).
+RINGMQ_FLAGS=${RINGMQ_FLAGS---max-queued-messages 100000000 --max-queued-bytes 8000000000 --max-inflight 65535}
 LATENCY_RATE=${LATENCY_RATE:-20000}
 LATENCY_LABEL="$((LATENCY_RATE / 1000))k msgs/s"
 LOAD=$ROOT/target/release/ringmq-load
@@ -194,7 +195,7 @@ for b in "${RACE[@]}"; do [[ -s $WORK/$b.hdr ]] && hdrs+=("$b=$WORK/$b.hdr"); do
     echo
     for b in "${RACE[@]}"; do
         case $b in
-            ringmq) echo "- $(version_of ringmq): \`ringmq --bind 127.0.0.1 -p <free port from $RINGMQ_PORT0> $RINGMQ_FLAGS\` (one shard per CPU, max inflight 256 per client)" ;;
+            ringmq) echo "- $(version_of ringmq): \`ringmq --bind 127.0.0.1 -p <free port from $RINGMQ_PORT0> $RINGMQ_FLAGS\` (one shard per CPU)" ;;
             mosquitto) echo "- $(version_of mosquitto): \`$PEERS/mosquitto.conf\` (max_inflight_messages 0, max_queued_messages 0, set_tcp_nodelay, persistence off)" ;;
             nats) echo "- $(version_of nats): \`$PEERS/nats-server.conf\` (MQTT listener, JetStream memory/file store, max_ack_pending 1024)" ;;
             rumqttd) echo "- $(version_of rumqttd): \`$PEERS/rumqttd.toml\` (v4 listener, max_inflight_count 1000, next_connection_delay_ms 0)" ;;
