@@ -28,6 +28,7 @@ mod properties;
 mod proxy_protocol;
 mod qos;
 mod retained_will;
+mod scale_out;
 mod sessions;
 mod shared;
 mod spill;

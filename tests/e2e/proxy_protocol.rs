@@ -3,16 +3,14 @@
 //! (Debian's, installed by scripts/test.sh) in front with `send-proxy-v2`.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use ppp::v2;
 use ringmq_test_support::free_port;
 
 use crate::common::enc::{kind, Connect, Publish};
+use crate::common::haproxy::Haproxy;
 use crate::common::raw::{RawClient, LONG};
-use crate::common::{run_bounded, secs, unique, Broker};
-use crate::interop::INSTALL_HINT;
+use crate::common::{run_bounded, secs, Broker};
 
 fn proxied_broker() -> Broker {
     Broker::start(&["-v", "--listen", "mqtt+proxy://127.0.0.1:{port}"])
@@ -71,39 +69,13 @@ fn a_connection_without_a_header_is_closed() {
     });
 }
 
-/// HAProxy, started by the test; killed when dropped.
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn haproxy(front: u16, broker: u16) -> Haproxy {
     let config = format!(
         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend mqtt\n  bind 127.0.0.1:{front}\n  default_backend ringmq\n\
          backend ringmq\n  server ringmq 127.0.0.1:{broker} send-proxy-v2\n"
     );
-    let path = std::env::temp_dir().join(format!("{}.cfg", unique("haproxy")));
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("haproxy: {e}: {INSTALL_HINT}"));
-    let proxy = Haproxy(child);
-    let deadline = Instant::now() + LONG;
-    while TcpStream::connect(("127.0.0.1", front)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy does not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    proxy
+    Haproxy::start(&config, front)
 }
 
 /// A client connecting from 127.0.0.7 through HAProxy (`send-proxy-v2`): the broker logs

@@ -19,6 +19,7 @@
 
 pub mod dec;
 pub mod enc;
+pub mod haproxy;
 pub mod raw;
 pub mod v5;
 
