@@ -25,10 +25,15 @@ fn shipped_config(front: u16, nodes: &[u16]) -> String {
     config
 }
 
-fn nodes() -> Vec<Broker> {
-    (0..NODES)
+/// `NODES` nodes behind HAProxy with the shipped file, and HAProxy's port.
+fn behind_haproxy() -> (Vec<Broker>, u16, Haproxy) {
+    let nodes: Vec<Broker> = (0..NODES)
         .map(|_| Broker::start(&["-v", "--listen", "mqtt+proxy://127.0.0.1:{port}"]))
-        .collect()
+        .collect();
+    let front = free_port();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let haproxy = Haproxy::start(&shipped_config(front, &ports), front);
+    (nodes, front, haproxy)
 }
 
 fn node_of(nodes: &[Broker], client: &str) -> Vec<usize> {
@@ -45,10 +50,7 @@ fn node_of(nodes: &[Broker], client: &str) -> Vec<usize> {
 
 #[test]
 fn a_client_id_always_reaches_the_same_node() {
-    let nodes = nodes();
-    let front = free_port();
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let _haproxy = Haproxy::start(&shipped_config(front, &ports), front);
+    let (nodes, front, _haproxy) = behind_haproxy();
     let ids: Vec<String> = (0..12).map(|i| format!("pinned-{i}")).collect();
     let clients = ids.clone();
     run_bounded(secs(60), move || {
@@ -84,10 +86,7 @@ fn a_client_id_always_reaches_the_same_node() {
 
 #[test]
 fn what_is_not_an_mqtt_connect_never_reaches_a_node() {
-    let nodes = nodes();
-    let front = free_port();
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let _haproxy = Haproxy::start(&shipped_config(front, &ports), front);
+    let (nodes, front, _haproxy) = behind_haproxy();
     run_bounded(secs(30), move || {
         let mut c = RawClient::tcp(front);
         let _ = c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
