@@ -39,8 +39,10 @@ pub(super) struct Compaction {
     at: u64,
     /// Where the tail starts, once the snapshot is written.
     snapshot_end: u64,
-    /// The frames the log took since the snapshot's commit, to follow it in the new file.
-    tail: BytesMut,
+    /// The frames the log took since the snapshot's commit, to follow it in the new file,
+    /// and how much of them is written.
+    tail: Vec<u8>,
+    tail_written: usize,
     /// Group commits made while it was written (reported in its log line).
     pub commits_meanwhile: u64,
     pub started: Instant,
@@ -83,7 +85,8 @@ impl Compaction {
             spilled: spilled.into(),
             at: 0,
             snapshot_end: 0,
-            tail: BytesMut::new(),
+            tail: Vec::new(),
+            tail_written: 0,
             commits_meanwhile: 0,
             started: Instant::now(),
             log_bytes_before,
@@ -121,8 +124,16 @@ impl Compaction {
             }
             (frames.concat().into(), false)
         } else {
-            self.snapshot_end = self.at;
-            (std::mem::take(&mut self.tail).freeze(), true)
+            // The tail a chunk at a time too, while the log keeps adding to it; the last
+            // chunk (less than one) is written with nothing appended after it.
+            if self.tail_written == 0 {
+                self.snapshot_end = self.at;
+            }
+            let end = (self.tail_written + CHUNK).min(self.tail.len());
+            let chunk = Bytes::copy_from_slice(&self.tail[self.tail_written..end]);
+            let last = end == self.tail.len();
+            self.tail_written = end;
+            (chunk, last)
         };
         super::log_writer::write_all_at(&self.file, chunk, &mut self.at).await?;
         self.file.fdatasync().await?;

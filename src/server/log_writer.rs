@@ -225,8 +225,9 @@ async fn open_for_append(path: &Path, fsync: Fsync) -> std::io::Result<BufferedF
 /// Starts a compaction (see `compaction`): the records made since the last write are
 /// appended as usual, and the shard's state as of them is the snapshot, written beside the
 /// log a chunk at a time from then on ([`step_compaction`]). When the snapshot cannot be
-/// started, the log goes on as it is and compaction waits a while.
-async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) {
+/// started, the log goes on as it is and compaction waits a while. True when records were
+/// appended.
+async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> bool {
     let before = log.len;
     // The state as of the records taken: no await between the two.
     let (pending, through) = shard.broker().take_journal();
@@ -235,7 +236,8 @@ async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) {
     // them, chunk by chunk; no spill segment goes meanwhile.
     let spilled = shard.broker().spill_ranges();
     log.last_compaction = Instant::now();
-    if !pending.is_empty() {
+    let appended = !pending.is_empty();
+    if appended {
         log.append(shard, pending, through).await;
     }
     let next = log.path.with_extension("log.next");
@@ -249,6 +251,7 @@ async fn start_compaction(shard: &Rc<Shard>, log: &mut ShardLog) {
             compaction_failed(shard, log, &error);
         }
     }
+    appended
 }
 
 /// Writes the next chunk of the compaction under way; once all of it (and the log's tail) is
@@ -257,30 +260,30 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
     let Some(compaction) = log.compaction.as_mut() else {
         return Ok(false);
     };
-    let len = match compaction.step(shard, &mut log.spill).await {
-        Ok(Step::Going) => return Ok(false),
-        Ok(Step::Written(len)) => len,
-        Err(error) => {
-            let compaction = log.compaction.take().expect("under way");
-            let path = compaction.path.clone();
-            let _ = compaction.close().await;
-            let _ = glommio::io::remove(&path).await;
-            log.spill.release_removals().await;
-            compaction_failed(shard, log, &error);
-            return Ok(false);
-        }
-    };
+    let step = compaction.step(shard, &mut log.spill).await;
+    if let Ok(Step::Going) = step {
+        return Ok(false);
+    }
     let compaction = log.compaction.take().expect("under way");
-    let snapshot_len = compaction.snapshot_len();
     let path = compaction.path.clone();
+    let snapshot_len = compaction.snapshot_len();
     let (records, before, commits, started) = (
         compaction.records,
         compaction.log_bytes_before,
         compaction.commits_meanwhile,
         compaction.started,
     );
-    compaction.close().await?;
+    let closed = compaction.close().await;
     log.spill.release_removals().await;
+    let len = match (step, closed) {
+        (Ok(Step::Written(len)), Ok(())) => len,
+        (Err(error), _) | (_, Err(error)) => {
+            let _ = glommio::io::remove(&path).await;
+            compaction_failed(shard, log, &error);
+            return Ok(false);
+        }
+        (Ok(Step::Going), _) => unreachable!("returned above"),
+    };
     log.compaction_failed = None;
     glommio::io::rename(&path, &log.path).await?;
     if let Some(dir) = log.path.parent() {
@@ -438,7 +441,7 @@ async fn write_durably(
 ) -> std::io::Result<()> {
     loop {
         log.spill.run(shard).await;
-        if log.compaction_due() {
+        if log.compaction_due() && shard.broker().may_snapshot() {
             start_compaction(shard, &mut log).await;
             continue;
         }
@@ -477,8 +480,12 @@ async fn write_then_sync(
         }
         loop {
             log.spill.run(shard).await;
-            if log.compaction_due() {
-                start_compaction(shard, &mut log).await;
+            if log.compaction_due()
+                && shard.broker().may_snapshot()
+                && start_compaction(shard, &mut log).await
+            {
+                // Its records went to the log as usual: synced within the interval too.
+                unsynced = true;
             }
             let (frames, through) = shard.broker().take_journal();
             let wrote = !frames.is_empty();

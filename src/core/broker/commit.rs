@@ -25,9 +25,9 @@ use ahash::AHashMap;
 use bytestring::ByteString;
 
 use super::{Broker, ConnId};
-use crate::core::session::DeliveryEvent;
 use crate::core::shard_msg::ShardMsg;
 use crate::core::store::record::encode_delivered;
+use crate::core::store::Record;
 
 /// What must be on disk before something may leave: this shard's records through
 /// `records`, and for each peer, the durable deliveries sent to it through `peers[p]`.
@@ -79,6 +79,10 @@ pub(super) struct PeerCommits {
     /// Messages taken from a leaving member and sent to another shard, by token: the record
     /// that the member is done with one (client id, message id) waits for the token's answer.
     held_removals: AHashMap<u64, (ByteString, u64)>,
+    /// How many removals are held per client id.
+    held_for: AHashMap<ByteString, usize>,
+    /// Ended durable sessions whose end record waits for their held removals.
+    ending: ahash::AHashSet<ByteString>,
 }
 
 impl PeerCommits {
@@ -94,6 +98,8 @@ impl PeerCommits {
             relayed: AHashMap::new(),
             landed: VecDeque::new(),
             held_removals: AHashMap::new(),
+            held_for: AHashMap::new(),
+            ending: ahash::AHashSet::new(),
         }
     }
 }
@@ -165,30 +171,62 @@ impl Broker {
     }
 
     /// The token for a message of a leaving member being sent to another shard
-    /// (`redistribute_shared`), 0 when there is none or nothing waits for it: the member's
-    /// record that it is done with the message is held back until the message is on disk
-    /// where it goes, so that a crash in between leaves it owed to the member, not lost.
+    /// (`reroute_shared`), 0 when there is none or nothing waits for it: the member's record
+    /// that it is done with the message is held back until the message is on disk where it
+    /// goes, so that a crash in between leaves it owed to the member, not lost.
     pub(super) fn reroute_token(&mut self) -> u64 {
-        let Some((key, id)) = self.rerouting.take() else {
+        let Some((client_id, id)) = self.rerouting.take() else {
             return 0;
         };
-        let Some(session) = self
-            .sessions
-            .get_mut(&key)
-            .filter(|_| self.journal.is_some())
-        else {
+        if self.journal.is_none() {
             return 0;
-        };
-        session
-            .delivery_events
-            .retain(|e| !matches!(e, DeliveryEvent::Delivered { id: done } if *done == id));
+        }
         let commits = &mut self.peer_commits;
         commits.last_pass_on += 1;
         let token = commits.last_pass_on;
-        commits
-            .held_removals
-            .insert(token, (session.client_id.clone(), id));
+        *commits.held_for.entry(client_id.clone()).or_default() += 1;
+        commits.held_removals.insert(token, (client_id, id));
+        self.reroute_held = true;
         token
+    }
+
+    /// Whether a snapshot of the live state may be taken: not while a removal is held back,
+    /// since the state no longer holds the message the log must keep owing until then.
+    pub fn may_snapshot(&self) -> bool {
+        self.peer_commits.held_removals.is_empty()
+    }
+
+    /// A durable session ends: its record waits while removals of its messages are held
+    /// back (the end would drop what it is still owed in the log).
+    pub(super) fn journal_session_end(&mut self, client_id: ByteString) {
+        if self.peer_commits.held_for.contains_key(&client_id) {
+            self.peer_commits.ending.insert(client_id);
+        } else {
+            self.journal(|| Record::SessionEnd { client_id });
+        }
+    }
+
+    /// A session with this client id is made again: an end still held back goes first.
+    pub(super) fn flush_session_end(&mut self, client_id: &ByteString) {
+        if self.peer_commits.ending.remove(client_id) {
+            let client_id = client_id.clone();
+            self.journal(|| Record::SessionEnd { client_id });
+        }
+    }
+
+    /// The held removal of message `id` from `client_id`'s log goes in now.
+    fn release_removal(&mut self, client_id: ByteString, id: u64) {
+        self.journal_encoded(|out| encode_delivered(out, &client_id, id));
+        let commits = &mut self.peer_commits;
+        if let Some(held) = commits.held_for.get_mut(&client_id) {
+            *held -= 1;
+            if *held == 0 {
+                commits.held_for.remove(&client_id);
+                if commits.ending.remove(&client_id) {
+                    self.journal(|| Record::SessionEnd { client_id });
+                }
+            }
+        }
     }
 
     /// A message passed on to this shard with `token` by `from` landed here: it is answered
@@ -209,7 +247,7 @@ impl Broker {
             if let Some((peer, came_with)) = self.peer_commits.relayed.remove(&token) {
                 self.router.send_pass_on_committed(peer, came_with);
             } else if let Some((client_id, id)) = self.peer_commits.held_removals.remove(&token) {
-                self.journal_encoded(|out| encode_delivered(out, &client_id, id));
+                self.release_removal(client_id, id);
             }
         }
         self.release_committed();

@@ -486,9 +486,7 @@ impl Broker {
         self.release_spilled(key);
         if let Some(session) = self.sessions.remove(&key) {
             if session.durable {
-                self.journal(|| Record::SessionEnd {
-                    client_id: session.client_id.clone(),
-                });
+                self.journal_session_end(session.client_id.clone());
             }
             self.quota.remove_session();
             if expired {

@@ -140,6 +140,7 @@ impl Broker {
         };
         session.durable = true;
         let client_id = session.client_id.clone();
+        self.flush_session_end(&client_id);
         self.journal(|| Record::SessionOpen { client_id, expiry });
     }
 

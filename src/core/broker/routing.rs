@@ -11,7 +11,7 @@ use crate::core::filter::Filter;
 use crate::core::message::{Delivery, Message, SharedMessage};
 use crate::core::retained::{RetainOutcome, RetainedLimits};
 use crate::core::router::Room;
-use crate::core::session::{DeliverOutcome, Subscription};
+use crate::core::session::{DeliverOutcome, DeliveryEvent, Subscription};
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::QoS;
 
@@ -312,8 +312,20 @@ impl Broker {
 
     /// Sends `deliveries`, taken from the leaving member `from`, to other members. One that
     /// goes to another shard stays owed to `from` in the log until it is on disk there
-    /// (`reroute_token`).
+    /// (`reroute_token`); the others' removals are journaled after the loop, once their new
+    /// owners' records are made.
     fn reroute_shared(&mut self, deliveries: Vec<Delivery>, from: SessionKey) {
+        // Set aside: a message landing back on `from` would journal them all at once.
+        let (client_id, mut removals) = match self.sessions.get_mut(&from) {
+            Some(s) => {
+                let (removals, rest) = std::mem::take(&mut s.delivery_events)
+                    .into_iter()
+                    .partition(|e| matches!(e, DeliveryEvent::Delivered { .. }));
+                s.delivery_events = rest;
+                (Some(s.client_id.clone()), removals)
+            }
+            None => (None, Vec::new()),
+        };
         for delivery in deliveries {
             let Some(group) = delivery.shared_group else {
                 continue;
@@ -323,11 +335,22 @@ impl Broker {
                 self.note_drop(|c| &mut c.dropped_no_member);
                 continue;
             }
-            if delivery.stored != 0 {
-                self.rerouting = Some((from, delivery.stored));
+            // Back on this shard it gets a new id: a held removal of this one cannot undo it.
+            self.last_stored = None;
+            self.reroute_held = false;
+            if let (Some(client_id), true) = (&client_id, delivery.stored != 0) {
+                self.rerouting = Some((client_id.clone(), delivery.stored));
             }
             self.route_shared(&group, mask, &delivery.message, 0);
             self.rerouting = None;
+            if self.reroute_held {
+                let id = delivery.stored;
+                removals
+                    .retain(|e| !matches!(e, DeliveryEvent::Delivered { id: done } if *done == id));
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(&from) {
+            session.delivery_events.extend(removals);
         }
     }
 

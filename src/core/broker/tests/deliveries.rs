@@ -544,7 +544,95 @@ fn a_leaving_members_message_stays_owed_to_it_until_on_disk_on_the_next_members_
         !removed(&log),
         "taken from the leaving member before it is on disk elsewhere"
     );
+    assert!(
+        !c[1].may_snapshot(),
+        "a snapshot would drop what the log must still owe"
+    );
     log.extend(c.settle_committed());
     assert!(removed(&log), "and once it is: {log:?}");
+    assert!(c[1].may_snapshot());
     assert_eq!(payloads(&c.packets(staying)).len(), 1);
+}
+
+#[test]
+fn an_ended_sessions_end_waits_for_its_messages_to_be_on_disk_elsewhere() {
+    let mut c = journaled(2);
+    let mut log = Vec::new();
+    let leaving_id = id_on("ending", 1, 2);
+    let leaving = c.connect(connect_packet(&leaving_id, V4, false));
+    c.subscribe(leaving, "$share/g/t", QoS::AtLeastOnce);
+    let staying = c.connect(connect_packet(&id_on("staying", 0, 2), V4, false));
+    c.subscribe(staying, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, true));
+    log.extend(c.settle_committed());
+    for pkid in 1..=2 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        log.extend(c.settle_committed());
+    }
+    assert_eq!(payloads(&c.packets(leaving)).len(), 1);
+    c.packets(staying);
+    // The same client id with a clean session: the durable session ends (3.1.1).
+    let now = c.now();
+    c[1].closed(leaving.conn, now);
+    let _clean = c.connect(connect_packet(&leaving_id, V4, true));
+    for _ in 0..4 {
+        log.extend(c[1].take_records().0);
+        c.exchange();
+    }
+    let ended = |log: &[Record]| {
+        log.iter()
+            .any(|r| matches!(r, Record::SessionEnd { client_id } if **client_id == *leaving_id))
+    };
+    assert!(
+        !ended(&log),
+        "the end would drop the message shard 0 has not committed"
+    );
+    let recovered = recover(log.clone());
+    assert_eq!(
+        recovered.sessions[leaving_id.as_str()].owed.len(),
+        1,
+        "still owed to it"
+    );
+    log.extend(c.settle_committed());
+    assert!(ended(&log), "and once it has: {log:?}");
+    let recovered = recover(log);
+    assert!(!recovered.sessions.contains_key(leaving_id.as_str()));
+    assert_eq!(payloads(&c.packets(staying)).len(), 1);
+}
+
+#[test]
+fn a_new_durable_session_writes_a_held_end_of_the_old_one_first() {
+    let mut c = journaled(2);
+    let id = id_on("again", 1, 2);
+    let old = c.connect(connect_packet(&id, V4, false));
+    c.subscribe(old, "$share/g/t", QoS::AtLeastOnce);
+    c.subscribe(old, "old/only", QoS::AtLeastOnce);
+    let staying = c.connect(connect_packet(&id_on("staying", 0, 2), V4, false));
+    c.subscribe(staying, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, true));
+    let mut log = c.settle_committed();
+    for pkid in 1..=2 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        log.extend(c.settle_committed());
+    }
+    let now = c.now();
+    c[1].closed(old.conn, now);
+    // Ended by a clean session, which goes; then a durable one, before shard 0 commits.
+    let clean = c.connect(connect_packet(&id, V4, true));
+    c[1].closed(clean.conn, now);
+    let _new = c.connect(connect_packet(&id, V4, false));
+    log.extend(c[1].take_records().0);
+    let end = log
+        .iter()
+        .position(|r| matches!(r, Record::SessionEnd { client_id } if **client_id == *id));
+    let open = log
+        .iter()
+        .rposition(|r| matches!(r, Record::SessionOpen { client_id, .. } if **client_id == *id));
+    assert!(end.is_some() && end < open, "{log:?}");
+    log.extend(c.settle_committed());
+    let recovered = recover(log);
+    assert!(
+        recovered.sessions[id.as_str()].subscriptions.is_empty(),
+        "the old session's subscriptions came back"
+    );
 }
