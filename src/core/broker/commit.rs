@@ -15,7 +15,9 @@
 //! token, and the shard it lands on answers [`ShardMsg::PassOnCommitted`] once its records
 //! are committed (a shard that passes it on again answers once the next one does). Token
 //! answers wait only for records and for the answer of the same message further on, never for
-//! a report, so they cannot wait in a circle. The same tokens carry the messages a leaving
+//! a report, so they cannot wait in a circle. A report waits only for the tokens of messages
+//! taken from the peer it goes to, and reports to different peers do not wait in line behind
+//! each other: one peer holding this shard's answers back (flow control) holds up no other. The same tokens carry the messages a leaving
 //! member of a group had not acknowledged to other shards: the member's record that it is
 //! done with one waits for the answer.
 
@@ -35,8 +37,11 @@ use crate::core::store::Record;
 pub(super) struct CommitMark {
     records: u64,
     peers: Vec<u64>,
-    /// Every pass-on token through this one must be answered.
+    /// For a report to a peer: every token through this one given to a message taken from
+    /// that peer must be answered (0: none).
     pass_ons: u64,
+    /// The peer such a report goes to.
+    report_to: usize,
 }
 
 impl CommitMark {
@@ -69,8 +74,12 @@ pub(super) struct PeerCommits {
     due: VecDeque<(CommitMark, usize, u64)>,
     /// Tokens given to messages taken from a peer and passed on, the last one first.
     last_pass_on: u64,
-    /// Of those, the ones not answered yet: reports wait for them.
-    open_pass_ons: BTreeSet<u64>,
+    /// Of those, the ones not answered yet, by the peer the message came from: reports to
+    /// that peer wait for them (and only those: a token held up by one peer holds up no
+    /// report to another).
+    open_pass_ons: BTreeSet<(usize, u64)>,
+    /// The peer each open token's message came from.
+    open_from: AHashMap<u64, usize>,
     /// Passed on again: the token it went on with -> (the peer it came from, its token there).
     relayed: AHashMap<u64, (usize, u64)>,
     /// Answers owed for messages passed on to this shard that landed here: (records that must
@@ -95,6 +104,7 @@ impl PeerCommits {
             due: VecDeque::new(),
             last_pass_on: 0,
             open_pass_ons: BTreeSet::new(),
+            open_from: AHashMap::new(),
             relayed: AHashMap::new(),
             landed: VecDeque::new(),
             held_removals: AHashMap::new(),
@@ -145,6 +155,7 @@ impl Broker {
                 records: self.journal_made,
                 peers: Vec::new(),
                 pass_ons: self.peer_commits.last_pass_on,
+                report_to: from,
             };
             self.peer_commits.due.push_back((mark, from, taken));
             self.release_committed();
@@ -163,7 +174,8 @@ impl Broker {
         commits.last_pass_on += 1;
         let token = commits.last_pass_on;
         if came_with == 0 {
-            commits.open_pass_ons.insert(token);
+            commits.open_pass_ons.insert((from, token));
+            commits.open_from.insert(token, from);
         } else {
             commits.relayed.insert(token, (from, came_with));
         }
@@ -241,7 +253,8 @@ impl Broker {
     /// Shard `from` answered for messages this shard passed on to it.
     pub(super) fn pass_ons_committed(&mut self, tokens: Vec<u64>) {
         for token in tokens {
-            if self.peer_commits.open_pass_ons.remove(&token) {
+            if let Some(from) = self.peer_commits.open_from.remove(&token) {
+                self.peer_commits.open_pass_ons.remove(&(from, token));
                 continue;
             }
             if let Some((peer, came_with)) = self.peer_commits.relayed.remove(&token) {
@@ -268,11 +281,13 @@ impl Broker {
 
     pub(super) fn reached(&self, mark: &CommitMark) -> bool {
         mark.records <= self.journal_committed
-            && self
-                .peer_commits
-                .open_pass_ons
-                .first()
-                .is_none_or(|&open| open > mark.pass_ons)
+            && (mark.pass_ons == 0
+                || self
+                    .peer_commits
+                    .open_pass_ons
+                    .range((mark.report_to, 0)..=(mark.report_to, mark.pass_ons))
+                    .next()
+                    .is_none())
             && mark
                 .peers
                 .iter()
@@ -298,14 +313,20 @@ impl Broker {
                 self.flush_queue.push(id);
             }
         }
-        while let Some((mark, peer, through)) = self.peer_commits.due.front() {
-            if !self.reached(mark) {
-                break;
-            }
-            let (peer, through) = (*peer, *through);
-            self.peer_commits.due.pop_front();
-            self.peer_commits.reported[peer] = through;
-            self.router.send_durable_ack(peer, through);
+        // In order per peer; a report still waiting holds up only later ones to its peer.
+        if !self.peer_commits.due.is_empty() {
+            let mut waiting = std::mem::take(&mut self.peer_commits.due);
+            let mut held = vec![false; self.peer_commits.reported.len()];
+            waiting.retain(|(mark, peer, through)| {
+                if held[*peer] || !self.reached(mark) {
+                    held[*peer] = true;
+                    return true;
+                }
+                self.peer_commits.reported[*peer] = *through;
+                self.router.send_durable_ack(*peer, *through);
+                false
+            });
+            self.peer_commits.due = waiting;
         }
         while let Some(&(records, peer, token)) = self.peer_commits.landed.front() {
             if records > self.journal_committed {

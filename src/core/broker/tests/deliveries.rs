@@ -636,3 +636,55 @@ fn a_new_durable_session_writes_a_held_end_of_the_old_one_first() {
         "the old session's subscriptions came back"
     );
 }
+
+#[test]
+fn a_pass_on_waiting_on_one_peer_holds_up_no_report_to_another() {
+    // Shard 1 passes a shared message from shard 0 on to shard 2, which does not commit:
+    // its report to shard 0 waits. A publisher on shard 3 writing to a durable subscriber on
+    // shard 1 gets its PUBACK all the same.
+    let mut c = journaled(4);
+    let away = c.connect(connect_packet(&id_on("away", 1, 4), V4, false));
+    c.subscribe(away, "$share/g/t", QoS::AtLeastOnce);
+    let live = c.connect(connect_packet(&id_on("live", 2, 4), V4, false));
+    c.subscribe(live, "$share/g/t", QoS::AtLeastOnce);
+    let durable = c.connect(connect_packet(&id_on("durable", 1, 4), V4, false));
+    c.subscribe(durable, "d", QoS::AtLeastOnce);
+    let shared_pub = c.connect(connect_packet(&id_on("shared-pub", 0, 4), V4, true));
+    let other_pub = c.connect(connect_packet(&id_on("other-pub", 3, 4), V4, true));
+    c.settle_committed();
+    go_away(&mut c, away);
+    c.packets(shared_pub);
+    c.packets(other_pub);
+    let committing = [0, 1, 3];
+    let rounds = |c: &mut Cluster| {
+        for _ in 0..6 {
+            for &shard in &committing {
+                commit_shard(c, shard);
+            }
+            c.exchange();
+        }
+    };
+    // Round robin: the second goes to shard 1 first, which passes it on to shard 2.
+    for pkid in 1..=2 {
+        c.send(
+            shared_pub,
+            publish_packet("t", b"s", QoS::AtLeastOnce, pkid),
+        );
+        rounds(&mut c);
+    }
+    assert!(c[2].has_records());
+    assert_eq!(
+        acks(&c.packets(shared_pub)),
+        0,
+        "shard 2 has committed nothing"
+    );
+    c.send(other_pub, publish_packet("d", b"x", QoS::AtLeastOnce, 1));
+    rounds(&mut c);
+    assert_eq!(
+        acks(&c.packets(other_pub)),
+        1,
+        "held up by a pass-on to another peer"
+    );
+    c.settle_committed();
+    assert_eq!(acks(&c.packets(shared_pub)), 2);
+}
