@@ -688,3 +688,35 @@ fn a_pass_on_waiting_on_one_peer_holds_up_no_report_to_another() {
     c.settle_committed();
     assert_eq!(acks(&c.packets(shared_pub)), 2);
 }
+
+#[test]
+fn a_message_rerouted_back_to_its_member_is_not_undone_by_its_held_removal() {
+    // Both members away once `leaving` goes: of its two messages, the second goes to shard 0
+    // first, finds no room and comes back to `leaving` itself, queued. Its removal from
+    // `leaving`, held until shard 0 answered, must not remove that new owing too.
+    let mut c = journaled(2);
+    let mut log = Vec::new();
+    let leaving_id = id_on("leaving", 1, 2);
+    let leaving = c.connect(connect_packet(&leaving_id, V4, false));
+    c.subscribe(leaving, "$share/g/t", QoS::AtLeastOnce);
+    let away = c.connect(connect_packet(&id_on("away", 0, 2), V4, false));
+    c.subscribe(away, "$share/g/t", QoS::AtLeastOnce);
+    let publisher = c.connect(connect_packet(&id_on("pub", 0, 2), V4, true));
+    log.extend(c.settle_committed());
+    go_away(&mut c, away);
+    for pkid in 1..=2 {
+        c.send(publisher, publish_packet("t", b"m", QoS::AtLeastOnce, pkid));
+        log.extend(c.settle_committed());
+    }
+    assert_eq!(payloads(&c.packets(leaving)).len(), 2);
+    let now = c.now();
+    c[1].closed(leaving.conn, now);
+    log.extend(c.settle_committed());
+    let recovered = recover(log);
+    let owed = |id: &str| recovered.sessions[id].owed.len();
+    assert_eq!(
+        owed(&leaving_id) + owed(&id_on("away", 0, 2)),
+        2,
+        "both messages still owed"
+    );
+}
