@@ -50,9 +50,6 @@ use super::spill_files::SpillFiles;
 use crate::config::Fsync;
 use crate::core::store::StoreSpace;
 
-/// A shard's records, framed (`Broker::take_journal`).
-type Frames = Bytes;
-
 /// While the store is over `--max-data-bytes`: how often a shard compacts to give room back.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 /// After a compaction failed (no room for the snapshot beside the log): the pause before the
@@ -198,7 +195,7 @@ impl ShardLog {
 
     /// Appends `frames` (the records made through `through`) until they are on disk, then
     /// commits them.
-    async fn append(&mut self, shard: &Rc<Shard>, frames: Frames, through: u64) {
+    async fn append(&mut self, shard: &Rc<Shard>, frames: Bytes, through: u64) {
         let at = self.len;
         self.len += frames.len() as u64;
         let records = through - std::mem::replace(&mut self.written_through, through);
@@ -260,10 +257,11 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
     let Some(compaction) = log.compaction.as_mut() else {
         return Ok(false);
     };
-    let step = compaction.step(shard, &mut log.spill).await;
-    if let Ok(Step::Going) = step {
-        return Ok(false);
-    }
+    let written = match compaction.step(shard, &mut log.spill).await {
+        Ok(Step::Going) => return Ok(false),
+        Ok(Step::Written(len)) => Ok(len),
+        Err(error) => Err(error),
+    };
     let compaction = log.compaction.take().expect("under way");
     let path = compaction.path.clone();
     let snapshot_len = compaction.snapshot_len();
@@ -275,14 +273,13 @@ async fn step_compaction(shard: &Rc<Shard>, log: &mut ShardLog) -> std::io::Resu
     );
     let closed = compaction.close().await;
     log.spill.release_removals().await;
-    let len = match (step, closed) {
-        (Ok(Step::Written(len)), Ok(())) => len,
-        (Err(error), _) | (_, Err(error)) => {
+    let len = match written.and_then(|len| closed.map(|()| len)) {
+        Ok(len) => len,
+        Err(error) => {
             let _ = glommio::io::remove(&path).await;
             compaction_failed(shard, log, &error);
             return Ok(false);
         }
-        (Ok(Step::Going), _) => unreachable!("returned above"),
     };
     log.compaction_failed = None;
     glommio::io::rename(&path, &log.path).await?;

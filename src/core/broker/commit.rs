@@ -186,19 +186,19 @@ impl Broker {
     /// (`reroute_shared`), 0 when there is none or nothing waits for it: the member's record
     /// that it is done with the message is held back until the message is on disk where it
     /// goes, so that a crash in between leaves it owed to the member, not lost.
+    /// Taking `rerouting` is what tells `reroute_shared` that the removal is held.
     pub(super) fn reroute_token(&mut self) -> u64 {
-        let Some((client_id, id)) = self.rerouting.take() else {
-            return 0;
-        };
         if self.journal.is_none() {
             return 0;
         }
+        let Some((client_id, id)) = self.rerouting.take() else {
+            return 0;
+        };
         let commits = &mut self.peer_commits;
         commits.last_pass_on += 1;
         let token = commits.last_pass_on;
         *commits.held_for.entry(client_id.clone()).or_default() += 1;
         commits.held_removals.insert(token, (client_id, id));
-        self.reroute_held = true;
         token
     }
 

@@ -139,9 +139,8 @@ pub struct Broker {
     /// A session that held publishers has drained (or gone): they may be read again.
     eased: bool,
     /// The leaving member's client id and the stored message being sent to other members
-    /// right now, and whether its removal was held back (see `reroute_token`).
+    /// right now; taken when its removal is held back (see `reroute_token`).
     rerouting: Option<(ByteString, u64)>,
-    reroute_held: bool,
     /// What the durable store must record, when persistence is on (see `journal`).
     journal: Option<journal::Journal>,
     /// Records made since the start, and how many of them are on disk.
@@ -213,7 +212,6 @@ impl Broker {
             parked: (0..shards).map(|_| VecDeque::new()).collect(),
             eased: false,
             rerouting: None,
-            reroute_held: false,
             journal: None,
             journal_made: 0,
             journal_committed: 0,

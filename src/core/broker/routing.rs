@@ -337,13 +337,17 @@ impl Broker {
             }
             // Back on this shard it gets a new id: a held removal of this one cannot undo it.
             self.last_stored = None;
-            self.reroute_held = false;
-            if let (Some(client_id), true) = (&client_id, delivery.stored != 0) {
-                self.rerouting = Some((client_id.clone(), delivery.stored));
-            }
+            let watched = match (&client_id, delivery.stored != 0) {
+                (Some(client_id), true) => {
+                    self.rerouting = Some((client_id.clone(), delivery.stored));
+                    true
+                }
+                _ => false,
+            };
             self.route_shared(&group, mask, &delivery.message, 0);
-            self.rerouting = None;
-            if self.reroute_held {
+            // `reroute_token` took it: the removal is held.
+            let held = watched && self.rerouting.take().is_none();
+            if held {
                 let id = delivery.stored;
                 removals
                     .retain(|e| !matches!(e, DeliveryEvent::Delivered { id: done } if *done == id));

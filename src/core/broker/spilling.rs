@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::journal::{plain_message_of, stored_message};
+use super::journal::{message_view, plain_message_of};
 use super::Broker;
 use crate::core::message::Message;
 use crate::core::sessions::SessionKey;
 use crate::core::spill::{SpillIndex, SpillIo, SpillRange};
-use crate::core::store::{scan, write_frame, Record};
+use crate::core::store::record::encode_message_record;
+use crate::core::store::{scan, write_frame_with, Record};
 
 /// A read of spilled messages on its way back.
 #[derive(Debug)]
@@ -175,11 +176,9 @@ impl Broker {
 /// snapshot of the log can take the frame as it is.
 fn frame(id: u64, message: &Message) -> Bytes {
     let mut out = BytesMut::new();
-    let record = Record::Message {
-        id,
-        message: stored_message(message),
-    };
-    match write_frame(&record, &mut out) {
+    match write_frame_with(&mut out, |out| {
+        encode_message_record(out, id, message_view(message))
+    }) {
         Ok(()) => out.freeze(),
         Err(error) => {
             // It was encoded into the log already, so this does not happen; if it did, the

@@ -52,17 +52,23 @@ impl Outbox {
 
     /// How many messages may leave with `committed` records on disk.
     pub fn releasable(&self, committed: u64) -> usize {
+        self.releasable_queued(committed) + self.acks()
+    }
+
+    /// Of the queue, how many may leave with `committed` records on disk.
+    fn releasable_queued(&self, committed: u64) -> usize {
         let front = self.pushed - self.queue.len() as u64;
-        let queued = match self.steps.iter().find(|&&(_, needs)| needs > committed) {
+        match self.steps.iter().find(|&&(_, needs)| needs > committed) {
             Some(&(first, _)) => first.saturating_sub(front) as usize,
             None => self.queue.len(),
-        };
-        queued + self.acks()
+        }
     }
 
     /// Up to `max` of the messages that may leave, oldest first (the acks before all).
     pub fn take(&mut self, max: usize, committed: u64) -> Vec<ShardMsg> {
-        let n = (self.releasable(committed) - self.acks()).min(max.saturating_sub(self.acks()));
+        let n = self
+            .releasable_queued(committed)
+            .min(max.saturating_sub(self.acks()));
         let ack = self
             .durable_ack
             .take()
